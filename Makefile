@@ -1,0 +1,10 @@
+.PHONY: install demo test bench
+
+install:
+	scripts/install
+
+demo:
+	scripts/demo
+
+test:
+	scripts/test
