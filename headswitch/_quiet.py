@@ -41,3 +41,31 @@ def import_tensorflow() -> ModuleType:
         import keras  # noqa: F401  (loads its C++ kernels while stderr is quiet)
     logging.getLogger("absl").setLevel(logging.ERROR)
     return tf
+
+
+@contextlib.contextmanager
+def native_stderr_quiet() -> Iterator[None]:
+    """For a whole CLI command: native code's writes to fd 2 (TensorFlow's C++ logging) go to
+    /dev/null while Python's ``sys.stderr`` keeps writing to the real stderr.
+
+    Set HEADSWITCH_DEBUG=1 to see everything.
+    """
+    if os.environ.get("HEADSWITCH_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    python_stderr = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding,
+                           errors="backslashreplace")
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        sys.stderr.close()
+        sys.stderr = python_stderr
+        os.close(saved)
+        os.close(devnull)

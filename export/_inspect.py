@@ -1,0 +1,114 @@
+"""``headswitch inspect``: what a base folder or one version holds, read from disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ._publish import TEMP_PREFIX, versions
+
+_DTYPES = {1: "float32", 2: "float64", 3: "int32", 7: "string", 9: "int64", 10: "bool"}
+
+
+class InspectError(Exception):
+    pass
+
+
+def _signatures(version_dir: Path) -> dict[str, Any]:
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    except Exception as e:
+        raise InspectError(f"{version_dir / 'saved_model.pb'} is not a SavedModel: {e}") from e
+    result: dict[str, Any] = {}
+    for meta in proto.meta_graphs:
+        if "serve" not in meta.meta_info_def.tags:
+            continue
+        for name, sig in sorted(meta.signature_def.items()):
+            if name.startswith("__"):
+                continue
+
+            def describe(tensors: Any) -> dict[str, str]:
+                return {k: f"{_DTYPES.get(v.dtype, str(v.dtype))}"
+                        f"{[d.size for d in v.tensor_shape.dim]}" for k, v in sorted(tensors.items())}
+
+            result[name] = {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+    return result
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def inspect_export(path: str | Path) -> dict[str, Any]:
+    """Versions, signatures, tasks and sizes of ``BASE`` (newest version) or ``BASE/VERSION``."""
+    path = Path(path)
+    if not path.exists():
+        raise InspectError(f"{path} does not exist")
+    if (path / "saved_model.pb").is_file():
+        base, chosen = path.parent, path
+    else:
+        base = path
+        found = versions(base)
+        if not found:
+            raise InspectError(f"{path} holds no numbered version folders with a SavedModel")
+        chosen = base / str(found[-1])
+    listed = []
+    for v in versions(base):
+        folder = base / str(v)
+        listed.append({"version": v, "bytes": _size(folder),
+                       "complete": (folder / "saved_model.pb").is_file()})
+    info: dict[str, Any] = {
+        "base": str(base),
+        "versions": listed,
+        "temporary_folders": sorted(p.name for p in base.iterdir()
+                                    if p.name.startswith(TEMP_PREFIX)),
+        "version": int(chosen.name) if chosen.name.isdigit() else None,
+        "path": str(chosen),
+        "bytes": _size(chosen),
+        "signatures": _signatures(chosen),
+        "warmup": (chosen / "assets.extra" / "tf_serving_warmup_requests").is_file(),
+    }
+    manifest = chosen / "assets.extra" / "headswitch.json"
+    if manifest.is_file():
+        info["manifest"] = json.loads(manifest.read_text())
+    return info
+
+
+def render_inspection(info: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    from ._report import human_bytes
+
+    versions_table = Table(title=f"Versions in {info['base']}", title_justify="left")
+    for column in ("version", "size", "complete"):
+        versions_table.add_column(column)
+    for v in info["versions"]:
+        versions_table.add_row(str(v["version"]), human_bytes(v["bytes"]),
+                               "yes" if v["complete"] else "NO")
+    console.print(versions_table)
+    if info["temporary_folders"]:
+        console.print(f"unpublished temporary folders (ignored by TF Serving): "
+                      f"{', '.join(info['temporary_folders'])}")
+    sigs = Table(title=f"Signatures of {info['path']}", title_justify="left")
+    for column in ("signature", "inputs", "outputs"):
+        sigs.add_column(column)
+    for name, sig in info["signatures"].items():
+        sigs.add_row(name, "\n".join(f"{k}: {v}" for k, v in sig["inputs"].items()),
+                     "\n".join(f"{k}: {v}" for k, v in sig["outputs"].items()))
+    console.print(sigs)
+    manifest = info.get("manifest")
+    if manifest:
+        tasks = Table(title=f"Tasks (TensorFlow {manifest['tensorflow_version']}, split at "
+                      f"{manifest['backbone']['split_layer']!r})", title_justify="left")
+        for column in ("id", "task", "labels", "activation", "head"):
+            tasks.add_column(column)
+        for t in manifest["tasks"]:
+            labels = ", ".join(t["labels"][:8]) + (", …" if len(t["labels"]) > 8 else "")
+            tasks.add_row(str(t["id"]), t["name"], labels, t["activation"], t["head"])
+        console.print(tasks)
+        console.print(f"verified: max |merged - original| = "
+                      f"{manifest['verification']['max_abs_diff']:.2e}")

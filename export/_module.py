@@ -1,0 +1,307 @@
+"""The task-switching tf.Module: one backbone call, then each example's own head.
+
+Signatures (every input rank 1 so TF Serving's batcher can concatenate requests):
+    serving_default(text: string[b], task_id: int32[b])
+    by_name(text: string[b], task: string[b])
+    tasks(unused: int32[b])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ._heads import DenseChainHead, GenericHead, Head
+
+SIGNATURE_IDS = "serving_default"
+SIGNATURE_NAMES = "by_name"
+SIGNATURE_TASKS = "tasks"
+PREDICT_OUTPUTS = ("scores", "num_classes", "labels", "top_label", "top_score")
+TASKS_OUTPUTS = ("task_id", "name", "num_classes", "labels", "activation")
+_MAX_NAMES_IN_ERRORS = 20
+
+
+@dataclasses.dataclass
+class TaskEntry:
+    task_id: int
+    name: str
+    labels: list[str]
+    head: Head
+
+    @property
+    def activation(self) -> str:
+        return self.head.activation
+
+
+def keras_state(tf: Any, model: Any) -> tuple[list[Any], list[Any]]:
+    """The tf.Variables and lookup-table resources a Keras model's call captures.
+
+    Modules track these rather than the Keras model itself: a tracked Keras model would save
+    its own traced call functions too, doubling the graph in saved_model.pb.
+    """
+    from tensorflow.saved_model.experimental import TrackableResource
+
+    variables = [getattr(w, "value", w) for w in model.weights]
+    resources = [t for t in tf.train.TrackableView(model).descendants()
+                 if isinstance(t, TrackableResource)]
+    return variables, resources
+
+
+def _activation(tf: Any, name: str, z: Any, valid: Any | None) -> Any:
+    if name == "softmax":
+        if valid is not None:
+            z = tf.where(valid, z, tf.constant(-np.inf, z.dtype))
+        return tf.nn.softmax(z, axis=-1)
+    if name == "linear":
+        return z
+    functions = {
+        "relu": tf.nn.relu, "sigmoid": tf.math.sigmoid, "tanh": tf.math.tanh, "elu": tf.nn.elu,
+        "selu": tf.nn.selu, "softplus": tf.math.softplus, "softsign": tf.math.softsign,
+        "swish": tf.nn.silu, "silu": tf.nn.silu, "exponential": tf.math.exp,
+        "gelu": lambda x: tf.nn.gelu(x, approximate=False),
+    }
+    return functions[name](z)
+
+
+def _build_stacked_group(tf: Any, heads: list[DenseChainHead]) -> Any:
+    class StackedDenseHeads(tf.Module):
+        """Dense-chain heads of one shape, stacked: each example gathers its own weights."""
+
+        def __init__(self) -> None:
+            super().__init__(name="stacked_heads")
+            depth = len(heads[0].steps)
+            self.width = max(h.width for h in heads)
+            self.kernels = []
+            self.biases = []
+            for i in range(depth):
+                last = i == depth - 1
+                out = self.width if last else heads[0].steps[i].kernel.shape[1]
+                k = np.zeros((len(heads), heads[0].steps[i].kernel.shape[0], out), np.float32)
+                b = np.zeros((len(heads), out), np.float32)
+                for j, head in enumerate(heads):
+                    step = head.steps[i]
+                    k[j, :, : step.kernel.shape[1]] = step.kernel
+                    b[j, : step.bias.shape[0]] = step.bias
+                self.kernels.append(tf.Variable(k, trainable=False, name=f"kernel_{i}"))
+                self.biases.append(tf.Variable(b, trainable=False, name=f"bias_{i}"))
+            self.hidden_activations = [s.activation for s in heads[0].steps[:-1]]
+            finals = [h.activation for h in heads]
+            self.final_kinds = sorted(set(finals))
+            self.final_kind_of = tf.constant([self.final_kinds.index(a) for a in finals], tf.int32)
+            widths = [h.width for h in heads]
+            self.ragged = len(set(widths)) > 1
+            self.widths = tf.constant(widths, tf.int32)
+
+        def __call__(self, features: Any, local: Any) -> Any:
+            h = features
+            for i in range(len(self.kernels)):
+                w = tf.gather(self.kernels[i], local)
+                h = tf.einsum("bi,bio->bo", h, w) + tf.gather(self.biases[i], local)
+                if i < len(self.hidden_activations):
+                    h = _activation(tf, self.hidden_activations[i], h, None)
+            valid = None
+            if self.ragged and "softmax" in self.final_kinds:
+                valid = tf.sequence_mask(tf.gather(self.widths, local), self.width)
+            if len(self.final_kinds) == 1:
+                return _activation(tf, self.final_kinds[0], h, valid)
+            kind = tf.gather(self.final_kind_of, local)
+            out = h
+            for index, name in enumerate(self.final_kinds):
+                if name != "linear":
+                    out = tf.where(tf.equal(kind, index)[:, None],
+                                   _activation(tf, name, h, valid), out)
+            return out
+
+    return StackedDenseHeads()
+
+
+def _build_generic_group(tf: Any, heads: list[GenericHead]) -> Any:
+    class GenericHeads(tf.Module):
+        """Heads of any structure: each task present in the batch runs on its examples."""
+
+        def __init__(self) -> None:
+            super().__init__(name="generic_heads")
+            self.width = max(h.width for h in heads)
+            models = [h.model for h in heads]
+            self._models = lambda: models  # called through a closure, not tracked
+            self._variables, self._resources = [], []
+            for model in models:
+                variables, resources = keras_state(tf, model)
+                self._variables += variables
+                self._resources += resources
+            self._squeeze = [h.squeeze for h in heads]
+            self._widths = [h.width for h in heads]
+
+        def _branch(self, index: int, features: Any) -> Any:
+            y = tf.cast(self._models()[index](features, training=False), tf.float32)
+            if self._squeeze[index]:
+                y = y[:, None]
+            return tf.pad(y, [[0, 0], [0, self.width - self._widths[index]]])
+
+        def __call__(self, features: Any, local: Any) -> Any:
+            present = tf.unique(local).y
+            out = tf.zeros([tf.shape(features)[0], self.width], tf.float32)
+
+            def body(i: Any, out: Any) -> Any:
+                task = present[i]
+                rows = tf.where(tf.equal(local, task))
+                subset = tf.gather_nd(features, rows)
+                branches = [lambda k=k: self._branch(k, subset) for k in range(len(self._models()))]
+                y = tf.switch_case(task, branches)
+                return i + 1, tf.tensor_scatter_nd_update(out, rows, y)
+
+            _, out = tf.while_loop(lambda i, _: i < tf.size(present), body, [0, out])
+            return out
+
+    return GenericHeads()
+
+
+def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
+    """The tf.Module to save: the backbone once, the heads grouped and stacked."""
+    from headswitch._quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    n = len(tasks)
+    width = max(t.head.width for t in tasks)
+    names = [t.name for t in tasks]
+
+    # Group heads: one group per stackable shape, one group for everything else.
+    keys: list[tuple[Any, ...]] = []
+    members: list[list[int]] = []
+    for t in tasks:
+        key = t.head.shape_key
+        if key not in keys:
+            keys.append(key)
+            members.append([])
+        members[keys.index(key)].append(t.task_id)
+    group_of = np.zeros(n, np.int32)
+    index_in_group = np.zeros(n, np.int32)
+    for g, ids in enumerate(members):
+        for j, task_id in enumerate(ids):
+            group_of[task_id] = g
+            index_in_group[task_id] = j
+
+    labels = np.full((n, width), "", dtype=object)
+    for t in tasks:
+        labels[t.task_id, : len(t.labels)] = t.labels
+    shown = ", ".join(names[:_MAX_NAMES_IN_ERRORS]) + (", ..." if n > _MAX_NAMES_IN_ERRORS else "")
+
+    class TaskSwitch(tf.Module):
+        def __init__(self) -> None:
+            super().__init__(name="headswitch")
+            self._backbone_variables, self._backbone_resources = keras_state(tf, backbone)
+            self.groups = []
+            for key, ids in zip(keys, members):
+                heads = [tasks[i].head for i in ids]
+                self.groups.append(_build_generic_group(tf, heads) if key == ("generic",)
+                                   else _build_stacked_group(tf, heads))
+            self.num_tasks = n
+            self.width = width
+            self._labels = tf.constant(labels.astype(str).tolist(), tf.string)
+            self._num_classes = tf.constant([t.head.width for t in tasks], tf.int32)
+            self._names = tf.constant(names, tf.string)
+            self._activations = tf.constant([t.activation for t in tasks], tf.string)
+            self._group_of = tf.constant(group_of)
+            self._index_in_group = tf.constant(index_in_group)
+            self._name_to_id = tf.lookup.StaticHashTable(
+                tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(names, tf.string), tf.range(n, dtype=tf.int32)),
+                default_value=-1)
+
+        def _check_lengths(self, text: Any, task: Any, task_input: str) -> list[Any]:
+            size = tf.size(text)
+            return [
+                tf.debugging.Assert(size > 0, ["empty batch: 'text' has no elements"]),
+                tf.debugging.Assert(tf.equal(size, tf.size(task)), [
+                    f"'text' and '{task_input}' must have the same length; got",
+                    size, f"texts and", tf.size(task), f"{task_input} values"]),
+            ]
+
+        def _heads(self, features: Any, task_id: Any) -> Any:
+            if len(self.groups) == 1:
+                return self._pad(self.groups[0](features, task_id), self.groups[0].width)
+            group = tf.gather(self._group_of, task_id)
+            local = tf.gather(self._index_in_group, task_id)
+            positions = tf.dynamic_partition(tf.range(tf.size(task_id)), group, len(self.groups))
+            parts_f = tf.dynamic_partition(features, group, len(self.groups))
+            parts_l = tf.dynamic_partition(local, group, len(self.groups))
+            outs = [self._pad(g(f, l), g.width)
+                    for g, f, l in zip(self.groups, parts_f, parts_l)]
+            return tf.dynamic_stitch(positions, outs)
+
+        def _pad(self, scores: Any, group_width: int) -> Any:
+            if group_width == self.width:
+                return scores
+            return tf.pad(scores, [[0, 0], [0, self.width - group_width]])
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
+                                      tf.TensorSpec([None], tf.int32)])
+        def _predict(self, text: Any, task_id: Any) -> dict[str, Any]:
+            """Shared by both predict signatures, so saved_model.pb holds the graph once."""
+            features = backbone(text, training=False)
+            scores = self._heads(features, task_id)
+            num_classes = tf.gather(self._num_classes, task_id)
+            valid = tf.sequence_mask(num_classes, self.width)
+            scores = tf.where(valid, scores, tf.zeros_like(scores))
+            labels = tf.gather(self._labels, task_id)
+            top = tf.argmax(tf.where(valid, scores, tf.constant(-np.inf, tf.float32)), axis=1,
+                            output_type=tf.int32)
+            return {
+                "scores": scores,
+                "num_classes": num_classes,
+                "labels": labels,
+                "top_label": tf.gather(labels, top, batch_dims=1),
+                "top_score": tf.gather(scores, top, batch_dims=1),
+            }
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                      tf.TensorSpec([None], tf.int32, name="task_id")])
+        def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
+            bad = tf.logical_or(task_id < 0, task_id >= self.num_tasks)
+            checks = self._check_lengths(text, task_id, "task_id") + [
+                tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
+                    f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got",
+                    tf.boolean_mask(task_id, bad)]),
+            ]
+            with tf.control_dependencies(checks):
+                task_id = tf.identity(task_id)
+            return self._predict(text, task_id)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                      tf.TensorSpec([None], tf.string, name="task")])
+        def by_name(self, text: Any, task: Any) -> dict[str, Any]:
+            task_id = self._name_to_id.lookup(task)
+            bad = task_id < 0
+            checks = self._check_lengths(text, task, "task") + [
+                tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
+                    "unknown task name:", tf.boolean_mask(task, bad),
+                    f"valid names ({n} tasks): {shown}"]),
+            ]
+            with tf.control_dependencies(checks):
+                task_id = tf.identity(task_id)
+            return self._predict(text, task_id)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="unused")])
+        def tasks(self, unused: Any) -> dict[str, Any]:
+            rows = tf.size(unused)
+
+            def tile(value: Any) -> Any:
+                multiples = tf.concat([[rows], tf.ones([tf.rank(value)], tf.int32)], 0)
+                return tf.tile(value[None], multiples)
+
+            return {
+                "task_id": tile(tf.range(self.num_tasks, dtype=tf.int32)),
+                "name": tile(self._names),
+                "num_classes": tile(self._num_classes),
+                "labels": tile(self._labels),
+                "activation": tile(self._activations),
+            }
+
+    return TaskSwitch()
+
+
+def signatures(module: Any) -> dict[str, Any]:
+    return {SIGNATURE_IDS: module.serving_default, SIGNATURE_NAMES: module.by_name,
+            SIGNATURE_TASKS: module.tasks}

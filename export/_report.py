@@ -1,0 +1,58 @@
+"""Human-readable report tables for an export (``--json`` prints ExportReport.to_dict())."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._exporter import ExportReport
+
+MAX_TASK_ROWS = 25
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def render(report: ExportReport, console: Any) -> None:
+    from rich.table import Table
+
+    tasks = Table(title=f"Tasks in {report.path} (model {report.model_name!r}, version "
+                  f"{report.version})", title_justify="left")
+    for column in ("id", "task", "labels", "activation", "head", "max |diff|"):
+        tasks.add_column(column, justify="right" if column in ("id", "max |diff|") else "left")
+    shown = report.tasks
+    if len(shown) > MAX_TASK_ROWS:
+        shown = shown[: MAX_TASK_ROWS - 5] + shown[-5:]
+    for i, t in enumerate(shown):
+        if len(report.tasks) > MAX_TASK_ROWS and i == MAX_TASK_ROWS - 5:
+            tasks.add_row("…", f"{len(report.tasks) - MAX_TASK_ROWS + 1} more", "", "", "", "")
+        labels = ", ".join(t.labels[:6]) + (", …" if len(t.labels) > 6 else "")
+        tasks.add_row(str(t.task_id), t.name, labels, t.activation, t.head,
+                      f"{t.max_abs_diff:.1e}")
+    console.print(tasks)
+
+    summary = Table(title="Export summary", title_justify="left")
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    stacked = sum(t.head == "stacked" for t in report.tasks)
+    merged_floor = report.backbone_bytes + report.heads_bytes
+    rows = [
+        ("tasks", f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
+        ("split layer", f"{report.split_layer} ({report.split_mode})"),
+        ("worst |merged - original|", f"{report.max_abs_diff:.2e} (limit 1e-05)"),
+        ("original .keras files", human_bytes(report.originals_bytes)),
+        ("merged SavedModel", human_bytes(report.merged_bytes)),
+        ("  merged / originals", f"{report.merged_bytes / max(report.originals_bytes, 1):.3f}"),
+        ("backbone alone (SavedModel)", human_bytes(report.backbone_bytes)),
+        ("heads (weights)", human_bytes(report.heads_bytes)),
+        ("  merged / (backbone + heads)", f"{report.merged_bytes / max(merged_floor, 1):.3f}"),
+        ("TensorFlow", report.tensorflow_version),
+        ("time", f"{report.seconds:.1f} s"),
+    ]
+    for name, value in rows:
+        summary.add_row(name, value)
+    console.print(summary)

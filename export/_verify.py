@@ -1,0 +1,117 @@
+"""Checking the merged SavedModel against the original models before it is published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._errors import ExportError
+from ._graph import vocabularies
+
+ATOL = 1e-5
+
+
+def probe_texts(backbone_ops: list[Any], seed: int = 0) -> list[str]:
+    """Texts that exercise the backbone: vocabulary words, an empty text, odd characters
+    and a very long text."""
+    words: list[str] = []
+    for op in backbone_ops:
+        for vocab in vocabularies(op):
+            words = [w for w in vocab if w and not w.startswith("[")]
+            if words:
+                break
+        if words:
+            break
+    if not words:
+        words = "the quick brown fox jumps over the lazy dog".split()
+    rng = np.random.default_rng(seed)
+
+    def sentence(n: int) -> str:
+        return " ".join(str(w) for w in rng.choice(words, size=n))
+
+    return [
+        sentence(1), sentence(4), sentence(12).upper(), sentence(30),
+        "", "   ", "zzqxj unknown-word!!! 12345",
+        "¡Hola! ¿Qué tal? café — 東京 👍",
+        sentence(4000),
+    ]
+
+
+def original_outputs(model: Any, texts: list[str], path: Path) -> np.ndarray:
+    """The original model's output on ``texts`` as float32 [len(texts), width]."""
+    import tensorflow as tf
+
+    rank = len(model.inputs[0].shape)
+    batch = tf.constant(texts, tf.string)
+    if rank == 2:
+        batch = batch[:, None]
+    try:
+        out = model(batch, training=False)
+    except Exception as e:
+        raise ExportError(f"{path}: the model fails on probe texts: {e}") from e
+    out = np.asarray(out, dtype=np.float32)
+    if out.ndim == 1:
+        out = out[:, None]
+    if not np.all(np.isfinite(out)):
+        raise ExportError(f"{path}: the original model returns non-finite values on probe texts "
+                          "(for example the empty text)", hint="check masking/pooling in the model")
+    return out
+
+
+def check_merged(saved: Path, names: list[str], expected: list[np.ndarray], texts: list[str],
+                 seed: int = 0) -> list[float]:
+    """Run one mixed-task batch through both predict signatures of the saved model; return the
+    worst absolute difference per task and raise if any exceeds ATOL."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved))
+    n, p = len(names), len(texts)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n * p)
+    task_of = (order // p).astype(np.int32)
+    text_of = order % p
+    batch_text = tf.constant([texts[i] for i in text_of], tf.string)
+    worst = np.zeros(n, np.float64)
+    results = {
+        "serving_default": loaded.signatures["serving_default"](
+            text=batch_text, task_id=tf.constant(task_of)),
+        "by_name": loaded.signatures["by_name"](
+            text=batch_text, task=tf.constant([names[t] for t in task_of], tf.string)),
+    }
+    for signature, out in results.items():
+        scores = out["scores"].numpy()
+        num_classes = out["num_classes"].numpy()
+        for row, (t, q) in enumerate(zip(task_of, text_of)):
+            want = expected[t][q]
+            if num_classes[row] != want.shape[0]:
+                raise ExportError(f"verification failed ({signature}): task {names[t]!r} reports "
+                                  f"{num_classes[row]} classes, the original has {want.shape[0]}")
+            got = scores[row, : want.shape[0]]
+            diff = float(np.max(np.abs(got.astype(np.float64) - want)))
+            if not np.isfinite(diff):
+                diff = np.inf
+            worst[t] = max(worst[t], diff)
+            if np.any(scores[row, want.shape[0]:] != 0):
+                raise ExportError(f"verification failed ({signature}): task {names[t]!r} has "
+                                  "non-zero padding in 'scores'")
+    bad = [(names[t], worst[t]) for t in range(n) if not worst[t] <= ATOL]
+    if bad:
+        listed = ", ".join(f"{name} ({diff:.3g})" for name, diff in bad[:10])
+        raise ExportError(f"verification failed: the merged model differs from the originals "
+                          f"by more than {ATOL} for {len(bad)} task(s): {listed}",
+                          hint="this is a headswitch bug; please report it with the models")
+    return [float(w) for w in worst]
+
+
+def replay_warmup(saved: Path, records: list[Any]) -> None:
+    """Run every warmup PredictRequest through the saved model, as TF Serving does at load."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved))
+    for record in records:
+        request = record.predict_log.request
+        signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+        signature(**{k: tf.constant(v) for k, v in inputs.items()})

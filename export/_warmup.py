@@ -1,0 +1,48 @@
+"""TF Serving warmup records: ``assets.extra/tf_serving_warmup_requests``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def warmup_records(model_name: str, task_names: list[str], texts: list[str]) -> list[Any]:
+    """PredictionLogs for every signature, at batch size 1 and a small mixed batch."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    n = len(task_names)
+    sample = [t for t in texts if len(t) < 200] or ["hello"]
+    records = []
+
+    def add(signature: str, inputs: dict[str, Any]) -> None:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model_name
+        request.model_spec.signature_name = signature
+        for key, value in inputs.items():
+            request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+        records.append(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=request)))
+
+    for size in (1, 8):
+        texts_b = np.array([sample[i % len(sample)] for i in range(size)], dtype=object)
+        ids = np.array([i % n for i in range(size)], dtype=np.int32)
+        add("serving_default", {"text": texts_b, "task_id": ids})
+        add("by_name", {"text": texts_b,
+                        "task": np.array([task_names[i] for i in ids], dtype=object)})
+    add("tasks", {"unused": np.zeros(1, np.int32)})
+    return records
+
+
+def write_warmup(assets_extra: Path, records: list[Any]) -> Path:
+    import tensorflow as tf
+
+    assets_extra.mkdir(parents=True, exist_ok=True)
+    path = assets_extra / WARMUP_FILE
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record.SerializeToString())
+    return path

@@ -1,0 +1,5 @@
+import sys
+
+from headswitch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""The ``headswitch`` command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    from headswitch import __version__
+    from headswitch.examples import _cli as examples_cli
+    from headswitch.export import _cli as export_cli
+
+    parser = argparse.ArgumentParser(
+        prog="headswitch",
+        description="Serve many task heads on one shared backbone as one TensorFlow SavedModel.")
+    parser.add_argument("--version", action="version", version=f"headswitch {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    examples_cli.register(sub)
+    export_cli.register(sub)
+    try:
+        from headswitch.serving import _cli as serving_cli
+    except ImportError:
+        pass
+    else:
+        serving_cli.register(sub)
+    return parser
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command != "serve":  # the server drains on SIGTERM itself
+        signal.signal(signal.SIGTERM, _terminate)  # clean up temporary folders on kill
+    from headswitch._quiet import native_stderr_quiet
+
+    try:
+        with native_stderr_quiet():
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
