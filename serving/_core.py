@@ -1,0 +1,198 @@
+"""What both front ends share (``ServerCore`` plus the predict / metadata / status
+implementations): model versions, batching, warmup and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+import numpy as np
+
+from ._batching import BatchingSession, BatchScheduler
+from ._config import BatchingOptions, ModelConfig
+from ._errors import ServingError, invalid_argument
+from ._manager import ModelManager, VersionStatus
+from ._metrics import Metrics
+from ._servable import Prediction, Servable, load_servable, run_predict
+from ._tensors import proto_to_array, to_proto
+from ._warmup import run_warmup
+
+_log = logging.getLogger(__name__)
+
+SIGNATURE_DEF_FIELD = "signature_def"
+_STATE_ENUM = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
+
+
+class ServingCore:
+    def __init__(
+        self,
+        configs: list[ModelConfig],
+        *,
+        batching: BatchingOptions | None,
+        poll_seconds: float,
+        max_load_retries: int,
+        load_retry_interval: float,
+        enable_warmup: bool = True,
+    ) -> None:
+        self.metrics = Metrics()
+        self.scheduler = BatchScheduler(batching, self.metrics) if batching is not None else None
+        self.enable_warmup = enable_warmup
+        self.manager = ModelManager(
+            configs, self._load, self._unload, poll_seconds, max_load_retries, load_retry_interval
+        )
+
+    # ---------------------------------------------------------------- load / unload
+
+    def _load(self, config: ModelConfig, version: int, path: str) -> Servable:
+        try:
+            servable = load_servable(config.name, version, path)
+        except ServingError as exc:
+            self.metrics.load_attempt_count.labels(path, exc.code_name).inc()
+            raise
+        try:
+            if self.scheduler is not None:
+                batching = BatchingSession(self.scheduler, servable)
+                servable.runner = batching.run
+                servable.batching = batching
+            if self.enable_warmup:
+                run_warmup(path, lambda request: self._warmup_one(servable, request))
+        except BaseException as exc:
+            self._unload(servable)
+            code = exc.code_name if isinstance(exc, ServingError) else "UNKNOWN"
+            self.metrics.load_attempt_count.labels(path, code).inc()
+            raise
+        self.metrics.load_attempt_count.labels(path, "success").inc()
+        return servable
+
+    def _warmup_one(self, servable: Servable, request: Any) -> None:
+        """One warmup record, run like TF Serving's warmup ``RunPredict`` (its runtime latency
+        is recorded under the model name the record carries)."""
+        self.predict_arrays(
+            servable,
+            request.model_spec.name,
+            request.model_spec.signature_name,
+            dict(request.inputs),
+            proto_to_array,
+            list(request.output_filter),
+        )
+
+    def _unload(self, servable: Servable) -> None:
+        if servable.batching is not None:
+            servable.batching.close()
+        servable.close()
+
+    def start(self, timeout: float | None) -> None:
+        self.manager.start()
+        self.manager.wait_initial(timeout)
+
+    def stop(self) -> None:
+        self.manager.stop()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+
+    # ---------------------------------------------------------------- requests
+
+    @contextmanager
+    def servable(self, model_spec: Any) -> Iterator[Servable]:
+        """The servable a ``ModelSpec`` asks for (``ServableRequestFromModelSpec``)."""
+        choice = model_spec.WhichOneof("version_choice")
+        version = int(model_spec.version.value) if choice == "version" else None
+        label = str(model_spec.version_label) if choice == "version_label" else None
+        with self.manager.acquire(model_spec.name, version, label) as servable:
+            yield servable
+
+    def predict_arrays(
+        self,
+        servable: Servable,
+        model_name: str,
+        signature_name: str,
+        inputs: dict[str, Any],
+        to_array: Any,
+        output_filter: list[str],
+    ) -> Prediction:
+        def on_runtime(micros: float) -> None:
+            self.metrics.runtime_latency.labels(model_name, "Predict", "TF1").observe(micros)
+
+        return run_predict(servable, signature_name, inputs, to_array, output_filter, on_runtime)
+
+    def predict(self, request: Any) -> Any:
+        """``PredictionService.Predict`` (gRPC semantics)."""
+        from tensorflow_serving.apis import predict_pb2
+
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        with self.servable(request.model_spec) as servable:
+            result = self.predict_arrays(
+                servable,
+                request.model_spec.name,
+                request.model_spec.signature_name,
+                dict(request.inputs),
+                proto_to_array,
+                list(request.output_filter),
+            )
+            response = predict_pb2.PredictResponse()
+            spec = response.model_spec
+            spec.name = request.model_spec.name
+            spec.signature_name = result.signature_name
+            spec.version.value = servable.version
+        for alias, value in result.outputs.items():
+            response.outputs[alias].CopyFrom(to_proto(np.asarray(value)))
+        return response
+
+    def get_model_metadata(self, request: Any) -> Any:
+        """``PredictionService.GetModelMetadata``."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        if not request.metadata_field:
+            raise invalid_argument(
+                "GetModelMetadataRequest must specify at least one metadata_field"
+            )
+        for field in request.metadata_field:
+            if field != SIGNATURE_DEF_FIELD:
+                raise invalid_argument(f"Metadata field {field} is not supported")
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        with self.servable(request.model_spec) as servable:
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for key, signature in servable.signature_defs.items():
+                signature_map.signature_def[key].CopyFrom(signature)
+            response.model_spec.name = servable.name
+            response.model_spec.version.value = servable.version
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
+
+    def get_model_status(self, request: Any) -> Any:
+        """``ModelService.GetModelStatus`` (a version label is ignored, as upstream)."""
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        spec = request.model_spec
+        version = (
+            int(spec.version.value) if spec.WhichOneof("version_choice") == "version" else None
+        )
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number, status in self.manager.status(spec.name, version):
+            _add_status(response, number, status)
+        return response
+
+    def record(
+        self, model_name: str, api: str, entrypoint: str, error: ServingError | None, started: float
+    ) -> None:
+        status = "OK" if error is None else error.code_name
+        self.metrics.record_request(
+            model_name, api, entrypoint, status, (time.perf_counter() - started) * 1e6
+        )
+
+
+def _add_status(response: Any, version: int, status: VersionStatus) -> None:
+    entry = response.model_version_status.add()
+    entry.version = version
+    entry.state = _STATE_ENUM[status.state]
+    entry.status.error_code = status.code.value[0] if status.code != grpc.StatusCode.OK else 0
+    entry.status.error_message = status.message
