@@ -26,6 +26,7 @@ MANIFEST_FILE = "headswitch.json"
 FORMAT_VERSION = 1
 
 Progress = Callable[[int, int, str], None]
+_GC_EVERY = 16  # models loaded between garbage collections: bounds memory, keeps export fast
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +228,8 @@ def export_models(
         source_info.append((_sources.sha256(source.path), source.path.stat().st_size))
         if index:
             del model
-            gc.collect()
+            if index % _GC_EVERY == 0:
+                gc.collect()  # Keras models hold reference cycles; a full collection is slow
         if progress:
             progress(index + 1, total, source.name)
 

@@ -39,7 +39,8 @@ class DenseChainHead:
 
     @property
     def shape_key(self) -> tuple[Any, ...]:
-        """Heads with equal keys stack: same input width, same hidden layers."""
+        """Heads with equal keys stack: same input width and hidden layers. The output width
+        and the final activation may differ."""
         hidden = tuple((int(s.kernel.shape[1]), s.activation) for s in self.steps[:-1])
         return ("dense", int(self.steps[0].kernel.shape[0]), hidden)
 

@@ -49,10 +49,8 @@ def keras_state(tf: Any, model: Any) -> tuple[list[Any], list[Any]]:
     return variables, resources
 
 
-def _activation(tf: Any, name: str, z: Any, valid: Any | None) -> Any:
+def _activation(tf: Any, name: str, z: Any) -> Any:
     if name == "softmax":
-        if valid is not None:
-            z = tf.where(valid, z, tf.constant(-np.inf, z.dtype))
         return tf.nn.softmax(z, axis=-1)
     if name == "linear":
         return z
@@ -67,59 +65,77 @@ def _activation(tf: Any, name: str, z: Any, valid: Any | None) -> Any:
 
 def _build_stacked_group(tf: Any, heads: list[DenseChainHead]) -> Any:
     class StackedDenseHeads(tf.Module):
-        """Dense-chain heads of one shape, stacked: each example gathers its own weights."""
+        """Dense-chain heads with the same hidden layers, stacked.
+
+        Hidden layers are stacked as [tasks, in, out]. Output layers, whose widths differ, are
+        stored exactly as one row per output column of every task ([sum of widths + 1, in]; the
+        last row is zero) and each example gathers its own task's rows. Nothing is padded on
+        disk, and the work per example does not depend on the number of tasks.
+        """
+
+        subset_only = False  # cheap enough to run on the whole batch
 
         def __init__(self) -> None:
             super().__init__(name="stacked_heads")
-            depth = len(heads[0].steps)
+            hidden = len(heads[0].steps) - 1
             self.width = max(h.width for h in heads)
-            self.kernels = []
-            self.biases = []
-            for i in range(depth):
-                last = i == depth - 1
-                out = self.width if last else heads[0].steps[i].kernel.shape[1]
-                k = np.zeros((len(heads), heads[0].steps[i].kernel.shape[0], out), np.float32)
-                b = np.zeros((len(heads), out), np.float32)
-                for j, head in enumerate(heads):
-                    step = head.steps[i]
-                    k[j, :, : step.kernel.shape[1]] = step.kernel
-                    b[j, : step.bias.shape[0]] = step.bias
-                self.kernels.append(tf.Variable(k, trainable=False, name=f"kernel_{i}"))
-                self.biases.append(tf.Variable(b, trainable=False, name=f"bias_{i}"))
+            self.kernels = [tf.Variable(np.stack([h.steps[i].kernel for h in heads]),
+                                        trainable=False, name=f"hidden_kernel_{i}")
+                            for i in range(hidden)]
+            self.biases = [tf.Variable(np.stack([h.steps[i].bias for h in heads]),
+                                       trainable=False, name=f"hidden_bias_{i}")
+                           for i in range(hidden)]
             self.hidden_activations = [s.activation for s in heads[0].steps[:-1]]
+            rows = np.concatenate([h.steps[-1].kernel.T for h in heads]
+                                  + [np.zeros((1, heads[0].steps[-1].kernel.shape[0]), np.float32)])
+            self.output_rows = tf.Variable(rows, trainable=False, name="output_rows")
+            self.output_bias = tf.Variable(
+                np.concatenate([h.steps[-1].bias for h in heads] + [np.zeros(1, np.float32)]),
+                trainable=False, name="output_bias")
+            sentinel = rows.shape[0] - 1
+            columns = np.full((len(heads), self.width), sentinel, np.int32)
+            offset = 0
+            for j, head in enumerate(heads):
+                columns[j, : head.width] = np.arange(offset, offset + head.width)
+                offset += head.width
+            self.columns = tf.Variable(columns, trainable=False, name="output_columns")
             finals = [h.activation for h in heads]
             self.final_kinds = sorted(set(finals))
             self.final_kind_of = tf.constant([self.final_kinds.index(a) for a in finals], tf.int32)
-            widths = [h.width for h in heads]
-            self.ragged = len(set(widths)) > 1
-            self.widths = tf.constant(widths, tf.int32)
 
-        def __call__(self, features: Any, local: Any) -> Any:
+        def __call__(self, features: Any, local: Any, valid: Any) -> Any:
             h = features
-            for i in range(len(self.kernels)):
+            for i, activation in enumerate(self.hidden_activations):
                 w = tf.gather(self.kernels[i], local)
                 h = tf.einsum("bi,bio->bo", h, w) + tf.gather(self.biases[i], local)
-                if i < len(self.hidden_activations):
-                    h = _activation(tf, self.hidden_activations[i], h, None)
-            valid = None
-            if self.ragged and "softmax" in self.final_kinds:
-                valid = tf.sequence_mask(tf.gather(self.widths, local), self.width)
+                h = _activation(tf, activation, h)
+            columns = tf.gather(self.columns, local)
+            w = tf.gather(self.output_rows, columns)  # [batch, width, in]
+            z = tf.einsum("bi,bki->bk", h, w) + tf.gather(self.output_bias, columns)
             if len(self.final_kinds) == 1:
-                return _activation(tf, self.final_kinds[0], h, valid)
+                return _final(tf, self.final_kinds[0], z, valid)
             kind = tf.gather(self.final_kind_of, local)
-            out = h
+            out = z
             for index, name in enumerate(self.final_kinds):
                 if name != "linear":
-                    out = tf.where(tf.equal(kind, index)[:, None],
-                                   _activation(tf, name, h, valid), out)
+                    out = tf.where(tf.equal(kind, index)[:, None], _final(tf, name, z, valid), out)
             return out
 
     return StackedDenseHeads()
 
 
+def _final(tf: Any, name: str, z: Any, valid: Any) -> Any:
+    """An output activation; softmax ignores the padding columns."""
+    if name == "softmax":
+        return tf.nn.softmax(tf.where(valid, z, tf.constant(-np.inf, z.dtype)), axis=-1)
+    return _activation(tf, name, z)
+
+
 def _build_generic_group(tf: Any, heads: list[GenericHead]) -> Any:
     class GenericHeads(tf.Module):
         """Heads of any structure: each task present in the batch runs on its examples."""
+
+        subset_only = True  # run on this group's examples only, not the whole batch
 
         def __init__(self) -> None:
             super().__init__(name="generic_heads")
@@ -140,7 +156,7 @@ def _build_generic_group(tf: Any, heads: list[GenericHead]) -> Any:
                 y = y[:, None]
             return tf.pad(y, [[0, 0], [0, self.width - self._widths[index]]])
 
-        def __call__(self, features: Any, local: Any) -> Any:
+        def __call__(self, features: Any, local: Any, valid: Any) -> Any:
             present = tf.unique(local).y
             out = tf.zeros([tf.shape(features)[0], self.width], tf.float32)
 
@@ -177,11 +193,14 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             members.append([])
         members[keys.index(key)].append(t.task_id)
     group_of = np.zeros(n, np.int32)
-    index_in_group = np.zeros(n, np.int32)
+    local_index = np.zeros((len(members), n), np.int32)  # 0 for tasks of other groups
     for g, ids in enumerate(members):
         for j, task_id in enumerate(ids):
             group_of[task_id] = g
-            index_in_group[task_id] = j
+            local_index[g, task_id] = j
+    valid = np.zeros((n, width), bool)
+    for t in tasks:
+        valid[t.task_id, : t.head.width] = True
 
     labels = np.full((n, width), "", dtype=object)
     for t in tasks:
@@ -204,7 +223,8 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             self._names = tf.constant(names, tf.string)
             self._activations = tf.constant([t.activation for t in tasks], tf.string)
             self._group_of = tf.constant(group_of)
-            self._index_in_group = tf.constant(index_in_group)
+            self._local_index = [tf.constant(row) for row in local_index]
+            self._valid = tf.constant(valid)
             self._name_to_id = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(
                     tf.constant(names, tf.string), tf.range(n, dtype=tf.int32)),
@@ -219,19 +239,29 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
                     size, f"texts and", tf.size(task), f"{task_input} values"]),
             ]
 
-        def _heads(self, features: Any, task_id: Any) -> Any:
+        def _heads(self, features: Any, task_id: Any, valid: Any) -> Any:
+            """Every stacked group runs on the whole batch (a handful of groups, each as cheap
+            as one head); the generic group runs only on its own examples."""
             if len(self.groups) == 1:
-                return self._pad(self.groups[0](features, task_id), self.groups[0].width)
+                return self._pad(self.groups[0](features, task_id, valid))
             group = tf.gather(self._group_of, task_id)
-            local = tf.gather(self._index_in_group, task_id)
-            positions = tf.dynamic_partition(tf.range(tf.size(task_id)), group, len(self.groups))
-            parts_f = tf.dynamic_partition(features, group, len(self.groups))
-            parts_l = tf.dynamic_partition(local, group, len(self.groups))
-            outs = [self._pad(g(f, l), g.width)
-                    for g, f, l in zip(self.groups, parts_f, parts_l)]
-            return tf.dynamic_stitch(positions, outs)
+            scores = None
+            for g, heads in enumerate(self.groups):
+                mine = tf.equal(group, g)
+                local = tf.gather(self._local_index[g], task_id)
+                if heads.subset_only:
+                    rows = tf.where(mine)
+                    part = heads(tf.gather_nd(features, rows), tf.gather_nd(local, rows),
+                                 tf.gather_nd(valid, rows)[:, : heads.width])
+                    out = tf.scatter_nd(rows, self._pad(part),
+                                        [tf.shape(task_id)[0], self.width])
+                else:
+                    out = self._pad(heads(features, local, valid[:, : heads.width]))
+                scores = out if scores is None else tf.where(mine[:, None], out, scores)
+            return scores
 
-        def _pad(self, scores: Any, group_width: int) -> Any:
+        def _pad(self, scores: Any) -> Any:
+            group_width = scores.shape[-1]
             if group_width == self.width:
                 return scores
             return tf.pad(scores, [[0, 0], [0, self.width - group_width]])
@@ -241,16 +271,14 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
         def _predict(self, text: Any, task_id: Any) -> dict[str, Any]:
             """Shared by both predict signatures, so saved_model.pb holds the graph once."""
             features = backbone(text, training=False)
-            scores = self._heads(features, task_id)
-            num_classes = tf.gather(self._num_classes, task_id)
-            valid = tf.sequence_mask(num_classes, self.width)
-            scores = tf.where(valid, scores, tf.zeros_like(scores))
+            valid = tf.gather(self._valid, task_id)
+            scores = tf.where(valid, self._heads(features, task_id, valid), 0.0)
             labels = tf.gather(self._labels, task_id)
             top = tf.argmax(tf.where(valid, scores, tf.constant(-np.inf, tf.float32)), axis=1,
                             output_type=tf.int32)
             return {
                 "scores": scores,
-                "num_classes": num_classes,
+                "num_classes": tf.gather(self._num_classes, task_id),
                 "labels": labels,
                 "top_label": tf.gather(labels, top, batch_dims=1),
                 "top_score": tf.gather(scores, top, batch_dims=1),

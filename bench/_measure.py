@@ -1,0 +1,63 @@
+"""Helpers shared by the benchmark scripts: child processes with their peak RSS, timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_REPORT_RSS = ("\nimport resource as _r\n"
+               "print('PEAK_RSS', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss * 1024)\n")
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    seconds: float
+    peak_rss_bytes: int
+    stdout: str
+
+
+def run_child(code: str, *args: str) -> ChildRun:
+    """Run ``python -c code args...`` in a fresh process; return its wall time, its own peak
+    RSS (the kernel's ru_maxrss) and its stdout."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code + _REPORT_RSS, *args], env=env,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark child failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("PEAK_RSS "):
+            return ChildRun(seconds, int(line.split()[1]), done.stdout)
+    raise RuntimeError("benchmark child did not report its peak RSS")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {cpu}, {mem:.0f} GiB, Python {platform.python_version()}"
