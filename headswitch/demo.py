@@ -1,4 +1,5 @@
-"""The README's main job: example models -> one task-switching SavedModel -> predictions.
+"""The README's main job: example models -> one task-switching SavedModel -> served on the
+embedded TF Serving-compatible server -> (text, task) requests over REST and gRPC.
 
 Run with ``scripts/demo`` (or ``python -m headswitch.demo``).
 """
@@ -6,9 +7,10 @@ Run with ``scripts/demo`` (or ``python -m headswitch.demo``).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Any
 
 QUERIES = [
     ("the striker scored twice and the team won the match", "topic"),
@@ -25,12 +27,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--tasks", type=int, default=7, help="example tasks to build (default 7)")
     p.add_argument("--models-dir", default="example-models")
     p.add_argument("--out", default="models/headswitch")
+    p.add_argument("--grpc-port", type=int, default=0, help="0 picks a free port (default)")
+    p.add_argument("--rest-port", type=int, default=0, help="0 picks a free port (default)")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from headswitch._quiet import import_tensorflow
 
@@ -49,20 +52,72 @@ def run(args: argparse.Namespace) -> int:
     report = export_models(examples.paths, args.out, manifest=examples.manifest)
     render(report, console)
 
-    console.rule(f"3. predictions from {report.path} (TensorFlow's SavedModel loader)")
-    loaded = tf.saved_model.load(str(report.path))
+    console.rule("3. serve it on the embedded TF Serving-compatible server")
+    from headswitch.serving import ModelServer
+
     known = {t.name for t in examples.tasks}
     queries = [(text, task) for text, task in QUERIES if task in known]
-    out = loaded.signatures["by_name"](text=tf.constant([q[0] for q in queries]),
-                                       task=tf.constant([q[1] for q in queries]))
-    table = Table(title="one batch, one backbone pass, each example its own task")
+    with ModelServer(model_name="headswitch", model_base_path=args.out, grpc_port=args.grpc_port,
+                     rest_port=args.rest_port) as server:
+        console.print(f"serving version {report.version}: gRPC {server.grpc_address}, "
+                      f"REST {server.rest_url}")
+
+        console.rule("4. REST: POST /v1/models/headswitch:predict")
+        body = {"signature_name": "by_name",
+                "instances": [{"text": text, "task": task} for text, task in queries]}
+        console.print(f"curl -s {server.rest_url}/v1/models/headswitch:predict -d '"
+                      f"{json.dumps(body)}'", soft_wrap=True, highlight=False)
+        reply = _post(f"{server.rest_url}/v1/models/headswitch:predict", body)
+        console.print_json(json.dumps({"predictions": reply["predictions"][:1]}))
+        rows = [(q[0], q[1], r["top_label"], r["top_score"])
+                for q, r in zip(queries, reply["predictions"])]
+        console.print(_table("REST: one batch, one backbone pass, each example its own task",
+                             rows))
+
+        console.rule("5. gRPC: PredictionService.Predict (tensorflow-serving-api)")
+        ids = {t.name: i for i, t in enumerate(examples.tasks)}
+        out = _grpc_predict(tf, server.grpc_address, [q[0] for q in queries],
+                            [ids[q[1]] for q in queries])
+        rows = [(q[0], q[1], label, score)
+                for q, label, score in zip(queries, out["top_label"], out["top_score"])]
+        console.print(_table("gRPC: serving_default with task ids", rows))
+    return 0
+
+
+def _post(url: str, body: dict[str, object]) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.post(url, json=body, timeout=30)
+    response.raise_for_status()
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _grpc_predict(tf: Any, address: str, texts: list[str], ids: list[int]) -> dict[str, list[Any]]:
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "headswitch"
+    request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
+    request.inputs["task_id"].CopyFrom(tf.make_tensor_proto(ids, dtype=tf.int32))
+    with grpc.insecure_channel(address) as channel:
+        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 30)
+    return {
+        "top_label": [b.decode() for b in tf.make_ndarray(reply.outputs["top_label"])],
+        "top_score": [float(s) for s in tf.make_ndarray(reply.outputs["top_score"])],
+    }
+
+
+def _table(title: str, rows: list[tuple[str, str, str, float]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
     for column in ("text", "task", "prediction", "score"):
         table.add_column(column, justify="right" if column == "score" else "left")
-    for row, (text, task) in enumerate(queries):
-        table.add_row(text, task, out["top_label"].numpy()[row].decode(),
-                      f"{out['top_score'].numpy()[row]:.3f}")
-    console.print(table)
-    return 0
+    for text, task, label, score in rows:
+        table.add_row(text, task, label, f"{score:.3f}")
+    return table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
