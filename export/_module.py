@@ -192,6 +192,9 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             keys.append(key)
             members.append([])
         members[keys.index(key)].append(t.task_id)
+    order = sorted(range(len(keys)), key=lambda g: -len(members[g]))
+    keys = [keys[g] for g in order]
+    members = [members[g] for g in order]
     group_of = np.zeros(n, np.int32)
     local_index = np.zeros((len(members), n), np.int32)  # 0 for tasks of other groups
     for g, ids in enumerate(members):
@@ -230,34 +233,54 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
                     tf.constant(names, tf.string), tf.range(n, dtype=tf.int32)),
                 default_value=-1)
 
-        def _check_lengths(self, text: Any, task: Any, task_input: str) -> list[Any]:
+        def _checked(self, text: Any, task: Any, task_input: str, ids: Any,
+                     describe_bad: Any) -> Any:
+            """``ids`` once the batch is known to be valid. The detailed messages are only
+            computed on failure (inside a tf.cond), so a valid batch pays a few cheap ops."""
             size = tf.size(text)
-            return [
-                tf.debugging.Assert(size > 0, ["empty batch: 'text' has no elements"]),
-                tf.debugging.Assert(tf.equal(size, tf.size(task)), [
-                    f"'text' and '{task_input}' must have the same length; got",
-                    size, f"texts and", tf.size(task), f"{task_input} values"]),
-            ]
+            in_range = tf.reduce_all(tf.cast(ids, tf.uint32) < n)
+            ok = tf.logical_and(tf.logical_and(size > 0, tf.equal(size, tf.size(task))),
+                                in_range)
+
+            def fail() -> Any:
+                checks = [
+                    tf.debugging.Assert(size > 0, ["empty batch: 'text' has no elements"]),
+                    tf.debugging.Assert(tf.equal(size, tf.size(task)), [
+                        f"'text' and '{task_input}' must have the same length; got",
+                        size, "texts and", tf.size(task), f"{task_input} values"]),
+                    tf.debugging.Assert(in_range, describe_bad()),
+                ]
+                with tf.control_dependencies(checks):
+                    return tf.constant(False)
+
+            valid = tf.cond(ok, lambda: tf.constant(True), fail)
+            with tf.control_dependencies([valid]):
+                return tf.identity(ids)
 
         def _heads(self, features: Any, task_id: Any, valid: Any) -> Any:
-            """Every stacked group runs on the whole batch (a handful of groups, each as cheap
-            as one head); the generic group runs only on its own examples."""
+            """The largest group runs on the whole batch; every other group runs only when one
+            of its tasks is in the batch (stacked groups on the whole batch, the generic group
+            on its own examples), so a batch pays for the head shapes it uses."""
+            first = self.groups[0]
             if len(self.groups) == 1:
-                return self._pad(self.groups[0](features, task_id, valid))
+                return self._pad(first(features, task_id, valid[:, : first.width]))
             group = tf.gather(self._group_of, task_id)
-            scores = None
-            for g, heads in enumerate(self.groups):
+            local = tf.gather(self._local_index[0], task_id)
+            scores = self._pad(first(features, local, valid[:, : first.width]))
+            for g, heads in enumerate(self.groups[1:], start=1):
                 mine = tf.equal(group, g)
-                local = tf.gather(self._local_index[g], task_id)
-                if heads.subset_only:
+
+                def run(heads: Any = heads, g: int = g, mine: Any = mine) -> Any:
+                    local = tf.gather(self._local_index[g], task_id)
+                    if not heads.subset_only:
+                        return self._pad(heads(features, local, valid[:, : heads.width]))
                     rows = tf.where(mine)
                     part = heads(tf.gather_nd(features, rows), tf.gather_nd(local, rows),
                                  tf.gather_nd(valid, rows)[:, : heads.width])
-                    out = tf.scatter_nd(rows, self._pad(part),
-                                        [tf.shape(task_id)[0], self.width])
-                else:
-                    out = self._pad(heads(features, local, valid[:, : heads.width]))
-                scores = out if scores is None else tf.where(mine[:, None], out, scores)
+                    return tf.scatter_nd(rows, self._pad(part), tf.shape(scores, out_type=tf.int64))
+
+                out = tf.cond(tf.reduce_any(mine), run, lambda: tf.zeros_like(scores))
+                scores = tf.where(mine[:, None], out, scores)
             return scores
 
         def _pad(self, scores: Any) -> Any:
@@ -287,29 +310,24 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                                       tf.TensorSpec([None], tf.int32, name="task_id")])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
-            bad = tf.logical_or(task_id < 0, task_id >= self.num_tasks)
-            checks = self._check_lengths(text, task_id, "task_id") + [
-                tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
-                    f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got",
-                    tf.boolean_mask(task_id, bad)]),
-            ]
-            with tf.control_dependencies(checks):
-                task_id = tf.identity(task_id)
-            return self._predict(text, task_id)
+            def describe_bad() -> list[Any]:
+                bad = tf.logical_or(task_id < 0, task_id >= n)
+                return [f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got",
+                        tf.boolean_mask(task_id, bad)]
+
+            return self._predict(text, self._checked(text, task_id, "task_id", task_id,
+                                                     describe_bad))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                                       tf.TensorSpec([None], tf.string, name="task")])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
             task_id = self._name_to_id.lookup(task)
-            bad = task_id < 0
-            checks = self._check_lengths(text, task, "task") + [
-                tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [
-                    "unknown task name:", tf.boolean_mask(task, bad),
-                    f"valid names ({n} tasks): {shown}"]),
-            ]
-            with tf.control_dependencies(checks):
-                task_id = tf.identity(task_id)
-            return self._predict(text, task_id)
+
+            def describe_bad() -> list[Any]:
+                return ["unknown task name:", tf.boolean_mask(task, task_id < 0),
+                        f"valid names ({n} tasks): {shown}"]
+
+            return self._predict(text, self._checked(text, task, "task", task_id, describe_bad))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="unused")])
         def tasks(self, unused: Any) -> dict[str, Any]:
