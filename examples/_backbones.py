@@ -12,7 +12,8 @@ import numpy as np
 
 from ._corpus import LANGUAGE_NAMES, SENTIMENT_NAMES, TOPIC_NAMES, Corpus, tokenize, vocabulary
 
-SMALL_MAX_TOKENS = 2000
+SMALL_MAX_TOKENS = 5000
+SMALL_EMBEDDING = 64
 SMALL_SEQUENCE_LENGTH = 32
 BERT_MAX_TOKENS = 8000
 BERT_SEQUENCE_LENGTH = 128
@@ -47,16 +48,20 @@ def _vectorizer(keras: Any, vocab: list[str], max_tokens: int, length: int) -> A
 
 
 def small_backbone(corpus: Corpus, *, seed: int) -> Any:
-    """Vectorize -> Embedding(32) -> mean pool -> Dense(64, relu); not yet trained."""
+    """Vectorize -> Embedding(64) -> mean pool -> Dense(64, relu); not yet trained.
+
+    The vocabulary is the corpus vocabulary padded with generated word pieces to 5000 entries,
+    the size of a real small text model's (the corpus alone has a few hundred words).
+    """
     keras = import_keras()
     init = keras.initializers
     text = _text_input(keras)
-    vectorize = _vectorizer(
-        keras, vocabulary(corpus.texts, SMALL_MAX_TOKENS), SMALL_MAX_TOKENS, SMALL_SEQUENCE_LENGTH
-    )
+    vocab = vocabulary(corpus.texts, SMALL_MAX_TOKENS)
+    vocab += [f"wp{i:04d}" for i in range(SMALL_MAX_TOKENS - 2 - len(vocab))]
+    vectorize = _vectorizer(keras, vocab, SMALL_MAX_TOKENS, SMALL_SEQUENCE_LENGTH)
     x = vectorize(text)
     x = keras.layers.Embedding(
-        vectorize.vocabulary_size(), 32,
+        vectorize.vocabulary_size(), SMALL_EMBEDDING,
         embeddings_initializer=init.RandomUniform(-0.05, 0.05, seed=seed), name="embed",
     )(x)
     # No mask on purpose: an empty text pools the padding embeddings and stays finite.

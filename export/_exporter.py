@@ -184,6 +184,11 @@ def export_models(
 
     def current_split() -> int:
         usable = [c for c in candidates if c <= limit] if split_layer is None else candidates
+        # Prefer the layer a reader would name: step back over trailing inference-identity
+        # layers (Dropout, ...), which carry no weights and do nothing at serving time.
+        while split_layer is None and len(usable) > 1 and \
+                type(first_ops[usable[-1]]).__name__ in _graph.INFERENCE_IDENTITY:
+            usable.pop()
         if not usable:
             assert earliest is not None
             diff, path = earliest
@@ -275,7 +280,7 @@ def export_models(
             max_abs_diff=max(worst), tensorflow_version=tf.__version__,
         )
         manifest_data = _manifest(report_fields, texts, backbone_ops)
-        (assets_extra / MANIFEST_FILE).write_text(json.dumps(manifest_data, indent=2))
+        (assets_extra / MANIFEST_FILE).write_text(json.dumps(manifest_data, separators=(",", ":")))
         merged_bytes = _folder_bytes(staged)
     return ExportReport(path=base / str(version), merged_bytes=merged_bytes,
                         seconds=time.perf_counter() - started, **report_fields)  # type: ignore[arg-type]
@@ -301,7 +306,7 @@ def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any])
     from headswitch import __version__
 
     tasks = fields["tasks"]
-    return {
+    return {  # written compactly: it grows with the number of tasks
         "format_version": FORMAT_VERSION,
         "headswitch_version": __version__,
         "tensorflow_version": fields["tensorflow_version"],
@@ -324,6 +329,7 @@ def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any])
         "tasks": [
             {"id": t.task_id, "name": t.name, "labels": t.labels, "num_classes": len(t.labels),
              "activation": t.activation, "head": t.head, "head_bytes": t.head_bytes,
+             "max_abs_diff": float(f"{t.max_abs_diff:.3g}"),
              "source": {"file": os.path.basename(t.source), "sha256": t.source_sha256,
                         "bytes": t.source_bytes}}
             for t in tasks
@@ -333,6 +339,5 @@ def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any])
             "atol": _verify.ATOL,
             "probe_texts": len(texts),
             "max_abs_diff": fields["max_abs_diff"],
-            "per_task_max_abs_diff": {t.name: t.max_abs_diff for t in tasks},
         },
     }

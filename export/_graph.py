@@ -14,7 +14,7 @@ import numpy as np
 
 from ._errors import ExportError
 
-_INFERENCE_IDENTITY = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
+INFERENCE_IDENTITY = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
                        "AlphaDropout", "ActivityRegularization")
 
 

@@ -7,13 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ._graph import node_of, operations
+from ._graph import INFERENCE_IDENTITY, node_of, operations
 
 # Activations the stacked heads apply themselves. Anything else keeps the head generic.
 STACKABLE_ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", "selu",
                          "softplus", "softsign", "swish", "silu", "gelu", "exponential")
-_IDENTITY_AT_INFERENCE = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
-                          "AlphaDropout", "ActivityRegularization")
 
 
 @dataclasses.dataclass
@@ -96,7 +94,7 @@ def _dense_chain(head: Any) -> DenseChainHead | None:
             return None
         previous = op
         kind = type(op).__name__
-        if kind in _IDENTITY_AT_INFERENCE:
+        if kind in INFERENCE_IDENTITY:
             continue
         if kind == "Dense":
             if getattr(op, "quantization_mode", None) or getattr(op, "lora_enabled", False):

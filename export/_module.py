@@ -233,55 +233,51 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
                     tf.constant(names, tf.string), tf.range(n, dtype=tf.int32)),
                 default_value=-1)
 
-        def _checked(self, text: Any, task: Any, task_input: str, ids: Any,
-                     describe_bad: Any) -> Any:
-            """``ids`` once the batch is known to be valid. The detailed messages are only
-            computed on failure (inside a tf.cond), so a valid batch pays a few cheap ops."""
-            size = tf.size(text)
-            in_range = tf.reduce_all(tf.cast(ids, tf.uint32) < n)
-            ok = tf.logical_and(tf.logical_and(size > 0, tf.equal(size, tf.size(task))),
-                                in_range)
-
-            def fail() -> Any:
-                checks = [
-                    tf.debugging.Assert(size > 0, ["empty batch: 'text' has no elements"]),
-                    tf.debugging.Assert(tf.equal(size, tf.size(task)), [
-                        f"'text' and '{task_input}' must have the same length; got",
-                        size, "texts and", tf.size(task), f"{task_input} values"]),
-                    tf.debugging.Assert(in_range, describe_bad()),
-                ]
-                with tf.control_dependencies(checks):
-                    return tf.constant(False)
-
-            valid = tf.cond(ok, lambda: tf.constant(True), fail)
-            with tf.control_dependencies([valid]):
+        def _checked(self, text: Any, task: Any, task_input: str, ids: Any, bad: Any,
+                     bad_message: str) -> Any:
+            """``ids`` once the batch is known to be valid: a handful of cheap ops, since they
+            run on every request. ``bad`` marks invalid task values; the message names the first
+            one."""
+            size, size_task = tf.size(text), tf.size(task)
+            first_bad = tf.gather(task, tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32))
+            checks = [
+                tf.debugging.Assert(size > 0, ["empty batch: 'text' has no elements"]),
+                tf.debugging.Assert(tf.equal(size, size_task), [
+                    f"'text' and '{task_input}' must have the same length; got", size,
+                    "texts and", size_task, f"{task_input} values"]),
+                tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [bad_message, first_bad]),
+            ]
+            with tf.control_dependencies(checks):
                 return tf.identity(ids)
 
         def _heads(self, features: Any, task_id: Any, valid: Any) -> Any:
-            """The largest group runs on the whole batch; every other group runs only when one
-            of its tasks is in the batch (stacked groups on the whole batch, the generic group
-            on its own examples), so a batch pays for the head shapes it uses."""
+            """Stacked groups (a handful, each as cheap as one head) run on the whole batch; the
+            generic group runs only when one of its tasks is present, on its own examples."""
             first = self.groups[0]
             if len(self.groups) == 1:
-                return self._pad(first(features, task_id, valid[:, : first.width]))
+                return self._pad(first(features, task_id, self._narrow(valid, first.width)))
             group = tf.gather(self._group_of, task_id)
-            local = tf.gather(self._local_index[0], task_id)
-            scores = self._pad(first(features, local, valid[:, : first.width]))
-            for g, heads in enumerate(self.groups[1:], start=1):
+            scores = None
+            for g, heads in enumerate(self.groups):
                 mine = tf.equal(group, g)
+                local = tf.gather(self._local_index[g], task_id)
+                if heads.subset_only:
+                    def run(heads: Any = heads, mine: Any = mine, local: Any = local) -> Any:
+                        rows = tf.where(mine)
+                        part = heads(tf.gather_nd(features, rows), tf.gather_nd(local, rows),
+                                     self._narrow(tf.gather_nd(valid, rows), heads.width))
+                        shape = tf.stack([tf.size(task_id, out_type=tf.int64), self.width])
+                        return tf.scatter_nd(rows, self._pad(part), shape)
 
-                def run(heads: Any = heads, g: int = g, mine: Any = mine) -> Any:
-                    local = tf.gather(self._local_index[g], task_id)
-                    if not heads.subset_only:
-                        return self._pad(heads(features, local, valid[:, : heads.width]))
-                    rows = tf.where(mine)
-                    part = heads(tf.gather_nd(features, rows), tf.gather_nd(local, rows),
-                                 tf.gather_nd(valid, rows)[:, : heads.width])
-                    return tf.scatter_nd(rows, self._pad(part), tf.shape(scores, out_type=tf.int64))
-
-                out = tf.cond(tf.reduce_any(mine), run, lambda: tf.zeros_like(scores))
-                scores = tf.where(mine[:, None], out, scores)
+                    out = tf.cond(tf.reduce_any(mine), run,
+                                  lambda: tf.zeros([tf.size(task_id), self.width]))
+                else:
+                    out = self._pad(heads(features, local, self._narrow(valid, heads.width)))
+                scores = out if scores is None else tf.where(mine[:, None], out, scores)
             return scores
+
+        def _narrow(self, valid: Any, width: int) -> Any:
+            return valid if width == self.width else valid[:, :width]
 
         def _pad(self, scores: Any) -> Any:
             group_width = scores.shape[-1]
@@ -310,24 +306,18 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                                       tf.TensorSpec([None], tf.int32, name="task_id")])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
-            def describe_bad() -> list[Any]:
-                bad = tf.logical_or(task_id < 0, task_id >= n)
-                return [f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got",
-                        tf.boolean_mask(task_id, bad)]
-
-            return self._predict(text, self._checked(text, task_id, "task_id", task_id,
-                                                     describe_bad))
+            bad = tf.cast(task_id, tf.uint32) >= n  # negative ids wrap around to large values
+            message = f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got"
+            return self._predict(text, self._checked(text, task_id, "task_id", task_id, bad,
+                                                     message))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                                       tf.TensorSpec([None], tf.string, name="task")])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
             task_id = self._name_to_id.lookup(task)
-
-            def describe_bad() -> list[Any]:
-                return ["unknown task name:", tf.boolean_mask(task, task_id < 0),
-                        f"valid names ({n} tasks): {shown}"]
-
-            return self._predict(text, self._checked(text, task, "task", task_id, describe_bad))
+            message = f"unknown task name (valid names, {n} tasks: {shown}); got"
+            return self._predict(text, self._checked(text, task, "task", task_id, task_id < 0,
+                                                     message))
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="unused")])
         def tasks(self, unused: Any) -> dict[str, Any]:
