@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     examples_cli.register(sub)
     export_cli.register(sub)
+    from headswitch.deploy import _cli as deploy_cli
+
+    deploy_cli.register(sub)
     try:
         from headswitch.serving import _cli as serving_cli
     except ImportError:
