@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _deployment_files() -> list[Path]:
     files = [ROOT / "Dockerfile", ROOT / "docker-compose.yml", ROOT / ".dockerignore",
-             ROOT / "deploy" / "README-sections.md"]
+             ROOT / "README.md"]
     files += sorted((ROOT / "docker").iterdir())
     files += sorted((ROOT / "k8s").rglob("*.yaml"))
     return [f for f in files if f.is_file()]
