@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 def _parser() -> argparse.ArgumentParser:
     from headswitch import __version__
+    from headswitch.client import _cli as client_cli
     from headswitch.examples import _cli as examples_cli
     from headswitch.export import _cli as export_cli
 
@@ -20,6 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     examples_cli.register(sub)
     export_cli.register(sub)
+    client_cli.register(sub)
     from headswitch.deploy import _cli as deploy_cli
 
     deploy_cli.register(sub)

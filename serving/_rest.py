@@ -189,7 +189,9 @@ class RestServer:
         self._core = core
         self._monitoring = monitoring
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP: asyncio only sets TCP_NODELAY on sockets it knows are TCP; without it
+        # Nagle holds each response body until the client's delayed ACK (~40 ms a request).
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._socket.bind((host, port))

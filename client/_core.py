@@ -1,0 +1,260 @@
+"""What every client shares, with no I/O: options, task resolution, and turning the server's
+answers (already decoded by a transport) into typed values."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from ._chunking import encode_all, plan
+from ._errors import HeadswitchError, client_error
+from ._retry import RetryPolicy
+from ._types import (
+    ModelMetadata,
+    ModelStatus,
+    Prediction,
+    SignatureInfo,
+    TaskInfo,
+    TensorInfo,
+    VersionStatus,
+)
+
+TaskRef = int | str
+TaskArg = int | str | Sequence[TaskRef]
+
+DEFAULT_MODEL = "headswitch"
+DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_TASKS_SIGNATURE = "tasks"
+TEXT_INPUT = "text"
+TASK_ID_INPUT = "task_id"
+TASKS_INPUT = "unused"
+_MAX_NAMES_SHOWN = 10
+
+P = TypeVar("P")
+P_co = TypeVar("P_co", covariant=True)
+
+
+@dataclass(frozen=True)
+class Options:
+    model: str
+    version: int | None
+    version_label: str | None
+    signature: str
+    tasks_signature: str
+    timeout: float | None
+    deadline: float | None
+    retry: RetryPolicy
+    max_request_bytes: int | None
+    max_batch_size: int | None
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("model name must not be empty")
+        if self.version is not None and self.version_label is not None:
+            raise ValueError("give version or version_label, not both")
+        if self.version is not None and self.version < 0:
+            raise ValueError(f"version must be >= 0, got {self.version}")
+        if self.max_request_bytes is not None and self.max_request_bytes <= 0:
+            raise ValueError(f"max_request_bytes must be > 0, got {self.max_request_bytes}")
+        if self.max_batch_size is not None and self.max_batch_size <= 0:
+            raise ValueError(f"max_batch_size must be > 0, got {self.max_batch_size}")
+
+
+# A predict answer decoded by a transport, one per text:
+# (num_classes, labels, scores, top_label, top_score); labels and scores are padded rows.
+Row = tuple[int, Sequence[str], Sequence[float], str, float]
+
+
+class Prepared(Protocol[P_co]):
+    """A batch a transport has encoded item by item, ready to be cut into requests."""
+
+    @property
+    def sizes(self) -> Sequence[int]:
+        """Each item's encoded size, its separator included."""
+        ...
+
+    @property
+    def overhead(self) -> int:
+        """The size of the rest of a request."""
+        ...
+
+    def encode(self, start: int, stop: int) -> tuple[P_co, int]:
+        """The request for items ``start:stop`` and its exact encoded size."""
+        ...
+
+
+def split(prepared: Prepared[P], options: Options) -> list[tuple[int, int, P]]:
+    ranges = plan(prepared.sizes, prepared.overhead, options.max_request_bytes,
+                  options.max_batch_size)
+    return encode_all(ranges, prepared.encode, options.max_request_bytes)
+
+
+# ------------------------------------------------------------------------------------ input
+
+
+def as_texts(texts: Iterable[str]) -> list[str]:
+    if isinstance(texts, (str, bytes)):
+        raise TypeError("texts must be a sequence of strings, not a single string: "
+                        "wrap it in a list")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise TypeError(f"text {i} is a {type(text).__name__}, not a str")
+    return out
+
+
+def _as_ref(value: object, where: str) -> TaskRef:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"{where} must be a task id (int) or name (str), got {type(value).__name__}")
+
+
+def as_task_refs(task: TaskArg, count: int) -> list[TaskRef]:
+    """One task id or name per text."""
+    if type(task) is int or type(task) is str:
+        return [task] * count
+    if isinstance(task, (str, numbers.Integral)) and not isinstance(task, bool):
+        return [_as_ref(task, "task")] * count
+    if not isinstance(task, Sequence):
+        raise TypeError("task must be an id, a name, or a sequence of them (one per text)")
+    refs: list[Any] = list(task)
+    for i, ref in enumerate(refs):
+        if type(ref) is not int and type(ref) is not str:  # the common cases, fast
+            refs[i] = _as_ref(ref, f"task {i}")
+    if len(refs) != count:
+        raise client_error(
+            f"'text' and 'task' must have the same length; got {count} texts and "
+            f"{len(refs)} tasks"
+        )
+    return refs
+
+
+# ------------------------------------------------------------------------------------ tasks
+
+
+class Catalogue:
+    """The served model's task list, by id and by name."""
+
+    def __init__(self, tasks: Iterable[TaskInfo]) -> None:
+        self.tasks = list(tasks)
+        self.by_id = {t.id: t for t in self.tasks}
+        self.by_name = {t.name: t for t in self.tasks}
+
+    def resolve(self, refs: Sequence[TaskRef]) -> tuple[list[int], list[tuple[int, str]]]:
+        """Task ids, and the (index, name) of names this list does not know. Ids are passed
+        through as they are: the server checks them."""
+        ids: list[int] = []
+        unknown: list[tuple[int, str]] = []
+        for i, ref in enumerate(refs):
+            if isinstance(ref, int):
+                ids.append(ref)
+            elif ref in self.by_name:
+                ids.append(self.by_name[ref].id)
+            else:
+                ids.append(-1)
+                unknown.append((i, ref))
+        return ids, unknown
+
+    def knows_ids(self, ids: Iterable[int]) -> bool:
+        return all(i in self.by_id for i in ids)
+
+    def unknown_names_error(self, unknown: list[tuple[int, str]]) -> HeadswitchError:
+        index, name = unknown[0]
+        names = [t.name for t in self.tasks]
+        shown = ", ".join(names[:_MAX_NAMES_SHOWN]) + (", ..." if len(names) > _MAX_NAMES_SHOWN
+                                                        else "")
+        more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
+        return client_error(
+            f"unknown task name {name!r} for text {index}{more}; valid names, "
+            f"{len(names)} tasks: {shown}",
+            index=index,
+            task=name,
+        )
+
+
+def tasks_from_columns(
+    ids: Sequence[int],
+    names: Sequence[str],
+    num_classes: Sequence[int],
+    labels: Sequence[Sequence[str]],
+    activations: Sequence[str],
+) -> list[TaskInfo]:
+    return [
+        TaskInfo(int(i), name, tuple(row[: int(n)]), act)
+        for i, name, n, row, act in zip(ids, names, num_classes, labels, activations)
+    ]
+
+
+def build_predictions(
+    texts: Sequence[str], ids: Sequence[int], rows: Sequence[Row], catalogue: Catalogue
+) -> list[Prediction]:
+    names = {i: catalogue.by_id[i].name for i in set(ids)}
+    return [
+        Prediction(index, text, task_id, names[task_id], top_label, top_score,
+                   dict(zip(labels[:n], scores[:n])))
+        for index, (text, task_id, (n, labels, scores, top_label, top_score))
+        in enumerate(zip(texts, ids, rows))
+    ]
+
+
+def check_rows(rows: Sequence[Row], expected: int, transport: str) -> None:
+    if len(rows) != expected:
+        raise HeadswitchError(
+            "INTERNAL",
+            f"the server answered {len(rows)} predictions for {expected} texts",
+            transport="rest" if transport == "rest" else "grpc",
+            retryable=False,
+        )
+
+
+# ------------------------------------------------------------------------------------ status
+
+
+def status_from_json(model: str, document: Mapping[str, Any]) -> ModelStatus:
+    """``GetModelStatusResponse`` as TF Serving's REST API (or ``MessageToDict``) writes it."""
+    versions = []
+    for entry in document.get("model_version_status", []):
+        status = entry.get("status") or {}
+        versions.append(
+            VersionStatus(
+                version=int(entry.get("version", 0)),
+                state=str(entry.get("state", "UNKNOWN")),
+                error_code=str(status.get("error_code", "OK")),
+                error_message=str(status.get("error_message", "")),
+            )
+        )
+    return ModelStatus(model, tuple(versions))
+
+
+def _tensor_info(entry: Mapping[str, Any]) -> TensorInfo:
+    shape_doc = entry.get("tensor_shape") or {}
+    if shape_doc.get("unknown_rank"):
+        shape = None
+    else:
+        shape = tuple(int(d.get("size", -1)) for d in shape_doc.get("dim", []))
+    return TensorInfo(str(entry.get("dtype", "DT_INVALID")), shape)
+
+
+def metadata_from_json(
+    model: str, spec: Mapping[str, Any], signature_map: Mapping[str, Any]
+) -> ModelMetadata:
+    """``spec``: the answer's ``model_spec``; ``signature_map``: a ``SignatureDefMap`` as JSON
+    (``{"signature_def": {name: {"inputs": ..., "outputs": ..., "method_name": ...}}}``).
+    Internal signatures (``__saved_model_init_op``) are left out."""
+    signatures = {
+        name: SignatureInfo(
+            inputs={k: _tensor_info(v) for k, v in (sig.get("inputs") or {}).items()},
+            outputs={k: _tensor_info(v) for k, v in (sig.get("outputs") or {}).items()},
+            method_name=str(sig.get("method_name", "")),
+        )
+        for name, sig in sorted((signature_map.get("signature_def") or {}).items())
+        if not name.startswith("__")
+    }
+    version = spec.get("version")
+    if isinstance(version, Mapping):  # MessageToDict of a wrapper
+        version = version.get("value")
+    return ModelMetadata(str(spec.get("name") or model), int(version or 0), signatures)

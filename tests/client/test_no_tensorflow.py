@@ -1,0 +1,112 @@
+"""The REST client (and ``headswitch predict --rest``) work where TensorFlow and gRPC cannot be
+imported, and importing ``headswitch.client`` imports neither."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from client_support import TEXTS, run
+
+BLOCKER = textwrap.dedent("""
+    import importlib.abc
+    import sys
+
+    BLOCKED = {"tensorflow", "tensorflow_serving", "grpc", "keras", "tf_keras"}
+
+    class _Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"{name} is blocked in this test")
+            return None
+
+    sys.meta_path.insert(0, _Blocker())
+""")
+
+CHILD = textwrap.dedent("""
+    import asyncio, json, sys
+
+    try:
+        import tensorflow
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("the blocker did not block tensorflow")
+
+    import headswitch.client as hc
+
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "grpc", "httpx"))
+    assert not heavy, heavy
+    url, texts = sys.argv[1], json.loads(sys.argv[2])
+    with hc.RestClient(url) as client:
+        sync = [p.to_dict() for p in client.predict(texts, "topic")]
+        tasks = [t.name for t in client.tasks()]
+
+    async def go():
+        async with hc.AsyncRestClient(url) as client:
+            return [p.to_dict() for p in await client.predict(texts, "topic")]
+
+    assert asyncio.run(go()) == sync
+    try:
+        hc.GrpcClient("127.0.0.1:1")
+    except ImportError as exc:
+        assert 'pip install "headswitch[grpc]"' in str(exc), exc
+    else:
+        raise SystemExit("GrpcClient did not raise ImportError")
+    assert not [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "grpc")]
+    print(json.dumps({"predictions": sync, "tasks": tasks}))
+""")
+
+
+def _env(blocked: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if blocked is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(blocked), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _blocked_site(tmp_path: Path) -> Path:
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "sitecustomize.py").write_text(BLOCKER)
+    return folder
+
+
+def test_rest_client_without_tensorflow(server: Any, tmp_path: Path, task_names: list[str]
+                                        ) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, server.rest_url, json.dumps(TEXTS)],
+        env=_env(_blocked_site(tmp_path)), capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    here = run("rest", server, lambda c: c.predict(TEXTS, "topic"))
+    assert answer["predictions"] == [p.to_dict() for p in here]
+    assert answer["tasks"] == task_names
+
+
+def test_cli_rest_without_tensorflow(server: Any, tmp_path: Path) -> None:
+    code = "import sys; from headswitch.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "predict", "--rest", server.rest_url, "--task", "spam",
+         "--json", "WIN A FREE PRIZE"],
+        env=_env(_blocked_site(tmp_path)), capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = done.stdout.strip().splitlines()
+    assert json.loads(line)["task"] == "spam"
+
+
+def test_importing_the_client_imports_nothing_heavy() -> None:
+    code = ("import sys, headswitch.client; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'tensorflow', 'tensorflow_serving', 'grpc', 'httpx', 'numpy', 'keras'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
