@@ -1,4 +1,4 @@
-.PHONY: install demo test bench
+.PHONY: install demo test bench bench-quick
 
 install:
 	scripts/install
@@ -8,3 +8,14 @@ demo:
 
 test:
 	scripts/test
+
+bench:
+	scripts/install
+	.venv/bin/python bench/export_bench.py --tasks 200
+	.venv/bin/python bench/serving_bench.py
+	.venv/bin/python bench/client_bench.py
+	.venv/bin/python bench/compare.py
+
+bench-quick:
+	scripts/install
+	.venv/bin/python bench/compare.py --quick
