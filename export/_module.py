@@ -79,6 +79,15 @@ def _build_stacked_group(tf: Any, heads: list[DenseChainHead]) -> Any:
             super().__init__(name="stacked_heads")
             hidden = len(heads[0].steps) - 1
             self.width = max(h.width for h in heads)
+            self.single = len(heads) == 1
+            if self.single:  # one task: plain matmuls, nothing to gather per example
+                steps = heads[0].steps
+                self.kernels = [tf.Variable(s.kernel, trainable=False, name=f"kernel_{i}")
+                                for i, s in enumerate(steps)]
+                self.biases = [tf.Variable(s.bias, trainable=False, name=f"bias_{i}")
+                               for i, s in enumerate(steps)]
+                self.activations = [s.activation for s in steps]
+                return
             self.kernels = [tf.Variable(np.stack([h.steps[i].kernel for h in heads]),
                                         trainable=False, name=f"hidden_kernel_{i}")
                             for i in range(hidden)]
@@ -105,6 +114,11 @@ def _build_stacked_group(tf: Any, heads: list[DenseChainHead]) -> Any:
 
         def __call__(self, features: Any, local: Any, valid: Any) -> Any:
             h = features
+            if self.single:
+                for i, activation in enumerate(self.activations):
+                    h = tf.matmul(h, self.kernels[i]) + self.biases[i]
+                    h = _final(tf, activation, h, None)
+                return h
             for i, activation in enumerate(self.hidden_activations):
                 w = tf.gather(self.kernels[i], local)
                 h = tf.einsum("bi,bio->bo", h, w) + tf.gather(self.biases[i], local)
@@ -124,10 +138,12 @@ def _build_stacked_group(tf: Any, heads: list[DenseChainHead]) -> Any:
     return StackedDenseHeads()
 
 
-def _final(tf: Any, name: str, z: Any, valid: Any) -> Any:
-    """An output activation; softmax ignores the padding columns."""
+def _final(tf: Any, name: str, z: Any, valid: Any | None) -> Any:
+    """An output activation; softmax ignores the padding columns (``valid`` False)."""
     if name == "softmax":
-        return tf.nn.softmax(tf.where(valid, z, tf.constant(-np.inf, z.dtype)), axis=-1)
+        if valid is not None:
+            z = tf.where(valid, z, tf.constant(-np.inf, z.dtype))
+        return tf.nn.softmax(z, axis=-1)
     return _activation(tf, name, z)
 
 
