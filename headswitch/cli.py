@@ -34,20 +34,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_signalled: list[int] = []
+
+
 def _terminate(signum: int, frame: object) -> None:
+    _signalled.append(signum)
     raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command != "serve":  # the server drains on SIGTERM itself
-        signal.signal(signal.SIGTERM, _terminate)  # clean up temporary folders on kill
+        # Ctrl-C and SIGTERM unwind the stack, so temporary folders are cleaned up.
+        signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _terminate)
     from headswitch._quiet import native_stderr_quiet
 
     try:
         with native_stderr_quiet():
             return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except BaseException:
+        # A library may wrap the KeyboardInterrupt raised inside its own call; the signal
+        # still decides the exit status.
+        if not _signalled:
+            raise
         print("interrupted", file=sys.stderr)
         return 130
 
