@@ -12,7 +12,6 @@ markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile

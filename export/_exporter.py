@@ -18,6 +18,7 @@ import numpy as np
 from . import _graph, _publish, _sources, _verify, _warmup
 from ._errors import ExportError
 from ._heads import DenseChainHead, Head, analyse_head
+from ._inspect import folder_bytes
 from ._module import TaskEntry, build_module, keras_state, signatures
 
 DEFAULT_MODEL_NAME = "headswitch"
@@ -113,20 +114,14 @@ def _fingerprint(snapshots: list[_graph.OpSnapshot]) -> str:
     return digest.hexdigest()
 
 
-def _folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+def _text_backbone(model: Any, rank: int) -> Any:
+    """The backbone taking rank-1 text, wrapping a model whose input is (batch, 1)."""
+    if rank == 1:
+        return model
+    import keras
 
-
-class _Backbone(object):
-    """Wraps the backbone sub-model so the signature's rank-1 text fits a (batch, 1) input."""
-
-    def __new__(cls, model: Any, rank: int) -> Any:
-        if rank == 1:
-            return model
-        import keras
-
-        text = keras.Input(shape=(), dtype="string", name="text")
-        return keras.Model(text, model(keras.ops.expand_dims(text, -1)), name="backbone")
+    text = keras.Input(shape=(), dtype="string", name="text")
+    return keras.Model(text, model(keras.ops.expand_dims(text, -1)), name="backbone")
 
 
 def export_models(
@@ -249,8 +244,8 @@ def export_models(
     entries = [TaskEntry(s.task_id, s.name, _labels(s, h), h)
                for s, h in zip(sources, heads) if h is not None]
     backbone_ops = first_ops[: split + 1]
-    backbone = _Backbone(_graph.backbone_model(first, first_ops[split]),
-                         len(first.inputs[0].shape))
+    backbone = _text_backbone(_graph.backbone_model(first, first_ops[split]),
+                              len(first.inputs[0].shape))
     module = build_module(backbone, entries)
     names = [e.name for e in entries]
     records = _warmup.warmup_records(model_name, names, texts)
@@ -261,8 +256,9 @@ def export_models(
         tf.saved_model.save(module, str(staged), signatures=signatures(module))
         assets_extra = staged / "assets.extra"
         _warmup.write_warmup(assets_extra, records)
-        worst = _verify.check_merged(staged, names, expected, texts)
-        _verify.replay_warmup(staged, records)
+        loaded = tf.saved_model.load(str(staged))  # the real loader, once for both checks
+        worst = _verify.check_merged(loaded, names, expected, texts)
+        _verify.replay_warmup(loaded, records)
         backbone_bytes = _backbone_saved_bytes(tf, backbone)
         heads_bytes = sum(e.head.nbytes for e in entries)
         results = [
@@ -281,7 +277,7 @@ def export_models(
         )
         manifest_data = _manifest(report_fields, texts, backbone_ops)
         (assets_extra / MANIFEST_FILE).write_text(json.dumps(manifest_data, separators=(",", ":")))
-        merged_bytes = _folder_bytes(staged)
+        merged_bytes = folder_bytes(staged)
     return ExportReport(path=base / str(version), merged_bytes=merged_bytes,
                         seconds=time.perf_counter() - started, **report_fields)  # type: ignore[arg-type]
 
@@ -295,7 +291,7 @@ def _backbone_saved_bytes(tf: Any, backbone: Any) -> int:
         fn = tf.function(lambda text: {"features": backbone(text, training=False)},
                          input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         tf.saved_model.save(module, folder, signatures={"serving_default": fn})
-        return _folder_bytes(Path(folder))
+        return folder_bytes(Path(folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

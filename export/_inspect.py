@@ -39,7 +39,7 @@ def _signatures(version_dir: Path) -> dict[str, Any]:
     return result
 
 
-def _size(path: Path) -> int:
+def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
@@ -59,7 +59,7 @@ def inspect_export(path: str | Path) -> dict[str, Any]:
     listed = []
     for v in versions(base):
         folder = base / str(v)
-        listed.append({"version": v, "bytes": _size(folder),
+        listed.append({"version": v, "bytes": folder_bytes(folder),
                        "complete": (folder / "saved_model.pb").is_file()})
     info: dict[str, Any] = {
         "base": str(base),
@@ -68,7 +68,7 @@ def inspect_export(path: str | Path) -> dict[str, Any]:
                                     if p.name.startswith(TEMP_PREFIX)),
         "version": int(chosen.name) if chosen.name.isdigit() else None,
         "path": str(chosen),
-        "bytes": _size(chosen),
+        "bytes": folder_bytes(chosen),
         "signatures": _signatures(chosen),
         "warmup": (chosen / "assets.extra" / "tf_serving_warmup_requests").is_file(),
     }

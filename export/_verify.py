@@ -60,13 +60,12 @@ def original_outputs(model: Any, texts: list[str], path: Path) -> np.ndarray:
     return out
 
 
-def check_merged(saved: Path, names: list[str], expected: list[np.ndarray], texts: list[str],
+def check_merged(loaded: Any, names: list[str], expected: list[np.ndarray], texts: list[str],
                  seed: int = 0) -> list[float]:
-    """Run one mixed-task batch through both predict signatures of the saved model; return the
+    """Run one mixed-task batch through both predict signatures of the loaded model; return the
     worst absolute difference per task and raise if any exceeds ATOL."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(saved))
     n, p = len(names), len(texts)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n * p)
@@ -105,11 +104,10 @@ def check_merged(saved: Path, names: list[str], expected: list[np.ndarray], text
     return [float(w) for w in worst]
 
 
-def replay_warmup(saved: Path, records: list[Any]) -> None:
+def replay_warmup(loaded: Any, records: list[Any]) -> None:
     """Run every warmup PredictRequest through the saved model, as TF Serving does at load."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(saved))
     for record in records:
         request = record.predict_log.request
         signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
