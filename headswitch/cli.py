@@ -11,26 +11,18 @@ from collections.abc import Sequence
 def _parser() -> argparse.ArgumentParser:
     from headswitch import __version__
     from headswitch.client import _cli as client_cli
+    from headswitch.deploy import _cli as deploy_cli
     from headswitch.examples import _cli as examples_cli
     from headswitch.export import _cli as export_cli
+    from headswitch.serving import _cli as serving_cli
 
     parser = argparse.ArgumentParser(
         prog="headswitch",
         description="Serve many task heads on one shared backbone as one TensorFlow SavedModel.")
     parser.add_argument("--version", action="version", version=f"headswitch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    examples_cli.register(sub)
-    export_cli.register(sub)
-    client_cli.register(sub)
-    from headswitch.deploy import _cli as deploy_cli
-
-    deploy_cli.register(sub)
-    try:
-        from headswitch.serving import _cli as serving_cli
-    except ImportError:
-        pass
-    else:
-        serving_cli.register(sub)
+    for part in (examples_cli, export_cli, serving_cli, client_cli, deploy_cli):
+        part.register(sub)
     return parser
 
 
