@@ -4,11 +4,27 @@ Signatures (every input rank 1 so TF Serving's batcher can concatenate requests)
     serving_default(text: string[b], task_id: int32[b])
     by_name(text: string[b], task: string[b])
     tasks(unused: int32[b])
+
+Every op of the predict graph runs on every request, so the graph is built to run few of them
+(bench/overhead.py counts and times them):
+
+- Head weights and per-task tables are graph constants of one shared function, stored once and
+  read by every signature; a captured variable would cost each eager call more than an op does.
+  Past ``CONSTANT_BYTES`` they become variables (a GraphDef must stay under 2 GB).
+- One gather reads an example's row of the per-task int table (output columns, class count,
+  label set, activation); one split hands out its parts.
+- Padding columns (a task narrower than the widest head) get the logit -inf for activations that
+  map it to 0 (softmax, sigmoid, ...) and 0 for the others (linear, tanh, ...), so ``scores``
+  needs no mask and a softmax ignores its padding.
+- A stacked group gives -inf logits to the examples of other groups, so groups combine with one
+  elementwise maximum; a layer's bias is the last row of its kernel, its input ends with a 1.
+- The input checks run beside the backbone; only the head's first read waits for them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -21,6 +37,9 @@ SIGNATURE_TASKS = "tasks"
 PREDICT_OUTPUTS = ("scores", "num_classes", "labels", "top_label", "top_score")
 TASKS_OUTPUTS = ("task_id", "name", "num_classes", "labels", "activation")
 _MAX_NAMES_IN_ERRORS = 20
+# Output activations with f(-inf) == 0 and f >= 0: their padding is free and argmax needs no mask.
+_ZERO_AT_NEG_INF = ("softmax", "sigmoid", "relu", "softplus", "exponential")
+CONSTANT_BYTES = 64 * 2**20
 
 
 @dataclasses.dataclass
@@ -49,6 +68,10 @@ def keras_state(tf: Any, model: Any) -> tuple[list[Any], list[Any]]:
     return variables, resources
 
 
+_ACTIVATIONS = ("softmax", "linear", "relu", "sigmoid", "tanh", "elu", "selu", "softplus",
+                "softsign", "swish", "silu", "exponential", "gelu")
+
+
 def _activation(tf: Any, name: str, z: Any) -> Any:
     if name == "softmax":
         return tf.nn.softmax(z, axis=-1)
@@ -63,99 +86,124 @@ def _activation(tf: Any, name: str, z: Any) -> Any:
     return functions[name](z)
 
 
-def _build_stacked_group(tf: Any, heads: list[DenseChainHead]) -> Any:
-    class StackedDenseHeads(tf.Module):
-        """Dense-chain heads with the same hidden layers, stacked.
-
-        Hidden layers are stacked as [tasks, in, out]. Output layers, whose widths differ, are
-        stored exactly as one row per output column of every task ([sum of widths + 1, in]; the
-        last row is zero) and each example gathers its own task's rows. Nothing is padded on
-        disk, and the work per example does not depend on the number of tasks.
-        """
-
-        subset_only = False  # cheap enough to run on the whole batch
-
-        def __init__(self) -> None:
-            super().__init__(name="stacked_heads")
-            hidden = len(heads[0].steps) - 1
-            self.width = max(h.width for h in heads)
-            self.single = len(heads) == 1
-            if self.single:  # one task: plain matmuls, nothing to gather per example
-                steps = heads[0].steps
-                self.kernels = [tf.Variable(s.kernel, trainable=False, name=f"kernel_{i}")
-                                for i, s in enumerate(steps)]
-                self.biases = [tf.Variable(s.bias, trainable=False, name=f"bias_{i}")
-                               for i, s in enumerate(steps)]
-                self.activations = [s.activation for s in steps]
-                return
-            self.kernels = [tf.Variable(np.stack([h.steps[i].kernel for h in heads]),
-                                        trainable=False, name=f"hidden_kernel_{i}")
-                            for i in range(hidden)]
-            self.biases = [tf.Variable(np.stack([h.steps[i].bias for h in heads]),
-                                       trainable=False, name=f"hidden_bias_{i}")
-                           for i in range(hidden)]
-            self.hidden_activations = [s.activation for s in heads[0].steps[:-1]]
-            rows = np.concatenate([h.steps[-1].kernel.T for h in heads]
-                                  + [np.zeros((1, heads[0].steps[-1].kernel.shape[0]), np.float32)])
-            self.output_rows = tf.Variable(rows, trainable=False, name="output_rows")
-            self.output_bias = tf.Variable(
-                np.concatenate([h.steps[-1].bias for h in heads] + [np.zeros(1, np.float32)]),
-                trainable=False, name="output_bias")
-            sentinel = rows.shape[0] - 1
-            columns = np.full((len(heads), self.width), sentinel, np.int32)
-            offset = 0
-            for j, head in enumerate(heads):
-                columns[j, : head.width] = np.arange(offset, offset + head.width)
-                offset += head.width
-            self.columns = tf.Variable(columns, trainable=False, name="output_columns")
-            finals = [h.activation for h in heads]
-            self.final_kinds = sorted(set(finals))
-            self.final_kind_of = tf.constant([self.final_kinds.index(a) for a in finals], tf.int32)
-
-        def __call__(self, features: Any, local: Any, valid: Any) -> Any:
-            h = features
-            if self.single:
-                for i, activation in enumerate(self.activations):
-                    h = tf.matmul(h, self.kernels[i]) + self.biases[i]
-                    h = _final(tf, activation, h, None)
-                return h
-            for i, activation in enumerate(self.hidden_activations):
-                w = tf.gather(self.kernels[i], local)
-                h = tf.einsum("bi,bio->bo", h, w) + tf.gather(self.biases[i], local)
-                h = _activation(tf, activation, h)
-            columns = tf.gather(self.columns, local)
-            w = tf.gather(self.output_rows, columns)  # [batch, width, in]
-            z = tf.einsum("bi,bki->bk", h, w) + tf.gather(self.output_bias, columns)
-            if len(self.final_kinds) == 1:
-                return _final(tf, self.final_kinds[0], z, valid)
-            kind = tf.gather(self.final_kind_of, local)
-            out = z
-            for index, name in enumerate(self.final_kinds):
-                if name != "linear":
-                    out = tf.where(tf.equal(kind, index)[:, None], _final(tf, name, z, valid), out)
-            return out
-
-    return StackedDenseHeads()
+def _padding_logit(activation: str) -> float:
+    return -np.inf if activation in _ZERO_AT_NEG_INF else 0.0
 
 
-def _final(tf: Any, name: str, z: Any, valid: Any | None) -> Any:
-    """An output activation; softmax ignores the padding columns (``valid`` False)."""
-    if name == "softmax":
-        if valid is not None:
-            z = tf.where(valid, z, tf.constant(-np.inf, z.dtype))
-        return tf.nn.softmax(z, axis=-1)
-    return _activation(tf, name, z)
+def _with_bias(kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """[in + 1, out]: the bias as the last input row, for inputs that end with a 1."""
+    return np.concatenate([kernel, bias[None]]).astype(np.float32)
 
 
-def _build_generic_group(tf: Any, heads: list[GenericHead]) -> Any:
+def _append_one(tf: Any, x: Any) -> Any:
+    return tf.raw_ops.PadV2(input=x, paddings=[[0, 0], [0, 1]],
+                            constant_values=tf.constant(1.0, x.dtype))
+
+
+class _Store:
+    """The module's head weights and tables by name: graph constants of one shared tf.function
+    while they are small in total, variables beyond ``CONSTANT_BYTES``."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def add(self, name: str, value: Any) -> str:
+        name = f"{name}_{len(self.arrays)}"
+        self.arrays[name] = np.asarray(value)
+        return name
+
+    def build(self, tf: Any, module: Any) -> None:
+        as_variables = sum(a.nbytes for a in self.arrays.values()) > CONSTANT_BYTES
+        arrays = dict(self.arrays)
+        module._weight_variables = {k: tf.Variable(v.tolist() if v.dtype == object else v,
+                                                   trainable=False, name=k)
+                                    for k, v in arrays.items()} if as_variables else {}
+
+        def read() -> dict[str, Any]:
+            if as_variables:
+                return {k: v.read_value() for k, v in module._weight_variables.items()}
+            return {k: tf.constant(v.tolist() if v.dtype == object else v)
+                    for k, v in arrays.items()}
+
+        weights = tf.function(read, input_signature=[], autograph=False)
+        module._weights = lambda: weights()  # not tracked: no object-graph entry of its own
+
+
+class _StackedGroup:
+    """Dense-chain heads with the same hidden layers: logits [batch, width] for every example.
+
+    One task: plain matmuls on the whole batch, the output kernel padded to ``width`` columns;
+    the module keeps the rows of its task's examples. Several tasks: hidden kernels are stacked
+    as [tasks, in + 1, out] and gathered per example; output layers, whose widths differ, are
+    stored exactly as one row per output column ([sum of widths + 2, in + 1]; the last two rows
+    are the padding sentinels, logit -inf and logit 0) and each example gathers its own task's
+    rows through its ``columns`` in the per-task table; examples of other tasks get -inf. Nothing
+    is padded on disk for several tasks, and the work per example does not depend on their number.
+    """
+
+    def __init__(self, store: _Store, index: int, heads: list[DenseChainHead],
+                 task_ids: list[int], num_tasks: int, width: int) -> None:
+        self.index = index
+        self.single = len(heads) == 1
+        self.hidden_activations = [s.activation for s in heads[0].steps[:-1]]
+        # This group's columns of the per-task table: name -> [tasks, k] int32.
+        self.columns: dict[str, np.ndarray] = {}
+        if self.single:
+            head = heads[0]
+            self.hidden_kernels = [store.add("kernel", _with_bias(s.kernel, s.bias))
+                                   for s in head.steps[:-1]]
+            last = head.steps[-1]
+            kernel = np.zeros((last.kernel.shape[0] + 1, width), np.float32)
+            kernel[:, : head.width] = _with_bias(last.kernel, last.bias)
+            kernel[-1, head.width:] = _padding_logit(head.activation)
+            self.output = store.add("output_kernel", kernel)
+            return
+        self.hidden_kernels = [
+            store.add("hidden_kernels", np.stack([_with_bias(h.steps[i].kernel, h.steps[i].bias)
+                                                  for h in heads]))
+            for i in range(len(self.hidden_activations))]
+        rows = [_with_bias(h.steps[-1].kernel, h.steps[-1].bias).T for h in heads]
+        n_in = rows[0].shape[1]
+        sentinel_neg = np.zeros((1, n_in), np.float32)
+        sentinel_neg[0, -1] = -np.inf
+        rows_all = np.concatenate(rows + [sentinel_neg, np.zeros((1, n_in), np.float32)])
+        neg, zero = len(rows_all) - 2, len(rows_all) - 1
+        self.output = store.add("output_rows", rows_all)
+        columns = np.full((num_tasks, width), neg, np.int32)
+        offset = 0
+        for head, task in zip(heads, task_ids):
+            columns[task, head.width:] = neg if head.activation in _ZERO_AT_NEG_INF else zero
+            columns[task, : head.width] = np.arange(offset, offset + head.width)
+            offset += head.width
+        self.columns[f"columns_{index}"] = columns
+        if self.hidden_kernels:  # the example's row in the stacked hidden kernels
+            local = np.zeros((num_tasks, 1), np.int32)
+            local[task_ids, 0] = np.arange(len(task_ids))
+            self.columns[f"local_{index}"] = local
+
+    def __call__(self, tf: Any, w: dict[str, Any], features1: Any,
+                 row: dict[str, Any]) -> Any:
+        """``features1``: the features with a 1 appended; ``row``: the examples' per-task table
+        rows, split by column name."""
+        h1 = features1
+        if self.single:
+            for kernel, activation in zip(self.hidden_kernels, self.hidden_activations):
+                h1 = _append_one(tf, _activation(tf, activation, tf.matmul(h1, w[kernel])))
+            return tf.matmul(h1, w[self.output])
+        for kernel, activation in zip(self.hidden_kernels, self.hidden_activations):
+            kernels = tf.gather(w[kernel], row[f"local_{self.index}"])  # [b, 1, in + 1, out]
+            h1 = _append_one(tf, _activation(tf, activation, tf.einsum("bi,bjio->bo", h1, kernels)))
+        return tf.einsum("bi,bki->bk", h1, tf.gather(w[self.output], row[f"columns_{self.index}"]))
+
+
+def _build_generic_group(tf: Any, heads: list[GenericHead], task_ids: list[int],
+                         num_tasks: int, width: int) -> Any:
     class GenericHeads(tf.Module):
-        """Heads of any structure: each task present in the batch runs on its examples."""
-
-        subset_only = True  # run on this group's examples only, not the whole batch
+        """Heads of any structure, run after the stacked ones: each task of the group present
+        in the batch runs on its own examples. Outputs are final scores padded with 0."""
 
         def __init__(self) -> None:
             super().__init__(name="generic_heads")
-            self.width = max(h.width for h in heads)
             models = [h.model for h in heads]
             self._models = lambda: models  # called through a closure, not tracked
             self._variables, self._resources = [], []
@@ -165,29 +213,53 @@ def _build_generic_group(tf: Any, heads: list[GenericHead]) -> Any:
                 self._resources += resources
             self._squeeze = [h.squeeze for h in heads]
             self._widths = [h.width for h in heads]
+            local = np.full((num_tasks, 1), -1, np.int32)
+            local[task_ids, 0] = np.arange(len(task_ids))
+            self.columns = {"generic": local}
 
         def _branch(self, index: int, features: Any) -> Any:
             y = tf.cast(self._models()[index](features, training=False), tf.float32)
             if self._squeeze[index]:
                 y = y[:, None]
-            return tf.pad(y, [[0, 0], [0, self.width - self._widths[index]]])
+            return tf.pad(y, [[0, 0], [0, width - self._widths[index]]])
 
-        def __call__(self, features: Any, local: Any, valid: Any) -> Any:
-            present = tf.unique(local).y
-            out = tf.zeros([tf.shape(features)[0], self.width], tf.float32)
+        def __call__(self, features: Any, local: Any, scores: Any) -> Any:
+            """``scores`` with the rows of this group's examples replaced by their heads'.
+            ``local``: [b, 1] index of the example's task in the group, -1 if none."""
+            local = local[:, 0]
+            mine = local >= 0
 
-            def body(i: Any, out: Any) -> Any:
-                task = present[i]
-                rows = tf.where(tf.equal(local, task))
-                subset = tf.gather_nd(features, rows)
-                branches = [lambda k=k: self._branch(k, subset) for k in range(len(self._models()))]
-                y = tf.switch_case(task, branches)
-                return i + 1, tf.tensor_scatter_nd_update(out, rows, y)
+            def run() -> Any:
+                rows = tf.where(mine)
+                subset, sub_local = tf.gather_nd(features, rows), tf.gather_nd(local, rows)
+                present = tf.unique(sub_local).y
 
-            _, out = tf.while_loop(lambda i, _: i < tf.size(present), body, [0, out])
-            return out
+                def body(i: Any, out: Any) -> Any:
+                    at = tf.where(tf.equal(sub_local, present[i]))
+                    branches = [lambda k=k: self._branch(k, tf.gather_nd(subset, at))
+                                for k in range(len(self._widths))]
+                    y = tf.switch_case(present[i], branches)
+                    return i + 1, tf.tensor_scatter_nd_update(out, at, y)
+
+                part = tf.zeros([tf.size(sub_local), width], tf.float32)
+                _, part = tf.while_loop(lambda i, _: i < tf.size(present), body, [0, part])
+                return tf.tensor_scatter_nd_update(scores, rows, part)
+
+            return tf.cond(tf.reduce_any(mine), run, lambda: scores)
 
     return GenericHeads()
+
+
+def _label_sets(tasks: list[TaskEntry], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct label lists [sets, width] ("" padded) and each task's set index [tasks]."""
+    distinct: dict[tuple[str, ...], int] = {}
+    set_of = np.zeros(len(tasks), np.int32)
+    for t in tasks:
+        set_of[t.task_id] = distinct.setdefault(tuple(t.labels), len(distinct))
+    sets = np.full((len(distinct), width), "", dtype=object)
+    for labels, index in distinct.items():
+        sets[index, : len(labels)] = labels
+    return sets.astype(str), set_of
 
 
 def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
@@ -198,145 +270,148 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
     n = len(tasks)
     width = max(t.head.width for t in tasks)
     names = [t.name for t in tasks]
-
-    # Group heads: one group per stackable shape, one group for everything else.
-    keys: list[tuple[Any, ...]] = []
-    members: list[list[int]] = []
-    for t in tasks:
-        key = t.head.shape_key
-        if key not in keys:
-            keys.append(key)
-            members.append([])
-        members[keys.index(key)].append(t.task_id)
-    order = sorted(range(len(keys)), key=lambda g: -len(members[g]))
-    keys = [keys[g] for g in order]
-    members = [members[g] for g in order]
-    group_of = np.zeros(n, np.int32)
-    local_index = np.zeros((len(members), n), np.int32)  # 0 for tasks of other groups
-    for g, ids in enumerate(members):
-        for j, task_id in enumerate(ids):
-            group_of[task_id] = g
-            local_index[g, task_id] = j
-    valid = np.zeros((n, width), bool)
-    for t in tasks:
-        valid[t.task_id, : t.head.width] = True
-
-    labels = np.full((n, width), "", dtype=object)
-    for t in tasks:
-        labels[t.task_id, : len(t.labels)] = t.labels
     shown = ", ".join(names[:_MAX_NAMES_IN_ERRORS]) + (", ..." if n > _MAX_NAMES_IN_ERRORS else "")
+
+    # One group per stackable head shape, one group for everything else. Groups of several
+    # tasks (largest first) combine by maximum; one-task groups then overwrite their rows.
+    members: dict[tuple[Any, ...], list[int]] = {}
+    for t in tasks:
+        members.setdefault(t.head.shape_key, []).append(t.task_id)
+    generic_ids = members.pop(("generic",), [])
+    stacked_ids = sorted(members.values(), key=lambda ids: (len(ids) == 1, -len(ids)))
+    store = _Store()
+    groups = [_StackedGroup(store, g, [tasks[i].head for i in ids], ids, n, width)
+              for g, ids in enumerate(stacked_ids)]
+    group_of = np.zeros((n, 1), np.int32)
+    for g, ids in enumerate(stacked_ids):
+        group_of[ids, 0] = g
+
+    # Output activations: the commonest stacked one on every row, the others selected by kind.
+    kinds = [k for k, _ in Counter(tasks[i].activation for ids in stacked_ids for i in ids)
+             .most_common()]
+    kinds += sorted({t.activation for t in tasks} - set(kinds))  # generic heads' own
+    masked_top = bool(generic_ids) or any(k not in _ZERO_AT_NEG_INF for k in kinds)
+    label_sets, set_of = _label_sets(tasks, width)
+
+    # The per-task int32 table: one gather per request reads an example's row, one split
+    # hands out its parts by name.
+    columns: dict[str, np.ndarray] = {}
+    for group in groups:
+        columns.update(group.columns)
+    if len(groups) > 1 and groups[-1].single:
+        columns["group"] = group_of
+    columns["num_classes"] = np.array([[t.head.width] for t in tasks], np.int32)
+    columns["label_set"] = set_of[:, None]
+    columns["kind"] = np.array([[kinds.index(t.activation)] for t in tasks], np.int32)
 
     class TaskSwitch(tf.Module):
         def __init__(self) -> None:
             super().__init__(name="headswitch")
             self._backbone_variables, self._backbone_resources = keras_state(tf, backbone)
-            self.groups = []
-            for key, ids in zip(keys, members):
-                heads = [tasks[i].head for i in ids]
-                self.groups.append(_build_generic_group(tf, heads) if key == ("generic",)
-                                   else _build_stacked_group(tf, heads))
-            self.num_tasks = n
-            self.width = width
-            self._labels = tf.constant(labels.astype(str).tolist(), tf.string)
-            self._num_classes = tf.constant([t.head.width for t in tasks], tf.int32)
-            self._names = tf.constant(names, tf.string)
-            self._activations = tf.constant([t.activation for t in tasks], tf.string)
-            self._group_of = tf.constant(group_of)
-            self._local_index = [tf.constant(row) for row in local_index]
-            self._valid = tf.constant(valid)
+            self.generic = None
+            if generic_ids:
+                self.generic = _build_generic_group(tf, [tasks[i].head for i in generic_ids],
+                                                    generic_ids, n, width)
+                columns.update(self.generic.columns)
+            self._column_names = list(columns)
+            self._column_sizes = [c.shape[1] for c in columns.values()]
+            self._num_classes_at = sum(self._column_sizes[: self._column_names.index(
+                "num_classes")])
+            self._table = store.add("per_task", np.concatenate(list(columns.values()), axis=1))
+            self._labels = store.add("label_sets", label_sets)
+            store.build(tf, self)
             self._name_to_id = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(
                     tf.constant(names, tf.string), tf.range(n, dtype=tf.int32)),
                 default_value=-1)
 
-        def _checked(self, text: Any, task: Any, task_input: str, ids: Any, bad: Any,
-                     bad_message: str) -> Any:
-            """``ids`` once the batch is known to be valid: a handful of cheap ops, since they
-            run on every request. ``bad`` marks invalid task values; the message names the first
-            one."""
+        def _checked(self, text: Any, task: Any, task_input: str) -> list[Any]:
+            """Asserts that the batch is not empty and ``text`` and ``task`` are as long."""
             size, size_task = tf.size(text), tf.size(task)
-            first_bad = tf.gather(task, tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32))
-            checks = [
+            return [
                 tf.debugging.Assert(size > 0, ["empty batch: 'text' has no elements"]),
                 tf.debugging.Assert(tf.equal(size, size_task), [
                     f"'text' and '{task_input}' must have the same length; got", size,
-                    "texts and", size_task, f"{task_input} values"]),
-                tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [bad_message, first_bad]),
+                    "texts and", size_task]),
             ]
+
+        def _predict(self, features: Any, task_id: Any, checks: list[Any]) -> dict[str, Any]:
+            w = self._weights()
             with tf.control_dependencies(checks):
-                return tf.identity(ids)
-
-        def _heads(self, features: Any, task_id: Any, valid: Any) -> Any:
-            """Stacked groups (a handful, each as cheap as one head) run on the whole batch; the
-            generic group runs only when one of its tasks is present, on its own examples."""
-            first = self.groups[0]
-            if len(self.groups) == 1:
-                return self._pad(first(features, task_id, self._narrow(valid, first.width)))
-            group = tf.gather(self._group_of, task_id)
-            scores = None
-            for g, heads in enumerate(self.groups):
-                mine = tf.equal(group, g)
-                local = tf.gather(self._local_index[g], task_id)
-                if heads.subset_only:
-                    def run(heads: Any = heads, mine: Any = mine, local: Any = local) -> Any:
-                        rows = tf.where(mine)
-                        part = heads(tf.gather_nd(features, rows), tf.gather_nd(local, rows),
-                                     self._narrow(tf.gather_nd(valid, rows), heads.width))
-                        shape = tf.stack([tf.size(task_id, out_type=tf.int64), self.width])
-                        return tf.scatter_nd(rows, self._pad(part), shape)
-
-                    out = tf.cond(tf.reduce_any(mine), run,
-                                  lambda: tf.zeros([tf.size(task_id), self.width]))
+                row = tf.gather(w[self._table], task_id)
+            row = dict(zip(self._column_names, tf.split(row, self._column_sizes, axis=1)))
+            features1 = _append_one(tf, features)
+            z = None
+            for group in groups:
+                part = group(tf, w, features1, row)
+                if z is None:
+                    z = part
+                elif group.single:
+                    z = tf.where(tf.equal(row["group"], group.index), part, z)
                 else:
-                    out = self._pad(heads(features, local, self._narrow(valid, heads.width)))
-                scores = out if scores is None else tf.where(mine[:, None], out, scores)
-            return scores
-
-        def _narrow(self, valid: Any, width: int) -> Any:
-            return valid if width == self.width else valid[:, :width]
-
-        def _pad(self, scores: Any) -> Any:
-            group_width = scores.shape[-1]
-            if group_width == self.width:
-                return scores
-            return tf.pad(scores, [[0, 0], [0, self.width - group_width]])
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string),
-                                      tf.TensorSpec([None], tf.int32)])
-        def _predict(self, text: Any, task_id: Any) -> dict[str, Any]:
-            """Shared by both predict signatures, so saved_model.pb holds the graph once."""
-            features = backbone(text, training=False)
-            valid = tf.gather(self._valid, task_id)
-            scores = tf.where(valid, self._heads(features, task_id, valid), 0.0)
-            labels = tf.gather(self._labels, task_id)
-            top = tf.argmax(tf.where(valid, scores, tf.constant(-np.inf, tf.float32)), axis=1,
-                            output_type=tf.int32)
+                    z = tf.maximum(z, part)
+            if z is None:  # generic heads only
+                scores = tf.zeros([tf.size(task_id), width])
+            else:
+                scores = _activation(tf, kinds[0], z)
+                for index, kind in enumerate(kinds[1:], 1):
+                    if kind in _ACTIVATIONS:
+                        scores = tf.where(tf.equal(row["kind"], index),
+                                          _activation(tf, kind, z), scores)
+            if self.generic is not None:
+                scores = self.generic(features, row["generic"], scores)
+            ranked = scores
+            if masked_top:
+                ranked = tf.where(tf.range(width)[None] < row["num_classes"], scores,
+                                  tf.constant(-np.inf, tf.float32))
+            top = tf.argmax(ranked, axis=1, output_type=tf.int32)
+            label_set = row["label_set"]
             return {
                 "scores": scores,
-                "num_classes": tf.gather(self._num_classes, task_id),
-                "labels": labels,
-                "top_label": tf.gather(labels, top, batch_dims=1),
-                "top_score": tf.gather(scores, top, batch_dims=1),
+                "num_classes": tf.squeeze(row["num_classes"], 1),
+                "labels": tf.gather_nd(w[self._labels], label_set),
+                "top_label": tf.gather_nd(w[self._labels],
+                                          tf.concat([label_set, top[:, None]], 1)),
+                "top_score": tf.reduce_max(ranked, axis=1),
             }
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
-                                      tf.TensorSpec([None], tf.int32, name="task_id")])
+        @tf.function(autograph=False, input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.int32, name="task_id")])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
-            bad = tf.cast(task_id, tf.uint32) >= n  # negative ids wrap around to large values
-            message = f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got"
-            return self._predict(text, self._checked(text, task_id, "task_id", task_id, bad,
-                                                     message))
+            features = backbone(text, training=False)
+            # Negative ids wrap around to large unsigned values: one comparison checks both ends,
+            # and the largest unsigned value is a bad id whenever there is one.
+            largest = tf.reduce_max(tf.bitcast(task_id, tf.uint32))
+            in_range = tf.debugging.Assert(largest < n, [
+                f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got",
+                tf.bitcast(largest, tf.int32)])
+            checks = self._checked(text, task_id, "task_id") + [in_range]
+            return self._predict(features, task_id, checks)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
-                                      tf.TensorSpec([None], tf.string, name="task")])
+        @tf.function(autograph=False, input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.string, name="task")])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
             task_id = self._name_to_id.lookup(task)
-            message = f"unknown task name (valid names, {n} tasks: {shown}); got"
-            return self._predict(text, self._checked(text, task, "task", task_id, task_id < 0,
-                                                     message))
+            checks = self._checked(text, task, "task")
+            with tf.control_dependencies(checks):  # argmin needs a non-empty batch
+                unknown = tf.gather(task, tf.argmin(task_id, output_type=tf.int32))
+            known = tf.debugging.Assert(tf.reduce_min(task_id) >= 0, [
+                f"unknown task name (valid names, {n} tasks: {shown}); got", unknown])
+            with tf.control_dependencies(checks + [known]):
+                task_id = tf.identity(task_id)
+            # serving_default's graph, called rather than traced again: stored once.
+            return self.serving_default(text, task_id)
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="unused")])
+        @tf.function(autograph=False, input_signature=[
+            tf.TensorSpec([None], tf.int32, name="unused")])
         def tasks(self, unused: Any) -> dict[str, Any]:
+            w = self._weights()
+            at = self._num_classes_at  # then label_set, then kind
+            table = w[self._table]
+            # Names in id order from the name -> id table, so that they are stored once.
+            keys, ids = self._name_to_id.export()
             rows = tf.size(unused)
 
             def tile(value: Any) -> Any:
@@ -344,11 +419,11 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
                 return tf.tile(value[None], multiples)
 
             return {
-                "task_id": tile(tf.range(self.num_tasks, dtype=tf.int32)),
-                "name": tile(self._names),
-                "num_classes": tile(self._num_classes),
-                "labels": tile(self._labels),
-                "activation": tile(self._activations),
+                "task_id": tile(tf.range(n, dtype=tf.int32)),
+                "name": tile(tf.scatter_nd(ids[:, None], keys, [n])),
+                "num_classes": tile(table[:, at]),
+                "labels": tile(tf.gather(w[self._labels], table[:, at + 1])),
+                "activation": tile(tf.gather(kinds, table[:, at + 2])),
             }
 
     return TaskSwitch()
