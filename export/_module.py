@@ -317,7 +317,10 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             self._column_sizes = [c.shape[1] for c in columns.values()]
             self._num_classes_at = sum(self._column_sizes[: self._column_names.index(
                 "num_classes")])
-            self._table = store.add("per_task", np.concatenate(list(columns.values()), axis=1))
+            table = np.concatenate(list(columns.values()), axis=1)
+            # int16 halves the table; one cast after the gather costs less than its bytes do.
+            narrow = table.min() >= -(2**15) and table.max() < 2**15
+            self._table = store.add("per_task", table.astype(np.int16 if narrow else np.int32))
             self._labels = store.add("label_sets", label_sets)
             store.build(tf, self)
             self._name_to_id = tf.lookup.StaticHashTable(
@@ -338,7 +341,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
         def _predict(self, features: Any, task_id: Any, checks: list[Any]) -> dict[str, Any]:
             w = self._weights()
             with tf.control_dependencies(checks):
-                row = tf.gather(w[self._table], task_id)
+                row = tf.cast(tf.gather(w[self._table], task_id), tf.int32)
             row = dict(zip(self._column_names, tf.split(row, self._column_sizes, axis=1)))
             features1 = _append_one(tf, features)
             z = None
@@ -409,7 +412,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
         def tasks(self, unused: Any) -> dict[str, Any]:
             w = self._weights()
             at = self._num_classes_at  # then label_set, then kind
-            table = w[self._table]
+            table = tf.cast(w[self._table], tf.int32)
             # Names in id order from the name -> id table, so that they are stored once.
             keys, ids = self._name_to_id.export()
             rows = tf.size(unused)
