@@ -4,14 +4,14 @@
 
 DIR holds example models (``headswitch example-models``; the first 7 are read, the other tasks get
 random Dense heads of their example shape). For each N one SavedModel is saved whose signatures
-peel headswitch's ``serving_default`` apart, layer by layer (all share one saved backbone):
+peel headswitch's ``serving_default`` apart (all share one saved backbone):
 
   backbone          text -> features (the backbone alone)
-  backbone_2in      the same, with a second (unused) input task_id: the cost of an input
-  heads             + the stacked heads: gather each example's weights, einsum (scores only)
-  predict_inline    + labels, top_label, top_score, the padding mask (5 outputs), no checks
-  predict_nested    the same through the nested ``_predict`` tf.function (as serving_default)
-  serving_default   headswitch's signature as exported (input checks + nested ``_predict``)
+  backbone_io       the backbone behind serving_default's inputs and outputs (two inputs, five
+                    outputs of the same dtypes and shapes, each from one cheap op): the cost of
+                    the signature itself
+  no_checks         serving_default without its input checks (no Assert)
+  serving_default   headswitch's signature as exported
   serving_scores    serving_default's graph, only ``scores`` returned
   serving_one_group serving_default with every head a single Dense: one stacked group (the
                     example tasks have two head shapes: `language` has a hidden layer)
@@ -44,13 +44,14 @@ sys.path.insert(0, str(BENCH))
 import compare  # noqa: E402
 from _measure import machine, percentile, write_json  # noqa: E402
 
-VARIANTS = ("backbone", "backbone_2in", "heads", "predict_inline", "predict_nested",
-            "serving_default", "serving_scores", "serving_one_group")
+VARIANTS = ("backbone", "backbone_io", "no_checks", "serving_default", "serving_scores",
+            "serving_one_group")
 
 
 def build(tf: Any, backbone: Any, heads: list[dict], path: Path) -> list[str]:
-    """Save the variants as signatures of one SavedModel; return the variants built. Variants
-    that reach into headswitch internals (``_heads``, ``_predict``) are skipped if those change."""
+    """Save the variants as signatures of one SavedModel; return the variants built. The
+    no_checks variant reaches into headswitch internals (``_predict``) and is skipped if they
+    change."""
     from headswitch.export._heads import DenseChainHead, DenseStep
     from headswitch.export._module import TaskEntry, build_module
 
@@ -73,24 +74,23 @@ def build(tf: Any, backbone: Any, heads: list[dict], path: Path) -> list[str]:
     root.m1 = build_module(backbone, entries(flat))
     text = tf.TensorSpec([None], tf.string, name="text")
     ids = tf.TensorSpec([None], tf.int32, name="task_id")
+    width = max(h["steps"][-1][0].shape[1] for h in heads)
+    labels = tf.constant([[f"label {i}" for i in range(width)]])
 
-    def heads_only(text: Any, task_id: Any) -> Any:
+    def backbone_io(text: Any, task_id: Any) -> Any:
         features = backbone(text, training=False)
-        valid = tf.gather(m._valid, task_id)
-        return {"scores": m._heads(features, task_id, valid)}
-
-    def scores_only(text: Any, task_id: Any) -> Any:
-        return {"scores": m.serving_default(text, task_id)["scores"]}
+        first = tf.zeros_like(task_id)
+        return {"scores": features[:, :width], "num_classes": task_id,
+                "labels": tf.gather(labels, first), "top_label": tf.gather(labels[0], first),
+                "top_score": features[:, 0]}
 
     fns = {
         "backbone": (lambda text: {"features": backbone(text, training=False)}, [text]),
-        "backbone_2in": (lambda text, task_id: {"features": backbone(text, training=False)},
-                         [text, ids]),
-        "heads": (heads_only, [text, ids]),
-        "predict_inline": (lambda text, task_id: m._predict.python_function(text, task_id),
-                           [text, ids]),
-        "predict_nested": (lambda text, task_id: m._predict(text, task_id), [text, ids]),
-        "serving_scores": (scores_only, [text, ids]),
+        "backbone_io": (backbone_io, [text, ids]),
+        "no_checks": (lambda text, task_id: m._predict(backbone(text, training=False), task_id,
+                                                       []), [text, ids]),
+        "serving_scores": (lambda text, task_id: {
+            "scores": m.serving_default(text, task_id)["scores"]}, [text, ids]),
     }
     sigs = {"serving_default": m.serving_default, "serving_one_group": root.m1.serving_default}
     built = list(sigs)
@@ -135,19 +135,13 @@ PLUMBING = {"Const", "VarHandleOp", "Identity", "IdentityN", "NoOp", "_Arg", "_R
 
 
 def _category(name: str, op: str) -> str:
-    """Which part of the graph a node belongs to. Nested tf.function calls are inlined in the
-    Session graph; their nodes keep the call path in their names."""
+    """Which part of the graph a node belongs to (nested calls are inlined in the Session
+    graph; the backbone's nodes keep its name)."""
     if op in PLUMBING:
         return "plumbing (Const, VarHandleOp, Identity, _Arg/_Retval, ReadVariableOp)"
     if "backbone" in name:
         return "backbone"
-    depth = name.split("/").count("StatefulPartitionedCall") + name.startswith(
-        "StatefulPartitionedCall_")
-    if depth >= 3:
-        return "_predict body: gathers, heads, labels, top_label/top_score"
-    if depth == 2:
-        return "serving_default body: input checks (Size, Equal, Assert, ...)"
-    return "other"
+    return "headswitch: checks, heads, outputs"
 
 
 def _trace(tf: Any, sess: Any, info: Any, feed: dict[str, Any], repeats: int) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def test_quick_machinery(example_models: Any, tmp_path: Path) -> None:
     small = data["backbones"]["small"]
     assert "export_models" in small["headswitch_built_with"]
     rows = {(r["contender"], r["tasks"]): r for r in small["rows"]}
-    assert set(rows) == {("backbone", None)} | {
+    assert set(rows) == {("backbone", None), ("backbone_io", None)} | {
         (c, 3) for c in ("headswitch", "multi_output", "per_task_sigs", "separate")}
     for row in rows.values():
         assert row["bytes"] > 0 and row["load_seconds"] > 0 and row["peak_rss"] > 0
@@ -56,6 +56,9 @@ def test_quick_machinery(example_models: Any, tmp_path: Path) -> None:
         Path(tmp_path / "work" / "small" / "contenders" / "separate"))
     assert {f["floor"].split(",")[0] for f in small["floors"]} >= {
         "headswitch p50 / backbone p50", "headswitch bytes / (backbone + heads)"}
+    references = [f for f in small["floors"] if f.get("reference")]
+    assert len(references) == 2 * 2 and all(f["value"] > 0 for f in references)
     markdown = (results / "compare.md").read_text()
     assert "| headswitch | 3 |" in markdown and "Floors" in markdown
+    assert "| backbone, headswitch's inputs/outputs | - |" in markdown
     assert (results / "compare.png").stat().st_size > 10_000
