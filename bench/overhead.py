@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             eager, graph, session = {}, {}, {}
             for v in variants:
                 sig = loaded.signatures[v]
-                key = "features" if v.startswith("backbone") else "scores"
+                key = "features" if v == "backbone" else "scores"
                 if v == "backbone":  # the only variant without a task_id input
                     eager[v] = lambda i, s=sig, key=key: s(text=t_texts[i])[key].numpy()
                 else:
