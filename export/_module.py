@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._heads import DenseChainHead, GenericHead, Head
+from ._heads import STACKABLE_ACTIVATIONS, DenseChainHead, GenericHead, Head
 
 SIGNATURE_IDS = "serving_default"
 SIGNATURE_NAMES = "by_name"
@@ -66,10 +66,6 @@ def keras_state(tf: Any, model: Any) -> tuple[list[Any], list[Any]]:
     resources = [t for t in tf.train.TrackableView(model).descendants()
                  if isinstance(t, TrackableResource)]
     return variables, resources
-
-
-_ACTIVATIONS = ("softmax", "linear", "relu", "sigmoid", "tanh", "elu", "selu", "softplus",
-                "softsign", "swish", "silu", "exponential", "gelu")
 
 
 def _activation(tf: Any, name: str, z: Any) -> Any:
@@ -358,7 +354,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             else:
                 scores = _activation(tf, kinds[0], z)
                 for index, kind in enumerate(kinds[1:], 1):
-                    if kind in _ACTIVATIONS:
+                    if kind in STACKABLE_ACTIVATIONS:  # not a generic head's own
                         scores = tf.where(tf.equal(row["kind"], index),
                                           _activation(tf, kind, z), scores)
             if self.generic is not None:
