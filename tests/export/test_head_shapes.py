@@ -79,3 +79,16 @@ def test_text_input_of_shape_batch_by_one(tmp_path: Path) -> None:
     paths = _flat_models(tmp_path, input_shape=(1,))
     report = export_models(paths[:2], tmp_path / "out", split_layer="features")
     _check(report.path, paths[:2], rank=2)
+
+
+def test_heads_past_the_constant_budget_are_variables(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past CONSTANT_BYTES the head weights and tables are variables; the answers are the same."""
+    from headswitch.export import _module
+
+    monkeypatch.setattr(_module, "CONSTANT_BYTES", 0)
+    paths = _flat_models(tmp_path)
+    report = export_models(paths, tmp_path / "out", split_layer="features")
+    keys = [k for k, _ in tf.train.list_variables(str(report.path / "variables" / "variables"))]
+    assert any("per_task" in key for key in keys), keys
+    _check(report.path, paths)
