@@ -237,14 +237,10 @@ def _save_backbone(tf: Any, backbone: Any, path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
 
 
-def _save_backbone_io(tf: Any, backbone: Any, width: int, path: Path) -> None:
+def backbone_io_fn(tf: Any, backbone: Any, width: int) -> Callable[[Any, Any], dict[str, Any]]:
     """The backbone behind serving_default's inputs and outputs (no task switch): scores
     float32[b, width], num_classes int32[b], labels string[b, width], top_label string[b],
     top_score float32[b], each from one cheap op."""
-    from headswitch.export._module import keras_state
-
-    module = tf.Module()
-    module.variables_, module.resources_ = keras_state(tf, backbone)
     labels = tf.constant([[f"label {i}" for i in range(width)]])
 
     def serve(text: Any, task_id: Any) -> dict[str, Any]:
@@ -254,8 +250,16 @@ def _save_backbone_io(tf: Any, backbone: Any, width: int, path: Path) -> None:
                 "labels": tf.gather(labels, first), "top_label": tf.gather(labels[0], first),
                 "top_score": features[:, 0]}
 
-    fn = tf.function(serve, input_signature=[_text_spec(tf),
-                                             tf.TensorSpec([None], tf.int32, name="task_id")])
+    return serve
+
+
+def _save_backbone_io(tf: Any, backbone: Any, width: int, path: Path) -> None:
+    from headswitch.export._module import keras_state
+
+    module = tf.Module()
+    module.variables_, module.resources_ = keras_state(tf, backbone)
+    fn = tf.function(backbone_io_fn(tf, backbone, width), input_signature=[
+        _text_spec(tf), tf.TensorSpec([None], tf.int32, name="task_id")])
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
 
 

@@ -75,18 +75,9 @@ def build(tf: Any, backbone: Any, heads: list[dict], path: Path) -> list[str]:
     text = tf.TensorSpec([None], tf.string, name="text")
     ids = tf.TensorSpec([None], tf.int32, name="task_id")
     width = max(h["steps"][-1][0].shape[1] for h in heads)
-    labels = tf.constant([[f"label {i}" for i in range(width)]])
-
-    def backbone_io(text: Any, task_id: Any) -> Any:
-        features = backbone(text, training=False)
-        first = tf.zeros_like(task_id)
-        return {"scores": features[:, :width], "num_classes": task_id,
-                "labels": tf.gather(labels, first), "top_label": tf.gather(labels[0], first),
-                "top_score": features[:, 0]}
-
     fns = {
         "backbone": (lambda text: {"features": backbone(text, training=False)}, [text]),
-        "backbone_io": (backbone_io, [text, ids]),
+        "backbone_io": (compare.backbone_io_fn(tf, backbone, width), [text, ids]),
         "no_checks": (lambda text, task_id: m._predict(backbone(text, training=False), task_id,
                                                        []), [text, ids]),
         "serving_scores": (lambda text, task_id: {
