@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
+from headswitch.contract import DEFAULT_MODEL_NAME
+
 from ._core import TaskRef
 
 _DOWN_HINT = "is the server running? `headswitch serve BASE` starts one"
@@ -31,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     target.add_argument("--grpc", metavar="HOST:PORT", help="TF Serving gRPC address")
     target.add_argument("--vertex", metavar="ENDPOINT",
                         help="a Vertex AI endpoint: URL or projects/P/locations/R/endpoints/E")
-    parser.add_argument("--model", default="headswitch", help="model name (default headswitch)")
+    parser.add_argument("--model", default=DEFAULT_MODEL_NAME,
+                        help=f"model name (default {DEFAULT_MODEL_NAME})")
     version = parser.add_mutually_exclusive_group()
     version.add_argument("--version", type=int, help="model version (default: the latest)")
     version.add_argument("--label", help="model version label, e.g. stable")
@@ -159,8 +162,12 @@ def run(args: argparse.Namespace) -> int:
             predictions = client.predict(texts, tasks)
     except HeadswitchError as exc:
         print(f"headswitch predict: {exc}", file=sys.stderr)
-        if exc.code == "UNAVAILABLE" and (exc.http_status is None or exc.transport == "grpc"):
-            print(f"headswitch predict: {_DOWN_HINT}", file=sys.stderr)
+        hint = exc.hint
+        if hint is None and exc.code == "UNAVAILABLE" and (
+                exc.http_status is None or exc.transport == "grpc"):
+            hint = _DOWN_HINT
+        if hint:
+            print(f"  hint: {hint}", file=sys.stderr)
         return 1
     if args.json:
         out = sys.stdout

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from headswitch import __version__
+
 from ._chunking import encode_all, plan
 from ._errors import HeadswitchError, client_error
 from ._retry import RetryPolicy
@@ -24,12 +26,7 @@ from ._types import (
 TaskRef = int | str
 TaskArg = int | str | Sequence[TaskRef]
 
-DEFAULT_MODEL = "headswitch"
-DEFAULT_SIGNATURE = "serving_default"
-DEFAULT_TASKS_SIGNATURE = "tasks"
-TEXT_INPUT = "text"
-TASK_ID_INPUT = "task_id"
-TASKS_INPUT = "unused"
+USER_AGENT = f"headswitch-client/{__version__}"
 _MAX_NAMES_SHOWN = 10
 
 P = TypeVar("P")

@@ -5,28 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
-Transport = Literal["rest", "grpc", "client"]
+from headswitch import Error
 
-# TF Serving's mapping from status code to HTTP status (model_servers/http_server.cc).
-HTTP_STATUS_OF_CODE: Final[Mapping[str, int]] = {
-    "OK": 200,
-    "CANCELLED": 499,
-    "UNKNOWN": 500,
-    "INVALID_ARGUMENT": 400,
-    "DEADLINE_EXCEEDED": 504,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "PERMISSION_DENIED": 403,
-    "RESOURCE_EXHAUSTED": 429,
-    "FAILED_PRECONDITION": 400,
-    "ABORTED": 409,
-    "OUT_OF_RANGE": 400,
-    "UNIMPLEMENTED": 501,
-    "INTERNAL": 500,
-    "UNAVAILABLE": 503,
-    "DATA_LOSS": 500,
-    "UNAUTHENTICATED": 401,
-}
+Transport = Literal["rest", "grpc", "client"]
 
 # The reverse, for REST answers (several codes share 400, 409 and 500: the common one wins).
 _CODE_OF_HTTP_STATUS: Final[Mapping[int, str]] = {
@@ -57,7 +38,7 @@ def code_of_http_status(status: int) -> str:
     return "UNKNOWN"
 
 
-class HeadswitchError(Exception):
+class HeadswitchError(Error):
     """A request that failed, on either transport, or that the client refused to send.
 
     ``code`` is the gRPC status code name (``INVALID_ARGUMENT``, ``NOT_FOUND``, ``UNAVAILABLE``,
@@ -78,10 +59,10 @@ class HeadswitchError(Exception):
         details: Mapping[str, Any] | None = None,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.code = code
-        self.message = message
         self.http_status = http_status
         self.transport: Transport = transport
         self.details: dict[str, Any] = dict(details or {})
@@ -98,7 +79,8 @@ class HeadswitchError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:  # keyword-only arguments: pickle by hand
         return _rebuild, (self.code, self.message, self.http_status, self.transport,
-                          self.details, self.retryable, self.retry_after, self.attempts)
+                          self.details, self.retryable, self.retry_after, self.attempts,
+                          self.hint)
 
     def __repr__(self) -> str:
         return (
@@ -109,9 +91,10 @@ class HeadswitchError(Exception):
 
 def _rebuild(code: str, message: str, http_status: int | None, transport: Transport,
              details: dict[str, Any], retryable: bool, retry_after: float | None,
-             attempts: int) -> HeadswitchError:
+             attempts: int, hint: str | None = None) -> HeadswitchError:
     error = HeadswitchError(code, message, http_status=http_status, transport=transport,
-                            details=details, retryable=retryable, retry_after=retry_after)
+                            details=details, retryable=retryable, retry_after=retry_after,
+                            hint=hint)
     error.attempts = attempts
     return error
 

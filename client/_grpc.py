@@ -10,10 +10,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Union
 
+from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_TASKS
+
 from ._auth import Token, TokenSource
 from ._base import AsyncClient, SyncClient
 from ._chunking import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
-from ._core import DEFAULT_MODEL, DEFAULT_SIGNATURE, DEFAULT_TASKS_SIGNATURE, Options, Row
+from ._core import USER_AGENT, Options, Row
 from ._retry import RetryPolicy, as_policy
 from ._types import ModelMetadata, ModelStatus, TaskInfo
 
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 
 Pem = Union[bytes, str, "os.PathLike[str]"]
 
-_USER_AGENT = "headswitch-client/0.1.0"
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", -1),
     ("grpc.max_send_message_length", -1),
@@ -31,7 +32,7 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.primary_user_agent", _USER_AGENT),
+    ("grpc.primary_user_agent", USER_AGENT),
 ]
 
 
@@ -144,11 +145,11 @@ class GrpcClient(SyncClient[Any]):
         self,
         target: str = "localhost:8500",
         *,
-        model: str = DEFAULT_MODEL,
+        model: str = DEFAULT_MODEL_NAME,
         version: int | None = None,
         version_label: str | None = None,
-        signature: str = DEFAULT_SIGNATURE,
-        tasks_signature: str = DEFAULT_TASKS_SIGNATURE,
+        signature: str = SIGNATURE_IDS,
+        tasks_signature: str = SIGNATURE_TASKS,
         timeout: float | None = 30.0,
         deadline: float | None = None,
         retries: int | RetryPolicy = 3,
@@ -232,11 +233,11 @@ class AsyncGrpcClient(AsyncClient[Any]):
         self,
         target: str = "localhost:8500",
         *,
-        model: str = DEFAULT_MODEL,
+        model: str = DEFAULT_MODEL_NAME,
         version: int | None = None,
         version_label: str | None = None,
-        signature: str = DEFAULT_SIGNATURE,
-        tasks_signature: str = DEFAULT_TASKS_SIGNATURE,
+        signature: str = SIGNATURE_IDS,
+        tasks_signature: str = SIGNATURE_TASKS,
         timeout: float | None = 30.0,
         deadline: float | None = None,
         retries: int | RetryPolicy = 3,

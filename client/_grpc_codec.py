@@ -21,17 +21,25 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from ._core import (
-    TASK_ID_INPUT,
-    TASKS_INPUT,
-    TEXT_INPUT,
-    Options,
-    Row,
-    metadata_from_json,
-    status_from_json,
-    tasks_from_columns,
+from headswitch.contract import (
+    HTTP_STATUS_OF_CODE,
+    INPUT_TASK_ID,
+    INPUT_TEXT,
+    INPUT_UNUSED,
+    OUTPUT_LABELS,
+    OUTPUT_NUM_CLASSES,
+    OUTPUT_SCORES,
+    OUTPUT_TOP_LABEL,
+    OUTPUT_TOP_SCORE,
+    TASKS_OUTPUT_ACTIVATION,
+    TASKS_OUTPUT_LABELS,
+    TASKS_OUTPUT_NAME,
+    TASKS_OUTPUT_NUM_CLASSES,
+    TASKS_OUTPUT_TASK_ID,
 )
-from ._errors import HTTP_STATUS_OF_CODE, HeadswitchError, client_error
+
+from ._core import Options, Row, metadata_from_json, status_from_json, tasks_from_columns
+from ._errors import HeadswitchError, client_error
 from ._types import ModelMetadata, ModelStatus, TaskInfo
 
 __all__ = ["model_service_pb2_grpc", "prediction_service_pb2_grpc"]
@@ -68,7 +76,7 @@ def _varint_size(value: int) -> int:
 def request_overhead(spec: Any) -> int:
     """What a predict request costs besides its items (an upper bound)."""
     request = predict_pb2.PredictRequest(model_spec=spec)
-    for name in (TEXT_INPUT, TASK_ID_INPUT):
+    for name in (INPUT_TEXT, INPUT_TASK_ID):
         request.inputs[name].dtype = _DT_STRING
         request.inputs[name].tensor_shape.dim.add().size = 2**31
     # + the packed field's tag and length, and longer length prefixes of the messages
@@ -99,11 +107,11 @@ class GrpcPrepared:
     def _request(self, start: int, stop: int) -> Any:
         request = predict_pb2.PredictRequest()
         request.model_spec.CopyFrom(self._spec)
-        text = request.inputs[TEXT_INPUT]
+        text = request.inputs[INPUT_TEXT]
         text.dtype = _DT_STRING
         text.tensor_shape.dim.add().size = stop - start
         text.string_val.extend(self._texts[start:stop])
-        task = request.inputs[TASK_ID_INPUT]
+        task = request.inputs[INPUT_TASK_ID]
         task.dtype = _DT_INT32
         task.tensor_shape.dim.add().size = stop - start
         task.int_val.extend(self._ids[start:stop])
@@ -119,7 +127,7 @@ class GrpcPrepared:
 
 def tasks_request(options: Options) -> Any:
     request = predict_pb2.PredictRequest(model_spec=model_spec(options, options.tasks_signature))
-    unused = request.inputs[TASKS_INPUT]
+    unused = request.inputs[INPUT_UNUSED]
     unused.dtype = _DT_INT32
     unused.tensor_shape.dim.add().size = 1
     unused.int_val.append(0)
@@ -178,16 +186,17 @@ def _rows_of(values: list[Any], width: int) -> list[list[Any]]:
 
 def predict_rows(response: Any) -> list[Row]:
     outputs = response.outputs
-    scores, shape = _values(outputs, "scores")
-    num_classes, _ = _values(outputs, "num_classes")
-    top_label, _ = _values(outputs, "top_label")
-    top_score, _ = _values(outputs, "top_score")
-    if "labels" not in outputs or outputs["labels"].dtype != _DT_STRING:
-        raise _bad_answer("the answer has no string output 'labels'")
-    raw_labels = outputs["labels"].string_val
+    scores, shape = _values(outputs, OUTPUT_SCORES)
+    num_classes, _ = _values(outputs, OUTPUT_NUM_CLASSES)
+    top_label, _ = _values(outputs, OUTPUT_TOP_LABEL)
+    top_score, _ = _values(outputs, OUTPUT_TOP_SCORE)
+    if OUTPUT_LABELS not in outputs or outputs[OUTPUT_LABELS].dtype != _DT_STRING:
+        raise _bad_answer(f"the answer has no string output {OUTPUT_LABELS!r}")
+    raw_labels = outputs[OUTPUT_LABELS].string_val
     width = shape[1] if len(shape) == 2 else 0
     if len(raw_labels) != len(scores):
-        raise _bad_answer(f"'labels' has {len(raw_labels)} values for 'scores' of {shape}")
+        raise _bad_answer(f"{OUTPUT_LABELS!r} has {len(raw_labels)} values for "
+                          f"{OUTPUT_SCORES!r} of {shape}")
     decoded: dict[tuple[bytes, ...], list[str]] = {}  # rows of one task decode once
     rows: list[Row] = []
     for i, (n, label, score) in enumerate(zip(num_classes, top_label, top_score)):
@@ -202,11 +211,11 @@ def predict_rows(response: Any) -> list[Row]:
 
 def tasks_from_response(response: Any) -> list[TaskInfo]:
     outputs = response.outputs
-    ids, shape = _values(outputs, "task_id")
-    names, _ = _values(outputs, "name")
-    num_classes, _ = _values(outputs, "num_classes")
-    labels, label_shape = _values(outputs, "labels")
-    activations, _ = _values(outputs, "activation")
+    ids, shape = _values(outputs, TASKS_OUTPUT_TASK_ID)
+    names, _ = _values(outputs, TASKS_OUTPUT_NAME)
+    num_classes, _ = _values(outputs, TASKS_OUTPUT_NUM_CLASSES)
+    labels, label_shape = _values(outputs, TASKS_OUTPUT_LABELS)
+    activations, _ = _values(outputs, TASKS_OUTPUT_ACTIVATION)
     if len(shape) != 2 or len(label_shape) != 3:
         raise _bad_answer("the tasks answer is not headswitch's")
     n, width = shape[1], label_shape[2]

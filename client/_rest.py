@@ -10,10 +10,12 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Union
 
+from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_TASKS
+
 from ._auth import Token, TokenSource, google_token
 from ._base import AsyncClient, SyncClient
 from ._chunking import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
-from ._core import DEFAULT_MODEL, DEFAULT_SIGNATURE, DEFAULT_TASKS_SIGNATURE, Options, Row
+from ._core import USER_AGENT, Options, Row
 from ._errors import HeadswitchError
 from ._rest_codec import (
     RestPrepared,
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 Verify = Union[bool, str, "os.PathLike[str]", ssl.SSLContext]
 Cert = Union[str, "tuple[str, str]", None]
 
-_USER_AGENT = "headswitch-client/0.1.0"
 
 
 def _httpx() -> ModuleType:
@@ -124,7 +125,7 @@ class _Setup:
             vertex_raw_predict_url=None if vertex is None else vertex[1],
         )
         self.token = TokenSource(token)
-        self.headers = {"user-agent": _USER_AGENT, "accept": "application/json"}
+        self.headers = {"user-agent": USER_AGENT, "accept": "application/json"}
         self.headers.update(headers or {})
         static = self.token.header() if self.token.static else None
         if static is not None:
@@ -180,11 +181,11 @@ class RestClient(SyncClient[bytes]):
         self,
         url: str = "http://localhost:8501",
         *,
-        model: str = DEFAULT_MODEL,
+        model: str = DEFAULT_MODEL_NAME,
         version: int | None = None,
         version_label: str | None = None,
-        signature: str = DEFAULT_SIGNATURE,
-        tasks_signature: str = DEFAULT_TASKS_SIGNATURE,
+        signature: str = SIGNATURE_IDS,
+        tasks_signature: str = SIGNATURE_TASKS,
         timeout: float | None = 30.0,
         deadline: float | None = None,
         retries: int | RetryPolicy = 3,
@@ -282,11 +283,11 @@ class AsyncRestClient(AsyncClient[bytes]):
         self,
         url: str = "http://localhost:8501",
         *,
-        model: str = DEFAULT_MODEL,
+        model: str = DEFAULT_MODEL_NAME,
         version: int | None = None,
         version_label: str | None = None,
-        signature: str = DEFAULT_SIGNATURE,
-        tasks_signature: str = DEFAULT_TASKS_SIGNATURE,
+        signature: str = SIGNATURE_IDS,
+        tasks_signature: str = SIGNATURE_TASKS,
         timeout: float | None = 30.0,
         deadline: float | None = None,
         retries: int | RetryPolicy = 3,

@@ -11,17 +11,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from ._core import (
-    DEFAULT_SIGNATURE,
-    TASK_ID_INPUT,
-    TASKS_INPUT,
-    TEXT_INPUT,
-    Options,
-    Row,
-    metadata_from_json,
-    status_from_json,
-    tasks_from_columns,
+from headswitch.contract import (
+    INPUT_TASK_ID,
+    INPUT_TEXT,
+    INPUT_UNUSED,
+    OUTPUT_LABELS,
+    OUTPUT_NUM_CLASSES,
+    OUTPUT_SCORES,
+    OUTPUT_TOP_LABEL,
+    OUTPUT_TOP_SCORE,
+    SIGNATURE_IDS,
+    TASKS_OUTPUTS,
 )
+
+from ._core import Options, Row, metadata_from_json, status_from_json, tasks_from_columns
 from ._errors import HeadswitchError, client_error, code_of_http_status
 from ._types import ModelMetadata, ModelStatus, TaskInfo
 
@@ -58,7 +61,7 @@ class Routes:
 
     def for_signature(self, signature: str) -> tuple[str, bytes]:
         """The URL to post to and the start of the body (before the instances)."""
-        if signature == DEFAULT_SIGNATURE:
+        if signature == SIGNATURE_IDS:
             return self.predict_url, b'{"instances":['
         url = self.raw_predict_url if self.vertex else self.predict_url
         return url, b'{"signature_name":' + _json(signature) + b',"instances":['
@@ -125,7 +128,7 @@ class RestPrepared:
         for i, (text, task_id) in enumerate(zip(texts, ids)):
             try:
                 items.append(b'{"%s":%s,"%s":%d}' % (
-                    TEXT_INPUT.encode(), _json(text), TASK_ID_INPUT.encode(), task_id))
+                    INPUT_TEXT.encode(), _json(text), INPUT_TASK_ID.encode(), task_id))
             except UnicodeEncodeError as exc:
                 raise client_error(f"text {i} is not valid Unicode: {exc}", index=i) from exc
         self._items = items
@@ -139,7 +142,7 @@ class RestPrepared:
 
 
 def tasks_body(head: bytes) -> bytes:
-    return head + b'{"%s":0}]}' % TASKS_INPUT.encode()
+    return head + b'{"%s":0}]}' % INPUT_UNUSED.encode()
 
 
 # ------------------------------------------------------------------------------------ answers
@@ -157,15 +160,15 @@ def predict_rows(document: Any, context: Mapping[str, Any]) -> list[Row]:
     try:
         for p in predictions:
             rows.append((
-                int(p["num_classes"]),
-                [str(label) for label in p["labels"]],
-                _float32(p["scores"]),
-                str(p["top_label"]),
-                _float32([p["top_score"]])[0],
+                int(p[OUTPUT_NUM_CLASSES]),
+                [str(label) for label in p[OUTPUT_LABELS]],
+                _float32(p[OUTPUT_SCORES]),
+                str(p[OUTPUT_TOP_LABEL]),
+                _float32([p[OUTPUT_TOP_SCORE]])[0],
             ))
     except (KeyError, TypeError, ValueError) as exc:
         raise _bad_answer(f"a prediction is not headswitch's ({exc!r}); is the signature "
-                          "the one of serving_default?", context) from exc
+                          f"the one of {SIGNATURE_IDS}?", context) from exc
     return rows
 
 
@@ -173,8 +176,7 @@ def tasks_from_document(document: Any, context: Mapping[str, Any]) -> list[TaskI
     predictions = _predictions(document, context)
     try:
         first = predictions[0]
-        return tasks_from_columns(first["task_id"], first["name"], first["num_classes"],
-                                  first["labels"], first["activation"])
+        return tasks_from_columns(*(first[name] for name in TASKS_OUTPUTS))
     except (IndexError, KeyError, TypeError, ValueError) as exc:
         raise _bad_answer(f"the tasks answer is not headswitch's ({exc!r})", context) from exc
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from headswitch.export import DEFAULT_BASE
+from headswitch import contract
 
 from ._vertex import DEFAULT_MACHINE_TYPE
 
@@ -26,8 +26,9 @@ def register(subparsers: Any) -> None:
         "(custom container; or Vertex's prebuilt TensorFlow image with --prebuilt), create or "
         "reuse an endpoint and deploy the model to it. --dry-run prints every step with its "
         "exact parameters and calls nothing.")
-    p.add_argument("--model-dir", type=Path, default=DEFAULT_BASE, metavar="BASE",
-                   help=f"model base folder holding numbered versions (default: {DEFAULT_BASE})")
+    p.add_argument("--model-dir", type=Path, default=Path(contract.DEFAULT_BASE), metavar="BASE",
+                   help="model base folder holding numbered versions (default: "
+                   f"{contract.DEFAULT_BASE})")
     p.add_argument("--project", required=True, help="Google Cloud project id")
     p.add_argument("--region", required=True, help="Vertex AI region, e.g. us-central1")
     p.add_argument("--bucket", required=True, metavar="gs://BUCKET[/PREFIX]",
@@ -54,6 +55,8 @@ def register(subparsers: Any) -> None:
 
 
 def _vertex(args: argparse.Namespace) -> int:
+    from headswitch._errors import report as report_error
+
     from ._errors import DeployError
     from ._vertex import (
         GoogleVertexBackend,
@@ -83,9 +86,7 @@ def _vertex(args: argparse.Namespace) -> int:
             print(f"note: {note}", file=sys.stderr)
         result = run_vertex(plan, GoogleVertexBackend(options.project, options.region))
     except DeployError as e:
-        print(f"deploy failed: {e.message}", file=sys.stderr)
-        if e.hint:
-            print(f"  hint: {e.hint}", file=sys.stderr)
+        report_error(e, "deploy failed")
         return 2
     print()
     print(f"endpoint:    {result.endpoint}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from headswitch.export import MANIFEST_FILE
+from headswitch.contract import ASSETS_EXTRA, MANIFEST_FILE
 
 from ._errors import DeployError
 
@@ -88,7 +88,7 @@ def scan_model_dir(base: str | os.PathLike[str]) -> LocalModel:
         files.extend(ordered)
         sizes.extend((root / p).stat().st_size for p in ordered)
     manifest = None
-    manifest_path = root / str(versions[-1]) / "assets.extra" / MANIFEST_FILE
+    manifest_path = root / str(versions[-1]) / ASSETS_EXTRA / MANIFEST_FILE
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text())

@@ -9,11 +9,9 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
-from headswitch.export import DEFAULT_MODEL_NAME
+from headswitch.contract import DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT
 
 MODEL_NAME = DEFAULT_MODEL_NAME
-GRPC_PORT = 8500
-REST_PORT = 8501
 HEALTH_ROUTE = f"/v1/models/{MODEL_NAME}"
 PREDICT_ROUTE = f"/v1/models/{MODEL_NAME}:predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from headswitch.export import DEFAULT_BASE
+from headswitch import contract
 
 from ._errors import DeployError
 from ._layout import SAVED_MODEL, LocalModel, scan_model_dir
@@ -39,6 +39,8 @@ from ._serving import (
     server_args,
     serving_tensorflow_version,
 )
+
+_MANIFEST = f"{contract.ASSETS_EXTRA}/{contract.MANIFEST_FILE}"
 
 # Newest TensorFlow of Vertex AI's prebuilt prediction images (tf2-cpu.2-15).
 PREBUILT_TF = (2, 15)
@@ -57,7 +59,7 @@ class VertexOptions:
     project: str
     region: str
     bucket: str
-    model_dir: Path = DEFAULT_BASE
+    model_dir: Path = Path(contract.DEFAULT_BASE)
     image: str | None = None
     machine_type: str = DEFAULT_MACHINE_TYPE
     min_replicas: int = 1
@@ -346,7 +348,7 @@ def plan_vertex(options: VertexOptions) -> VertexPlan:
         if exported_mm is None:
             raise DeployError(
                 f"--prebuilt: cannot tell which TensorFlow exported {model.base}/{model.newest} "
-                f"(no tensorflow_version in assets.extra/headswitch.json), so cannot check it "
+                f"(no tensorflow_version in {_MANIFEST}), so cannot check it "
                 f"against the prebuilt image's TensorFlow {PREBUILT_TF[0]}.{PREBUILT_TF[1]}",
                 hint="drop --prebuilt to serve it with the headswitch image")
         if exported_mm > PREBUILT_TF:
@@ -394,7 +396,7 @@ def plan_vertex(options: VertexOptions) -> VertexPlan:
                          f"(the model was exported with TensorFlow {exported_with})")
         if exported_with is None:
             notes.append(f"no TensorFlow version recorded in {model.base}/{model.newest}/"
-                         "assets.extra/headswitch.json; not checked against the image")
+                         f"{_MANIFEST}; not checked against the image")
         model_upload = {
             "display_name": options.display_name,
             "artifact_uri": gcs_base,
@@ -466,24 +468,25 @@ def sample_requests(url: str, model: LocalModel) -> str:
     """How to call the deployed model: ``headswitch predict`` and curl, both signatures."""
     task_id, task_name = model.first_task()
     token = '"Authorization: Bearer $(gcloud auth print-access-token)"'
-    by_id = json.dumps({"instances": [{"text": SAMPLE_TEXT, "task_id": task_id}]})
+    c = contract
+    by_id = json.dumps({"instances": [{c.INPUT_TEXT: SAMPLE_TEXT, c.INPUT_TASK_ID: task_id}]})
     raw_url = url[: -len(":predict")] + ":rawPredict" if url.endswith(":predict") else url
-    by_name = json.dumps({"signature_name": "by_name",
-                          "instances": [{"text": SAMPLE_TEXT, "task": task_name}]})
+    by_name = json.dumps({"signature_name": c.SIGNATURE_NAMES,
+                          "instances": [{c.INPUT_TEXT: SAMPLE_TEXT, c.INPUT_TASK: task_name}]})
+    reply = ", ".join(f'"{name}": ...' for name in c.PREDICT_OUTPUTS)
     return "\n".join([
-        "Send a request (serving_default: text + task_id):",
-        f"  headswitch predict --rest {url} \\",
-        f"      --header {token} \\",
-        f"      --task-id {task_id} {shlex.quote(SAMPLE_TEXT)}",
+        f"Send a request ({c.SIGNATURE_IDS}: {c.INPUT_TEXT} + {c.INPUT_TASK_ID}):",
+        f"  headswitch predict --vertex {url} \\",
+        '      --token "$(gcloud auth print-access-token)" \\',
+        f"      --task {task_id} {shlex.quote(SAMPLE_TEXT)}",
         f"  curl -s -X POST {url} \\",
         f"      -H {token} -H \"Content-Type: application/json\" \\",
         f"      -d {shlex.quote(by_id)}",
-        ("By task name (by_name signature) through :rawPredict, which hands the body to TF "
-         "Serving unchanged:"),
+        (f"By task name ({c.SIGNATURE_NAMES} signature) through :rawPredict, which hands the "
+         "body to TF Serving unchanged:"),
         f"  curl -s -X POST {raw_url} \\",
         f"      -H {token} -H \"Content-Type: application/json\" \\",
         f"      -d {shlex.quote(by_name)}",
-        ('Reply of :predict: {"predictions": [{"scores": [...], "num_classes": ..., '
-         '"labels": [...], "top_label": "...", "top_score": ...}], "deployedModelId": "...", '
+        (f'Reply of :predict: {{"predictions": [{{{reply}}}], "deployedModelId": "...", '
          '...}; :rawPredict returns TF Serving\'s reply as is.'),
     ])

@@ -2,33 +2,22 @@
 
     from headswitch.export import export_models
     report = export_models(["topic.keras", "spam.keras"], "models/headswitch")
+
+The names of the SavedModel's signatures, inputs and outputs are in ``headswitch.contract``.
 """
 
 from ._errors import ExportError
-from ._exporter import (
-    DEFAULT_BASE,
-    DEFAULT_MODEL_NAME,
-    MANIFEST_FILE,
-    ExportReport,
-    TaskResult,
-    export_models,
-)
+from ._exporter import DEFAULT_BASE, ExportReport, TaskResult, export_models
 from ._inspect import InspectError, inspect_export
-from ._module import PREDICT_OUTPUTS, SIGNATURE_IDS, SIGNATURE_NAMES, SIGNATURE_TASKS, TASKS_OUTPUTS
+from ._report import render as render_report
 
 __all__ = [
     "DEFAULT_BASE",
-    "DEFAULT_MODEL_NAME",
-    "MANIFEST_FILE",
-    "PREDICT_OUTPUTS",
-    "SIGNATURE_IDS",
-    "SIGNATURE_NAMES",
-    "SIGNATURE_TASKS",
-    "TASKS_OUTPUTS",
     "ExportError",
     "ExportReport",
     "InspectError",
     "TaskResult",
     "export_models",
     "inspect_export",
+    "render_report",
 ]

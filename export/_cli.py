@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
+from headswitch._errors import report as report_error
+from headswitch.contract import DEFAULT_MODEL_NAME
+
 from ._errors import ExportError
-from ._exporter import DEFAULT_BASE, DEFAULT_MODEL_NAME
+from ._exporter import DEFAULT_BASE
 
 
 def register(subparsers: Any) -> None:
@@ -64,9 +66,7 @@ def _export(args: argparse.Namespace) -> int:
                                    tolerance=args.tolerance, model_name=args.model_name,
                                    progress=progress)
     except ExportError as e:
-        err.print(f"[bold red]export failed:[/] {e.message}", highlight=False)
-        if e.hint:
-            err.print(f"  hint: {e.hint}", highlight=False)
+        report_error(e, "export failed")
         return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -84,7 +84,7 @@ def _inspect(args: argparse.Namespace) -> int:
     try:
         info = inspect_export(args.path)
     except InspectError as e:
-        print(f"inspect failed: {e}", file=sys.stderr)
+        report_error(e, "inspect failed")
         return 2
     if args.json:
         print(json.dumps(info, indent=2))

@@ -15,15 +15,24 @@ from typing import Any
 
 import numpy as np
 
+from headswitch import __version__
+from headswitch.contract import (
+    ASSETS_EXTRA,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_BASE as _DEFAULT_BASE,
+    INPUT_TEXT,
+    MANIFEST_FILE,
+    SIGNATURE_IDS,
+    SIGNATURE_INPUTS,
+)
+
 from . import _graph, _publish, _sources, _verify, _warmup
 from ._errors import ExportError
 from ._heads import DenseChainHead, Head, analyse_head
 from ._inspect import folder_bytes
 from ._module import TaskEntry, build_module, keras_state, signatures
 
-DEFAULT_MODEL_NAME = "headswitch"
-DEFAULT_BASE = Path("models") / DEFAULT_MODEL_NAME
-MANIFEST_FILE = "headswitch.json"
+DEFAULT_BASE = Path(_DEFAULT_BASE)
 FORMAT_VERSION = 1
 
 Progress = Callable[[int, int, str], None]
@@ -120,7 +129,7 @@ def _text_backbone(model: Any, rank: int) -> Any:
         return model
     import keras
 
-    text = keras.Input(shape=(), dtype="string", name="text")
+    text = keras.Input(shape=(), dtype="string", name=INPUT_TEXT)
     return keras.Model(text, model(keras.ops.expand_dims(text, -1)), name="backbone")
 
 
@@ -254,7 +263,7 @@ def export_models(
         version = _publish.next_version(base)
     with _publish.staging(base, version) as staged:
         tf.saved_model.save(module, str(staged), signatures=signatures(module))
-        assets_extra = staged / "assets.extra"
+        assets_extra = staged / ASSETS_EXTRA
         _warmup.write_warmup(assets_extra, records)
         loaded = tf.saved_model.load(str(staged))  # the real loader, once for both checks
         worst = _verify.check_merged(loaded, names, expected, texts)
@@ -289,8 +298,8 @@ def _backbone_saved_bytes(tf: Any, backbone: Any) -> int:
         module = tf.Module()
         module.variables_, module.resources_ = keras_state(tf, backbone)
         fn = tf.function(lambda text: {"features": backbone(text, training=False)},
-                         input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-        tf.saved_model.save(module, folder, signatures={"serving_default": fn})
+                         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_TEXT)])
+        tf.saved_model.save(module, folder, signatures={SIGNATURE_IDS: fn})
         return folder_bytes(Path(folder))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -298,8 +307,6 @@ def _backbone_saved_bytes(tf: Any, backbone: Any) -> int:
 
 def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any]) -> dict[str, Any]:
     import keras
-
-    from headswitch import __version__
 
     tasks = fields["tasks"]
     return {  # written compactly: it grows with the number of tasks
@@ -318,9 +325,8 @@ def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any])
             "saved_bytes": fields["backbone_bytes"],
         },
         "signatures": {
-            "serving_default": {"inputs": {"text": "string[-1]", "task_id": "int32[-1]"}},
-            "by_name": {"inputs": {"text": "string[-1]", "task": "string[-1]"}},
-            "tasks": {"inputs": {"unused": "int32[-1]"}},
+            signature: {"inputs": {name: f"{dtype}[-1]" for name, dtype in inputs.items()}}
+            for signature, inputs in SIGNATURE_INPUTS.items()
         },
         "tasks": [
             {"id": t.task_id, "name": t.name, "labels": t.labels, "num_classes": len(t.labels),

@@ -6,13 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from headswitch import Error
+from headswitch.contract import ASSETS_EXTRA, MANIFEST_FILE, WARMUP_FILE
+
 from ._publish import TEMP_PREFIX, versions
 
 _DTYPES = {1: "float32", 2: "float64", 3: "int32", 7: "string", 9: "int64", 10: "bool"}
 
 
-class InspectError(Exception):
-    pass
+class InspectError(Error):
+    """An export folder cannot be read: missing, no versions, or not a SavedModel."""
 
 
 def _signatures(version_dir: Path) -> dict[str, Any]:
@@ -70,9 +73,9 @@ def inspect_export(path: str | Path) -> dict[str, Any]:
         "path": str(chosen),
         "bytes": folder_bytes(chosen),
         "signatures": _signatures(chosen),
-        "warmup": (chosen / "assets.extra" / "tf_serving_warmup_requests").is_file(),
+        "warmup": (chosen / ASSETS_EXTRA / WARMUP_FILE).is_file(),
     }
-    manifest = chosen / "assets.extra" / "headswitch.json"
+    manifest = chosen / ASSETS_EXTRA / MANIFEST_FILE
     if manifest.is_file():
         info["manifest"] = json.loads(manifest.read_text())
     return info

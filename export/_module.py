@@ -29,13 +29,28 @@ from typing import Any
 
 import numpy as np
 
+from headswitch.contract import (
+    INPUT_TASK,
+    INPUT_TASK_ID,
+    INPUT_TEXT,
+    INPUT_UNUSED,
+    OUTPUT_LABELS,
+    OUTPUT_NUM_CLASSES,
+    OUTPUT_SCORES,
+    OUTPUT_TOP_LABEL,
+    OUTPUT_TOP_SCORE,
+    SIGNATURE_IDS,
+    SIGNATURE_NAMES,
+    SIGNATURE_TASKS,
+    TASKS_OUTPUT_ACTIVATION,
+    TASKS_OUTPUT_LABELS,
+    TASKS_OUTPUT_NAME,
+    TASKS_OUTPUT_NUM_CLASSES,
+    TASKS_OUTPUT_TASK_ID,
+)
+
 from ._heads import STACKABLE_ACTIVATIONS, DenseChainHead, GenericHead, Head
 
-SIGNATURE_IDS = "serving_default"
-SIGNATURE_NAMES = "by_name"
-SIGNATURE_TASKS = "tasks"
-PREDICT_OUTPUTS = ("scores", "num_classes", "labels", "top_label", "top_score")
-TASKS_OUTPUTS = ("task_id", "name", "num_classes", "labels", "activation")
 _MAX_NAMES_IN_ERRORS = 20
 # Output activations with f(-inf) == 0 and f >= 0: their padding is free and argmax needs no mask.
 _ZERO_AT_NEG_INF = ("softmax", "sigmoid", "relu", "softplus", "exponential")
@@ -328,9 +343,9 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             """Asserts that the batch is not empty and ``text`` and ``task`` are as long."""
             size, size_task = tf.size(text), tf.size(task)
             return [
-                tf.debugging.Assert(size > 0, ["empty batch: 'text' has no elements"]),
+                tf.debugging.Assert(size > 0, [f"empty batch: '{INPUT_TEXT}' has no elements"]),
                 tf.debugging.Assert(tf.equal(size, size_task), [
-                    f"'text' and '{task_input}' must have the same length; got", size,
+                    f"'{INPUT_TEXT}' and '{task_input}' must have the same length; got", size,
                     "texts and", size_task]),
             ]
 
@@ -366,17 +381,17 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             top = tf.argmax(ranked, axis=1, output_type=tf.int32)
             label_set = row["label_set"]
             return {
-                "scores": scores,
-                "num_classes": tf.squeeze(row["num_classes"], 1),
-                "labels": tf.gather_nd(w[self._labels], label_set),
-                "top_label": tf.gather_nd(w[self._labels],
-                                          tf.concat([label_set, top[:, None]], 1)),
-                "top_score": tf.reduce_max(ranked, axis=1),
+                OUTPUT_SCORES: scores,
+                OUTPUT_NUM_CLASSES: tf.squeeze(row["num_classes"], 1),
+                OUTPUT_LABELS: tf.gather_nd(w[self._labels], label_set),
+                OUTPUT_TOP_LABEL: tf.gather_nd(w[self._labels],
+                                               tf.concat([label_set, top[:, None]], 1)),
+                OUTPUT_TOP_SCORE: tf.reduce_max(ranked, axis=1),
             }
 
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name="text"),
-            tf.TensorSpec([None], tf.int32, name="task_id")])
+            tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
+            tf.TensorSpec([None], tf.int32, name=INPUT_TASK_ID)])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
             features = backbone(text, training=False)
             # Negative ids wrap around to large unsigned values: one comparison checks both ends,
@@ -385,15 +400,15 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             in_range = tf.debugging.Assert(largest < n, [
                 f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got",
                 tf.bitcast(largest, tf.int32)])
-            checks = self._checked(text, task_id, "task_id") + [in_range]
+            checks = self._checked(text, task_id, INPUT_TASK_ID) + [in_range]
             return self._predict(features, task_id, checks)
 
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name="text"),
-            tf.TensorSpec([None], tf.string, name="task")])
+            tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
+            tf.TensorSpec([None], tf.string, name=INPUT_TASK)])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
             task_id = self._name_to_id.lookup(task)
-            checks = self._checked(text, task, "task")
+            checks = self._checked(text, task, INPUT_TASK)
             with tf.control_dependencies(checks):  # argmin needs a non-empty batch
                 unknown = tf.gather(task, tf.argmin(task_id, output_type=tf.int32))
             known = tf.debugging.Assert(tf.reduce_min(task_id) >= 0, [
@@ -404,7 +419,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
             return self.serving_default(text, task_id)
 
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.int32, name="unused")])
+            tf.TensorSpec([None], tf.int32, name=INPUT_UNUSED)])
         def tasks(self, unused: Any) -> dict[str, Any]:
             w = self._weights()
             at = self._num_classes_at  # then label_set, then kind
@@ -418,11 +433,11 @@ def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
                 return tf.tile(value[None], multiples)
 
             return {
-                "task_id": tile(tf.range(n, dtype=tf.int32)),
-                "name": tile(tf.scatter_nd(ids[:, None], keys, [n])),
-                "num_classes": tile(table[:, at]),
-                "labels": tile(tf.gather(w[self._labels], table[:, at + 1])),
-                "activation": tile(tf.gather(kinds, table[:, at + 2])),
+                TASKS_OUTPUT_TASK_ID: tile(tf.range(n, dtype=tf.int32)),
+                TASKS_OUTPUT_NAME: tile(tf.scatter_nd(ids[:, None], keys, [n])),
+                TASKS_OUTPUT_NUM_CLASSES: tile(table[:, at]),
+                TASKS_OUTPUT_LABELS: tile(tf.gather(w[self._labels], table[:, at + 1])),
+                TASKS_OUTPUT_ACTIVATION: tile(tf.gather(kinds, table[:, at + 2])),
             }
 
     return TaskSwitch()

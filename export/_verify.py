@@ -7,6 +7,16 @@ from typing import Any
 
 import numpy as np
 
+from headswitch.contract import (
+    INPUT_TASK,
+    INPUT_TASK_ID,
+    INPUT_TEXT,
+    OUTPUT_NUM_CLASSES,
+    OUTPUT_SCORES,
+    SIGNATURE_IDS,
+    SIGNATURE_NAMES,
+)
+
 from ._errors import ExportError
 from ._graph import vocabularies
 
@@ -74,14 +84,15 @@ def check_merged(loaded: Any, names: list[str], expected: list[np.ndarray], text
     batch_text = tf.constant([texts[i] for i in text_of], tf.string)
     worst = np.zeros(n, np.float64)
     results = {
-        "serving_default": loaded.signatures["serving_default"](
-            text=batch_text, task_id=tf.constant(task_of)),
-        "by_name": loaded.signatures["by_name"](
-            text=batch_text, task=tf.constant([names[t] for t in task_of], tf.string)),
+        SIGNATURE_IDS: loaded.signatures[SIGNATURE_IDS](
+            **{INPUT_TEXT: batch_text, INPUT_TASK_ID: tf.constant(task_of)}),
+        SIGNATURE_NAMES: loaded.signatures[SIGNATURE_NAMES](
+            **{INPUT_TEXT: batch_text,
+               INPUT_TASK: tf.constant([names[t] for t in task_of], tf.string)}),
     }
     for signature, out in results.items():
-        scores = out["scores"].numpy()
-        num_classes = out["num_classes"].numpy()
+        scores = out[OUTPUT_SCORES].numpy()
+        num_classes = out[OUTPUT_NUM_CLASSES].numpy()
         for row, (t, q) in enumerate(zip(task_of, text_of)):
             want = expected[t][q]
             if num_classes[row] != want.shape[0]:
@@ -94,7 +105,7 @@ def check_merged(loaded: Any, names: list[str], expected: list[np.ndarray], text
             worst[t] = max(worst[t], diff)
             if np.any(scores[row, want.shape[0]:] != 0):
                 raise ExportError(f"verification failed ({signature}): task {names[t]!r} has "
-                                  "non-zero padding in 'scores'")
+                                  f"non-zero padding in {OUTPUT_SCORES!r}")
     bad = [(names[t], worst[t]) for t in range(n) if not worst[t] <= ATOL]
     if bad:
         listed = ", ".join(f"{name} ({diff:.3g})" for name, diff in bad[:10])
@@ -110,6 +121,6 @@ def replay_warmup(loaded: Any, records: list[Any]) -> None:
 
     for record in records:
         request = record.predict_log.request
-        signature = loaded.signatures[request.model_spec.signature_name or "serving_default"]
+        signature = loaded.signatures[request.model_spec.signature_name or SIGNATURE_IDS]
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         signature(**{k: tf.constant(v) for k, v in inputs.items()})

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-WARMUP_FILE = "tf_serving_warmup_requests"
+from headswitch.contract import (
+    INPUT_TASK,
+    INPUT_TASK_ID,
+    INPUT_TEXT,
+    INPUT_UNUSED,
+    SIGNATURE_IDS,
+    SIGNATURE_NAMES,
+    SIGNATURE_TASKS,
+    WARMUP_FILE,
+)
 
 
 def warmup_records(model_name: str, task_names: list[str], texts: list[str]) -> list[Any]:
@@ -30,10 +39,10 @@ def warmup_records(model_name: str, task_names: list[str], texts: list[str]) -> 
     for size in (1, 8):
         texts_b = np.array([sample[i % len(sample)] for i in range(size)], dtype=object)
         ids = np.array([i % n for i in range(size)], dtype=np.int32)
-        add("serving_default", {"text": texts_b, "task_id": ids})
-        add("by_name", {"text": texts_b,
-                        "task": np.array([task_names[i] for i in ids], dtype=object)})
-    add("tasks", {"unused": np.zeros(1, np.int32)})
+        add(SIGNATURE_IDS, {INPUT_TEXT: texts_b, INPUT_TASK_ID: ids})
+        add(SIGNATURE_NAMES, {INPUT_TEXT: texts_b,
+                              INPUT_TASK: np.array([task_names[i] for i in ids], dtype=object)})
+    add(SIGNATURE_TASKS, {INPUT_UNUSED: np.zeros(1, np.int32)})
     return records
 
 

@@ -12,6 +12,8 @@ import sys
 import threading
 from typing import Any
 
+from headswitch.contract import ASSETS_EXTRA, GRPC_PORT, REST_PORT, WARMUP_FILE
+
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
 
@@ -64,16 +66,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--port",
         dest="grpc_port",
         type=int,
-        default=8500,
-        help="gRPC port (default 8500; 0 picks a free port)",
+        default=GRPC_PORT,
+        help=f"gRPC port (default {GRPC_PORT}; 0 picks a free port)",
     )
     parser.add_argument(
         "--rest-port",
         "--rest_api_port",
         dest="rest_port",
         type=int,
-        default=8501,
-        help="REST port (default 8501; 0 picks a free port; -1 disables REST)",
+        default=REST_PORT,
+        help=f"REST port (default {REST_PORT}; 0 picks a free port; -1 disables REST)",
     )
     parser.add_argument(
         "--host",
@@ -142,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         const=True,
         default=True,
         type=_bool,
-        help="replay assets.extra/tf_serving_warmup_requests at load (default true)",
+        help=f"replay {ASSETS_EXTRA}/{WARMUP_FILE} at load (default true)",
     )
     parser.add_argument(
         "--drain-seconds",

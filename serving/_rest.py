@@ -24,6 +24,7 @@ from ._core import ServingCore
 from ._errors import ServingError, failed_precondition, invalid_argument, unimplemented
 from ._json import error_body, fill_inputs, make_response, parse_document, read_signature_name
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._servable import DEFAULT_SIGNATURE
 from ._tensors import dtype_name
 
 _log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class RestHandler:
         document = parse_document(body)
         signature_name = read_signature_name(document)
         with self._core.servable(spec) as servable:
-            key = signature_name or "serving_default"
+            key = signature_name or DEFAULT_SIGNATURE
             signature = servable.signature_defs.get(key)
             if signature is None:
                 raise invalid_argument(

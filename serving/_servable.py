@@ -16,10 +16,14 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
+from headswitch.contract import SIGNATURE_IDS
+
 from ._errors import ServingError, code_from_number, failed_precondition, invalid_argument
 from ._tensors import Array
 
-DEFAULT_SIGNATURE = "serving_default"
+# TF Serving's default signature key: a request without signature_name reaches it, and
+# headswitch names its predict-by-id signature so.
+DEFAULT_SIGNATURE = SIGNATURE_IDS
 PREDICT_METHOD = "tensorflow/serving/predict"
 
 Feeds = list[tuple[str, Array]]

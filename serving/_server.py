@@ -9,6 +9,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from headswitch.contract import GRPC_PORT, REST_PORT
+
 from ._errors import invalid_argument, unavailable
 
 if TYPE_CHECKING:
@@ -34,8 +36,8 @@ class ModelServer:
         model_name: str | None = None,
         model_base_path: str | os.PathLike[str] | None = None,
         model_config_file: str | os.PathLike[str] | None = None,
-        grpc_port: int = 8500,
-        rest_port: int | None = 8501,
+        grpc_port: int = GRPC_PORT,
+        rest_port: int | None = REST_PORT,
         enable_batching: bool = False,
         batching_parameters_file: str | os.PathLike[str] | None = None,
         monitoring: bool = False,

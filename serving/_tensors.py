@@ -33,16 +33,6 @@ def dtype_enum_of(array: Array) -> int:
     return int(tf.as_dtype(array.dtype).as_datatype_enum)
 
 
-def numpy_dtype(dtype_enum: int) -> Any:
-    """The numpy dtype a feed of this TensorFlow dtype uses (``object`` for strings)."""
-    import tensorflow as tf
-
-    dtype = tf.as_dtype(dtype_enum)
-    if dtype == tf.string:
-        return np.dtype(object)
-    return dtype.as_numpy_dtype
-
-
 def from_proto(proto: Any, alias: str) -> Array:
     """``Tensor::FromProto``; a proto that does not parse gives TF Serving's error."""
     import tensorflow as tf

@@ -10,16 +10,17 @@ from typing import Any
 
 import grpc
 
+from headswitch.contract import ASSETS_EXTRA, WARMUP_FILE
+
 from ._errors import ServingError, invalid_argument, unimplemented
 
-WARMUP_FILE = "tf_serving_warmup_requests"
 MAX_RECORDS = 1000
 
 _log = logging.getLogger(__name__)
 
 
 def warmup_path(export_dir: str) -> str:
-    return os.path.join(export_dir, "assets.extra", WARMUP_FILE)
+    return os.path.join(export_dir, ASSETS_EXTRA, WARMUP_FILE)
 
 
 def run_warmup(export_dir: str, predict: Callable[[Any], None]) -> int:

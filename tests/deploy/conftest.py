@@ -115,7 +115,7 @@ FAKE_TASKS = [{"id": 0, "name": "topic", "labels": ["sports", "politics"], "num_
 def write_fake_export(base: Path, versions: dict[int, str | None]) -> Path:
     """An export's layout with placeholder bytes: ``{version: tensorflow_version}``; None writes
     no headswitch.json. Adds an export in progress and hidden files, which must be skipped."""
-    from headswitch.export import MANIFEST_FILE
+    from headswitch.contract import MANIFEST_FILE
 
     for version, tf in versions.items():
         folder = base / str(version)

@@ -13,7 +13,8 @@ from headswitch.deploy import (
     SERVER_FLAGS,
     serving_tensorflow_version,
 )
-from headswitch.export import DEFAULT_BASE, DEFAULT_MODEL_NAME
+from headswitch.contract import DEFAULT_MODEL_NAME
+from headswitch.export import DEFAULT_BASE
 
 ROOT = Path(__file__).resolve().parents[2]
 

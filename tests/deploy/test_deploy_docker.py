@@ -24,7 +24,8 @@ from headswitch.deploy import (
     REST_PORT,
     SERVER_FLAGS,
 )
-from headswitch.export import DEFAULT_BASE, DEFAULT_MODEL_NAME
+from headswitch.contract import DEFAULT_MODEL_NAME
+from headswitch.export import DEFAULT_BASE
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

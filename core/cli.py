@@ -40,11 +40,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Ctrl-C and SIGTERM unwind the stack, so temporary folders are cleaned up.
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _terminate)
+    from headswitch import Error
+    from headswitch._errors import report
     from headswitch._quiet import native_stderr_quiet
 
     try:
         with native_stderr_quiet():
             return int(args.func(args) or 0)
+    except Error as error:  # one a command did not report itself
+        if _signalled:
+            print("interrupted", file=sys.stderr)
+            return 130
+        report(error, f"headswitch {args.command}")
+        return 2
     except BaseException:
         # A library may wrap the KeyboardInterrupt raised inside its own call; the signal
         # still decides the exit status.

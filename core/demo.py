@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from headswitch._quiet import import_tensorflow
 
     console = Console()
-    tf = import_tensorflow()
+    import_tensorflow()
+    from headswitch import contract as c
+    from headswitch.client import GrpcClient
     from headswitch.examples import build_example_models
-    from headswitch.export import export_models
-    from headswitch.export._report import render
+    from headswitch.export import export_models, render_report
 
     console.rule("1. build example models")
     examples = build_example_models(args.tasks, args.models_dir)
@@ -50,37 +51,38 @@ def run(args: argparse.Namespace) -> int:
 
     console.rule("2. export one task-switching SavedModel")
     report = export_models(examples.paths, args.out, manifest=examples.manifest)
-    render(report, console)
+    render_report(report, console)
 
     console.rule("3. serve it on the embedded TF Serving-compatible server")
     from headswitch.serving import ModelServer
 
     known = {t.name for t in examples.tasks}
     queries = [(text, task) for text, task in QUERIES if task in known]
-    with ModelServer(model_name="headswitch", model_base_path=args.out, grpc_port=args.grpc_port,
+    model = c.DEFAULT_MODEL_NAME
+    with ModelServer(model_name=model, model_base_path=args.out, grpc_port=args.grpc_port,
                      rest_port=args.rest_port) as server:
         console.print(f"serving version {report.version}: gRPC {server.grpc_address}, "
                       f"REST {server.rest_url}")
 
-        console.rule("4. REST: POST /v1/models/headswitch:predict")
-        body = {"signature_name": "by_name",
-                "instances": [{"text": text, "task": task} for text, task in queries]}
-        console.print(f"curl -s {server.rest_url}/v1/models/headswitch:predict -d '"
-                      f"{json.dumps(body)}'", soft_wrap=True, highlight=False)
-        reply = _post(f"{server.rest_url}/v1/models/headswitch:predict", body)
+        url = f"{server.rest_url}/v1/models/{model}:predict"
+        console.rule(f"4. REST: POST /v1/models/{model}:predict")
+        body = {"signature_name": c.SIGNATURE_NAMES,
+                "instances": [{c.INPUT_TEXT: text, c.INPUT_TASK: task} for text, task in queries]}
+        console.print(f"curl -s {url} -d '{json.dumps(body)}'", soft_wrap=True, highlight=False)
+        reply = _post(url, body)
         console.print_json(json.dumps({"predictions": reply["predictions"][:1]}))
-        rows = [(q[0], q[1], r["top_label"], r["top_score"])
+        rows = [(q[0], q[1], r[c.OUTPUT_TOP_LABEL], r[c.OUTPUT_TOP_SCORE])
                 for q, r in zip(queries, reply["predictions"])]
         console.print(_table("REST: one batch, one backbone pass, each example its own task",
                              rows))
 
-        console.rule("5. gRPC: PredictionService.Predict (tensorflow-serving-api)")
+        console.rule("5. gRPC: PredictionService.Predict (headswitch.client.GrpcClient)")
         ids = {t.name: i for i, t in enumerate(examples.tasks)}
-        out = _grpc_predict(tf, server.grpc_address, [q[0] for q in queries],
-                            [ids[q[1]] for q in queries])
-        rows = [(q[0], q[1], label, score)
-                for q, label, score in zip(queries, out["top_label"], out["top_score"])]
-        console.print(_table("gRPC: serving_default with task ids", rows))
+        with GrpcClient(server.grpc_address, model=model) as client:
+            predictions = client.predict([q[0] for q in queries],
+                                         task=[ids[q[1]] for q in queries])
+        rows = [(q[0], q[1], p.top_label, p.top_score) for q, p in zip(queries, predictions)]
+        console.print(_table(f"gRPC: {c.SIGNATURE_IDS} with task ids", rows))
     return 0
 
 
@@ -91,22 +93,6 @@ def _post(url: str, body: dict[str, object]) -> dict[str, Any]:
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
-
-
-def _grpc_predict(tf: Any, address: str, texts: list[str], ids: list[int]) -> dict[str, list[Any]]:
-    import grpc
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "headswitch"
-    request.inputs["text"].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
-    request.inputs["task_id"].CopyFrom(tf.make_tensor_proto(ids, dtype=tf.int32))
-    with grpc.insecure_channel(address) as channel:
-        reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 30)
-    return {
-        "top_label": [b.decode() for b in tf.make_ndarray(reply.outputs["top_label"])],
-        "top_score": [float(s) for s in tf.make_ndarray(reply.outputs["top_score"])],
-    }
 
 
 def _table(title: str, rows: list[tuple[str, str, str, float]]) -> Any:
