@@ -22,6 +22,7 @@ from ._core import (
     as_texts,
     build_predictions,
     check_rows,
+    example_errors,
     split,
 )
 from ._errors import HeadswitchError
@@ -122,6 +123,9 @@ class SyncClient(_Base[P]):
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = self._call(partial(self._predict_once, payload), limit)
             check_rows(part, stop - start, self._transport)
+            error = example_errors(part, refs, self._transport, offset=start)
+            if error is not None:
+                raise error
             rows.extend(part)
         if not catalogue.knows_ids(ids):
             catalogue = self._refresh(catalogue, limit)
@@ -208,6 +212,9 @@ class AsyncClient(_Base[P]):
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = await self._call(partial(self._predict_once, payload), limit)
             check_rows(part, stop - start, self._transport)
+            error = example_errors(part, refs, self._transport, offset=start)
+            if error is not None:
+                raise error
             rows.extend(part)
         if not catalogue.knows_ids(ids):
             catalogue = await self._refresh(catalogue, limit)

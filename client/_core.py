@@ -59,9 +59,10 @@ class Options:
             raise ValueError(f"max_batch_size must be > 0, got {self.max_batch_size}")
 
 
-# A predict answer decoded by a transport, one per text:
-# (num_classes, labels, scores, top_label, top_score); labels and scores are padded rows.
-Row = tuple[int, Sequence[str], Sequence[float], str, float]
+# A predict answer decoded by a transport, one per text: (scores, top_label, top_score, error);
+# scores are padded to the widest head, error is "" unless the example's task is bad. Class
+# counts and labels come from the task list (the ``tasks`` signature).
+Row = tuple[Sequence[float], str, float, str]
 
 
 class Prepared(Protocol[P_co]):
@@ -189,13 +190,33 @@ def tasks_from_columns(
 def build_predictions(
     texts: Sequence[str], ids: Sequence[int], rows: Sequence[Row], catalogue: Catalogue
 ) -> list[Prediction]:
-    names = {i: catalogue.by_id[i].name for i in set(ids)}
-    return [
-        Prediction(index, text, task_id, names[task_id], top_label, top_score,
-                   dict(zip(labels[:n], scores[:n])))
-        for index, (text, task_id, (n, labels, scores, top_label, top_score))
-        in enumerate(zip(texts, ids, rows))
-    ]
+    predictions = []
+    for index, (text, task_id, (scores, top_label, top_score, _)) in enumerate(
+            zip(texts, ids, rows)):
+        task = catalogue.by_id[task_id]
+        predictions.append(Prediction(index, text, task_id, task.name, top_label, top_score,
+                                      dict(zip(task.labels, scores))))
+    return predictions
+
+
+def example_errors(rows: Sequence[Row], refs: Sequence[TaskRef], transport: str,
+                   offset: int = 0) -> HeadswitchError | None:
+    """The model's per-example errors (a bad task id or name) as one INVALID_ARGUMENT error
+    naming the first bad text, or None. The model reports them per example so that one bad
+    example never fails the others merged into the same run by the server's batcher."""
+    bad = [i for i, row in enumerate(rows) if row[3]]
+    if not bad:
+        return None
+    first = bad[0]
+    more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+    ref = refs[offset + first]
+    return HeadswitchError(
+        "INVALID_ARGUMENT",
+        f"text {offset + first}, task {ref!r}: {rows[first][3]}{more}",
+        transport="rest" if transport == "rest" else "grpc",
+        details={"index": offset + first, "task": ref, "bad_examples": len(bad)},
+        retryable=False,
+    )
 
 
 def check_rows(rows: Sequence[Row], expected: int, transport: str) -> None:

@@ -26,8 +26,7 @@ from headswitch.contract import (
     INPUT_TASK_ID,
     INPUT_TEXT,
     INPUT_UNUSED,
-    OUTPUT_LABELS,
-    OUTPUT_NUM_CLASSES,
+    OUTPUT_ERROR,
     OUTPUT_SCORES,
     OUTPUT_TOP_LABEL,
     OUTPUT_TOP_SCORE,
@@ -187,26 +186,14 @@ def _rows_of(values: list[Any], width: int) -> list[list[Any]]:
 def predict_rows(response: Any) -> list[Row]:
     outputs = response.outputs
     scores, shape = _values(outputs, OUTPUT_SCORES)
-    num_classes, _ = _values(outputs, OUTPUT_NUM_CLASSES)
     top_label, _ = _values(outputs, OUTPUT_TOP_LABEL)
     top_score, _ = _values(outputs, OUTPUT_TOP_SCORE)
-    if OUTPUT_LABELS not in outputs or outputs[OUTPUT_LABELS].dtype != _DT_STRING:
-        raise _bad_answer(f"the answer has no string output {OUTPUT_LABELS!r}")
-    raw_labels = outputs[OUTPUT_LABELS].string_val
+    # Exports before per-example errors have no error output: they fail the request instead.
+    errors = (_values(outputs, OUTPUT_ERROR)[0] if OUTPUT_ERROR in outputs
+              else [""] * len(top_label))
     width = shape[1] if len(shape) == 2 else 0
-    if len(raw_labels) != len(scores):
-        raise _bad_answer(f"{OUTPUT_LABELS!r} has {len(raw_labels)} values for "
-                          f"{OUTPUT_SCORES!r} of {shape}")
-    decoded: dict[tuple[bytes, ...], list[str]] = {}  # rows of one task decode once
-    rows: list[Row] = []
-    for i, (n, label, score) in enumerate(zip(num_classes, top_label, top_score)):
-        start = i * width
-        raw = tuple(raw_labels[start: start + n])
-        labels = decoded.get(raw)
-        if labels is None:
-            labels = decoded[raw] = [b.decode("utf-8", "replace") for b in raw]
-        rows.append((n, labels, scores[start: start + n], label, score))
-    return rows
+    return [(scores[i * width: (i + 1) * width], label, score, error)
+            for i, (label, score, error) in enumerate(zip(top_label, top_score, errors))]
 
 
 def tasks_from_response(response: Any) -> list[TaskInfo]:

@@ -15,8 +15,7 @@ from headswitch.contract import (
     INPUT_TASK_ID,
     INPUT_TEXT,
     INPUT_UNUSED,
-    OUTPUT_LABELS,
-    OUTPUT_NUM_CLASSES,
+    OUTPUT_ERROR,
     OUTPUT_SCORES,
     OUTPUT_TOP_LABEL,
     OUTPUT_TOP_SCORE,
@@ -160,13 +159,12 @@ def predict_rows(document: Any, context: Mapping[str, Any]) -> list[Row]:
     try:
         for p in predictions:
             rows.append((
-                int(p[OUTPUT_NUM_CLASSES]),
-                [str(label) for label in p[OUTPUT_LABELS]],
                 _float32(p[OUTPUT_SCORES]),
                 str(p[OUTPUT_TOP_LABEL]),
                 _float32([p[OUTPUT_TOP_SCORE]])[0],
+                str(p.get(OUTPUT_ERROR, "")),  # exports before per-example errors have none
             ))
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad_answer(f"a prediction is not headswitch's ({exc!r}); is the signature "
                           f"the one of {SIGNATURE_IDS}?", context) from exc
     return rows

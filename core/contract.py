@@ -26,8 +26,7 @@ __all__ = [
     "INPUT_TEXT",
     "INPUT_UNUSED",
     "MANIFEST_FILE",
-    "OUTPUT_LABELS",
-    "OUTPUT_NUM_CLASSES",
+    "OUTPUT_ERROR",
     "OUTPUT_SCORES",
     "OUTPUT_TOP_LABEL",
     "OUTPUT_TOP_SCORE",
@@ -75,13 +74,16 @@ SIGNATURE_INPUTS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType({
 # ------------------------------------------------------------------------------------- outputs
 
 OUTPUT_SCORES: Final = "scores"
-OUTPUT_NUM_CLASSES: Final = "num_classes"
-OUTPUT_LABELS: Final = "labels"
+"""float32[b, K]: the head's own output, padded with 0 to the widest head (K)."""
 OUTPUT_TOP_LABEL: Final = "top_label"
+"""string[b]: the label of the best score ("" for an example with an error)."""
 OUTPUT_TOP_SCORE: Final = "top_score"
-PREDICT_OUTPUTS: Final = (OUTPUT_SCORES, OUTPUT_NUM_CLASSES, OUTPUT_LABELS, OUTPUT_TOP_LABEL,
-                          OUTPUT_TOP_SCORE)
-"""The outputs of both predict signatures."""
+"""float32[b]: the best score (0 for an example with an error)."""
+OUTPUT_ERROR: Final = "error"
+"""string[b]: "" or why the example has no prediction (a bad task id or name). Reported per
+example, so that a batching server never fails other requests merged into the same run."""
+PREDICT_OUTPUTS: Final = (OUTPUT_SCORES, OUTPUT_TOP_LABEL, OUTPUT_TOP_SCORE, OUTPUT_ERROR)
+"""The outputs of both predict signatures. Class counts and labels are in ``tasks``."""
 
 TASKS_OUTPUT_TASK_ID: Final = "task_id"
 TASKS_OUTPUT_NAME: Final = "name"

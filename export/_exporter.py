@@ -266,7 +266,8 @@ def export_models(
         assets_extra = staged / ASSETS_EXTRA
         _warmup.write_warmup(assets_extra, records)
         loaded = tf.saved_model.load(str(staged))  # the real loader, once for both checks
-        worst = _verify.check_merged(loaded, names, expected, texts)
+        worst = _verify.check_merged(loaded, names, expected, texts,
+                                      labels=[e.labels for e in entries])
         _verify.replay_warmup(loaded, records)
         backbone_bytes = _backbone_saved_bytes(tf, backbone)
         heads_bytes = sum(e.head.nbytes for e in entries)

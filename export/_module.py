@@ -1,30 +1,44 @@
-"""The task-switching tf.Module: one backbone call, then each example's own head.
+"""The build stage: the task-switching tf.Module, one backbone call and each example's own head.
 
-Signatures (every input rank 1 so TF Serving's batcher can concatenate requests):
-    serving_default(text: string[b], task_id: int32[b])
-    by_name(text: string[b], task: string[b])
-    tasks(unused: int32[b])
+Signatures (every input rank 1, so TF Serving's batcher can concatenate requests):
+    serving_default(text: string[b], task_id: int32[b])  -> PREDICT_OUTPUTS
+    by_name(text: string[b], task: string[b])            -> PREDICT_OUTPUTS
+    tasks(unused: int32[b])                              -> TASKS_OUTPUTS
+(names from ``headswitch.contract``)
 
-Every op of the predict graph runs on every request, so the graph is built to run few of them
-(bench/overhead.py counts and times them):
+TF Serving runs the graph in a C++ session, where every node costs the same few microseconds on
+every request whatever its size, so the graph is shaped for few nodes (bench/overhead.py counts
+and times them on that path):
 
-- Head weights and per-task tables are graph constants of one shared function, stored once and
-  read by every signature; a captured variable would cost each eager call more than an op does.
-  Past ``CONSTANT_BYTES`` they become variables (a GraphDef must stay under 2 GB).
-- One gather reads an example's row of the per-task int table (output columns, class count,
-  label set, activation); one split hands out its parts.
-- Padding columns (a task narrower than the widest head) get the logit -inf for activations that
-  map it to 0 (softmax, sigmoid, ...) and 0 for the others (linear, tanh, ...), so ``scores``
-  needs no mask and a softmax ignores its padding.
-- A stacked group gives -inf logits to the examples of other groups, so groups combine with one
-  elementwise maximum; a layer's bias is the last row of its kernel, its input ends with a 1.
-- The input checks run beside the backbone; only the head's first read waits for them.
+- Rows. Every task id has a row in the per-task tables, and so do "id below 0", "id past the
+  last", "unknown name" and removed ids, each with its error message. One ``Bucketize`` maps a
+  task id to its row (out-of-range ids land on the two sentinel rows); a hash table maps names.
+- Errors stay with their example. A bad task gives its example an ``error`` message, zero scores
+  and an empty ``top_label`` instead of failing the run, so under TF Serving's batcher (which
+  merges concurrent requests into one run) one client's bad id never fails another client's
+  request. A request whose every example is bad (or that is empty), or whose ``text`` and task
+  inputs differ in length, fails as a whole with INVALID_ARGUMENT: in a merged run that can only
+  happen when every request in it is bad.
+- Heads. Dense-chain heads of one shape form a group; the largest group runs on the whole batch
+  (no routing ops at all when it is the only one), each other group on its own examples only
+  (gathered, computed, scattered back). An example gathers its task's hidden kernels and, for the
+  output layer, its task's rows of the group's output table: output columns are stored exactly,
+  one row each (bias as the last input weight, the input ends with a 1), plus padding sentinel
+  rows whose logit is -inf (softmax/sigmoid map it to 0) or 0 (linear and the like). Work per
+  example does not depend on the number of tasks or of groups.
+- Output activations: the commonest one on every row, each other kind selected per example.
+- Static per-task facts (class count, label names, activation) are not predict outputs: they
+  cost graph work, reply bytes and serialization on every request, and the ``tasks`` signature
+  serves them once.
+- Head weights and tables are constants of one shared function read by every signature (stored
+  once); past ``CONSTANT_BYTES`` they become variables (a GraphDef must stay under 2 GB).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -34,8 +48,7 @@ from headswitch.contract import (
     INPUT_TASK_ID,
     INPUT_TEXT,
     INPUT_UNUSED,
-    OUTPUT_LABELS,
-    OUTPUT_NUM_CLASSES,
+    OUTPUT_ERROR,
     OUTPUT_SCORES,
     OUTPUT_TOP_LABEL,
     OUTPUT_TOP_SCORE,
@@ -49,8 +62,7 @@ from headswitch.contract import (
     TASKS_OUTPUT_TASK_ID,
 )
 
-from ._heads import STACKABLE_ACTIVATIONS, DenseChainHead, GenericHead, Head
-
+from ._heads import DenseChainHead, GenericHead, Head
 _MAX_NAMES_IN_ERRORS = 20
 # Output activations with f(-inf) == 0 and f >= 0: their padding is free and argmax needs no mask.
 _ZERO_AT_NEG_INF = ("softmax", "sigmoid", "relu", "softplus", "exponential")
@@ -97,10 +109,6 @@ def _activation(tf: Any, name: str, z: Any) -> Any:
     return functions[name](z)
 
 
-def _padding_logit(activation: str) -> float:
-    return -np.inf if activation in _ZERO_AT_NEG_INF else 0.0
-
-
 def _with_bias(kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """[in + 1, out]: the bias as the last input row, for inputs that end with a 1."""
     return np.concatenate([kernel, bias[None]]).astype(np.float32)
@@ -109,6 +117,35 @@ def _with_bias(kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
 def _append_one(tf: Any, x: Any) -> Any:
     return tf.raw_ops.PadV2(input=x, paddings=[[0, 0], [0, 1]],
                             constant_values=tf.constant(1.0, x.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rows:
+    """The row space of the per-task tables: ids ``0..ids - 1`` at rows ``1..ids``, then the
+    sentinels. ``Bucketize`` with boundaries ``0..ids`` maps any int32 id to its row."""
+
+    ids: int
+
+    BELOW = 0  # task_id < 0
+
+    def of(self, task_id: int) -> int:
+        return task_id + 1
+
+    @property
+    def above(self) -> int:  # task_id >= ids
+        return self.ids + 1
+
+    @property
+    def unknown_name(self) -> int:
+        return self.ids + 2
+
+    @property
+    def count(self) -> int:
+        return self.ids + 3
+
+    @property
+    def boundaries(self) -> list[float]:
+        return [float(i) for i in range(self.ids + 1)]
 
 
 class _Store:
@@ -141,303 +178,296 @@ class _Store:
 
 
 class _StackedGroup:
-    """Dense-chain heads with the same hidden layers: logits [batch, width] for every example.
+    """Dense-chain heads of one shape: hidden layers stacked [members, in + 1, out] and gathered
+    per example; the output layer stored exactly, one row per output column (``rows`` table).
 
-    One task: plain matmuls on the whole batch, the output kernel padded to ``width`` columns;
-    the module keeps the rows of its task's examples. Several tasks: hidden kernels are stacked
-    as [tasks, in + 1, out] and gathered per example; output layers, whose widths differ, are
-    stored exactly as one row per output column ([sum of widths + 2, in + 1]; the last two rows
-    are the padding sentinels, logit -inf and logit 0) and each example gathers its own task's
-    rows through its ``columns`` in the per-task table; examples of other tasks get -inf. Nothing
-    is padded on disk for several tasks, and the work per example does not depend on their number.
-    """
+    The main group (``others`` given) runs on every example, so its table also has a zero row
+    for each output column of every other task (they carry that task's labels; the logits are
+    replaced later) and a zero row for bad tasks. Every table ends with two padding rows:
+    logit -inf (softmax, sigmoid: score 0) and logit 0 (linear and the like).
 
-    def __init__(self, store: _Store, index: int, heads: list[DenseChainHead],
-                 task_ids: list[int], num_tasks: int, width: int) -> None:
-        self.index = index
-        self.single = len(heads) == 1
-        self.hidden_activations = [s.activation for s in heads[0].steps[:-1]]
-        # This group's columns of the per-task table: name -> [tasks, k] int32.
-        self.columns: dict[str, np.ndarray] = {}
-        if self.single:
-            head = heads[0]
-            self.hidden_kernels = [store.add("kernel", _with_bias(s.kernel, s.bias))
-                                   for s in head.steps[:-1]]
-            last = head.steps[-1]
-            kernel = np.zeros((last.kernel.shape[0] + 1, width), np.float32)
-            kernel[:, : head.width] = _with_bias(last.kernel, last.bias)
-            kernel[-1, head.width:] = _padding_logit(head.activation)
-            self.output = store.add("output_kernel", kernel)
-            return
-        self.hidden_kernels = [
-            store.add("hidden_kernels", np.stack([_with_bias(h.steps[i].kernel, h.steps[i].bias)
-                                                  for h in heads]))
-            for i in range(len(self.hidden_activations))]
-        rows = [_with_bias(h.steps[-1].kernel, h.steps[-1].bias).T for h in heads]
-        n_in = rows[0].shape[1]
-        sentinel_neg = np.zeros((1, n_in), np.float32)
-        sentinel_neg[0, -1] = -np.inf
-        rows_all = np.concatenate(rows + [sentinel_neg, np.zeros((1, n_in), np.float32)])
-        neg, zero = len(rows_all) - 2, len(rows_all) - 1
-        self.output = store.add("output_rows", rows_all)
-        columns = np.full((num_tasks, width), neg, np.int32)
+    ``columns`` [rows, width] holds each row's table rows; ``local`` [rows] its index among
+    the members' stacked hidden kernels (0 for non-members: computed, then replaced)."""
+
+    def __init__(self, store: _Store, rows: Rows, tasks: list[TaskEntry], width: int,
+                 n_in: int, others: list[TaskEntry] | None = None) -> None:
+        heads: list[DenseChainHead] = [t.head for t in tasks]  # type: ignore[misc]
+        self.members = [rows.of(t.task_id) for t in tasks]
+        self.hidden_activations = [s.activation for s in heads[0].steps[:-1]] if heads else []
+        self.hidden = [store.add("hidden_kernels",
+                                 np.stack([_with_bias(h.steps[i].kernel, h.steps[i].bias)
+                                           for h in heads]))
+                       for i in range(len(self.hidden_activations))]
+        tables = [_with_bias(h.steps[-1].kernel, h.steps[-1].bias).T for h in heads]
+        n_in = tables[0].shape[1] if tables else n_in
+        used = sum(len(t) for t in tables)
+        zero_rows = sum(t.head.width for t in others or []) + (1 if others is not None else 0)
+        self.first_padding = used + zero_rows
+        neg, zero_pad = self.first_padding, self.first_padding + 1
+        padding = np.zeros((2, n_in), np.float32)
+        padding[0, -1] = -np.inf
+        self.output = store.add("output_rows", np.concatenate(
+            tables + [np.zeros((zero_rows, n_in), np.float32), padding]))
+        self.columns = np.full((rows.count, width), zero_pad, np.int64)
+        labels = [""] * (self.first_padding + 2)
         offset = 0
-        for head, task in zip(heads, task_ids):
-            columns[task, head.width:] = neg if head.activation in _ZERO_AT_NEG_INF else zero
-            columns[task, : head.width] = np.arange(offset, offset + head.width)
-            offset += head.width
-        self.columns[f"columns_{index}"] = columns
-        if self.hidden_kernels:  # the example's row in the stacked hidden kernels
-            local = np.zeros((num_tasks, 1), np.int32)
-            local[task_ids, 0] = np.arange(len(task_ids))
-            self.columns[f"local_{index}"] = local
+        for task, row in zip(tasks, self.members):
+            pad = neg if task.activation in _ZERO_AT_NEG_INF else zero_pad
+            self.columns[row] = pad
+            self.columns[row, : task.head.width] = np.arange(offset, offset + task.head.width)
+            labels[offset: offset + task.head.width] = task.labels
+            offset += task.head.width
+        for other in others or []:
+            row = rows.of(other.task_id)
+            self.columns[row, : other.head.width] = np.arange(offset, offset + other.head.width)
+            labels[offset: offset + other.head.width] = other.labels
+            offset += other.head.width
+        if others is not None:  # bad tasks: one real zero column, label ""
+            served = set(self.members) | {rows.of(o.task_id) for o in others}
+            self.columns[[r for r in range(rows.count) if r not in served], 0] = offset
+        self.labels = np.array(labels, dtype=object)
+        self.local = np.zeros(rows.count, np.int64)
+        self.local[self.members] = np.arange(len(self.members))
 
-    def __call__(self, tf: Any, w: dict[str, Any], features1: Any,
-                 row: dict[str, Any]) -> Any:
-        """``features1``: the features with a 1 appended; ``row``: the examples' per-task table
-        rows, split by column name."""
-        h1 = features1
-        if self.single:
-            for kernel, activation in zip(self.hidden_kernels, self.hidden_activations):
-                h1 = _append_one(tf, _activation(tf, activation, tf.matmul(h1, w[kernel])))
-            return tf.matmul(h1, w[self.output])
-        for kernel, activation in zip(self.hidden_kernels, self.hidden_activations):
-            kernels = tf.gather(w[kernel], row[f"local_{self.index}"])  # [b, 1, in + 1, out]
-            h1 = _append_one(tf, _activation(tf, activation, tf.einsum("bi,bjio->bo", h1, kernels)))
-        return tf.einsum("bi,bki->bk", h1, tf.gather(w[self.output], row[f"columns_{self.index}"]))
-
-
-def _build_generic_group(tf: Any, heads: list[GenericHead], task_ids: list[int],
-                         num_tasks: int, width: int) -> Any:
-    class GenericHeads(tf.Module):
-        """Heads of any structure, run after the stacked ones: each task of the group present
-        in the batch runs on its own examples. Outputs are final scores padded with 0."""
-
-        def __init__(self) -> None:
-            super().__init__(name="generic_heads")
-            models = [h.model for h in heads]
-            self._models = lambda: models  # called through a closure, not tracked
-            self._variables, self._resources = [], []
-            for model in models:
-                variables, resources = keras_state(tf, model)
-                self._variables += variables
-                self._resources += resources
-            self._squeeze = [h.squeeze for h in heads]
-            self._widths = [h.width for h in heads]
-            local = np.full((num_tasks, 1), -1, np.int32)
-            local[task_ids, 0] = np.arange(len(task_ids))
-            self.columns = {"generic": local}
-
-        def _branch(self, index: int, features: Any) -> Any:
-            y = tf.cast(self._models()[index](features, training=False), tf.float32)
-            if self._squeeze[index]:
-                y = y[:, None]
-            return tf.pad(y, [[0, 0], [0, width - self._widths[index]]])
-
-        def __call__(self, features: Any, local: Any, scores: Any) -> Any:
-            """``scores`` with the rows of this group's examples replaced by their heads'.
-            ``local``: [b, 1] index of the example's task in the group, -1 if none."""
-            local = local[:, 0]
-            mine = local >= 0
-
-            def run() -> Any:
-                rows = tf.where(mine)
-                subset, sub_local = tf.gather_nd(features, rows), tf.gather_nd(local, rows)
-                present = tf.unique(sub_local).y
-
-                def body(i: Any, out: Any) -> Any:
-                    at = tf.where(tf.equal(sub_local, present[i]))
-                    branches = [lambda k=k: self._branch(k, tf.gather_nd(subset, at))
-                                for k in range(len(self._widths))]
-                    y = tf.switch_case(present[i], branches)
-                    return i + 1, tf.tensor_scatter_nd_update(out, at, y)
-
-                part = tf.zeros([tf.size(sub_local), width], tf.float32)
-                _, part = tf.while_loop(lambda i, _: i < tf.size(present), body, [0, part])
-                return tf.tensor_scatter_nd_update(scores, rows, part)
-
-            return tf.cond(tf.reduce_any(mine), run, lambda: scores)
-
-    return GenericHeads()
+    def logits(self, tf: Any, w: Mapping[str, Any], x1: Any, columns: Any, local: Any) -> Any:
+        """[b, width] logits of examples ``x1`` (features with a 1 appended) whose output-table
+        rows are ``columns`` [b, width] and member index ``local`` [b, 1]."""
+        h1 = x1
+        for kernel, activation in zip(self.hidden, self.hidden_activations):
+            h = tf.einsum("bi,bjio->bo", h1, tf.gather(w[kernel], local))
+            h1 = _append_one(tf, _activation(tf, activation, h))
+        return tf.einsum("bi,bki->bk", h1, tf.gather(w[self.output], columns))
 
 
-def _label_sets(tasks: list[TaskEntry], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct label lists [sets, width] ("" padded) and each task's set index [tasks]."""
-    distinct: dict[tuple[str, ...], int] = {}
-    set_of = np.zeros(len(tasks), np.int32)
-    for t in tasks:
-        set_of[t.task_id] = distinct.setdefault(tuple(t.labels), len(distinct))
-    sets = np.full((len(distinct), width), "", dtype=object)
-    for labels, index in distinct.items():
-        sets[index, : len(labels)] = labels
-    return sets.astype(str), set_of
+class _GenericHeads:
+    """Heads of any structure, run as Keras models on their own examples: each task of the
+    group present in the batch runs once on its examples. Outputs are final scores padded
+    with 0."""
+
+    def __init__(self, tf: Any, heads: list[GenericHead], task_ids: list[int], rows: Rows,
+                 width: int) -> None:
+        self._tf = tf
+        self.models = [h.model for h in heads]
+        self.variables: list[Any] = []
+        self.resources: list[Any] = []
+        for model in self.models:
+            variables, resources = keras_state(tf, model)
+            self.variables += variables
+            self.resources += resources
+        self._squeeze = [h.squeeze for h in heads]
+        self._widths = [h.width for h in heads]
+        self._width = width
+        self.local = np.full(rows.count, -1, np.int64)
+        self.local[[rows.of(t) for t in task_ids]] = np.arange(len(task_ids))
+
+    def _branch(self, index: int, features: Any) -> Any:
+        tf = self._tf
+        y = tf.cast(self.models[index](features, training=False), tf.float32)
+        if self._squeeze[index]:
+            y = y[:, None]
+        return tf.pad(y, [[0, 0], [0, self._width - self._widths[index]]])
+
+    def __call__(self, features: Any, local: Any, scores: Any) -> Any:
+        """``scores`` with the rows of this group's examples replaced by their heads'.
+        ``local``: [b] index of the example's task in the group, -1 if none."""
+        tf = self._tf
+        mine = local >= 0
+
+        def run() -> Any:
+            at = tf.where(mine)
+            subset, sub_local = tf.gather_nd(features, at), tf.gather_nd(local, at)
+            present = tf.unique(sub_local).y
+
+            def body(i: Any, out: Any) -> Any:
+                where = tf.where(tf.equal(sub_local, present[i]))
+                branches = [lambda k=k: self._branch(k, tf.gather_nd(subset, where))
+                            for k in range(len(self._widths))]
+                y = tf.switch_case(tf.cast(present[i], tf.int32), branches)
+                return i + 1, tf.tensor_scatter_nd_update(out, where, y)
+
+            part = tf.zeros([tf.size(sub_local), self._width], tf.float32)
+            _, part = tf.while_loop(lambda i, _: i < tf.size(present), body, [0, part])
+            return tf.tensor_scatter_nd_update(scores, at, part)
+
+        return tf.cond(tf.reduce_any(mine), run, lambda: scores)
 
 
-def build_module(backbone: Any, tasks: list[TaskEntry]) -> Any:
-    """The tf.Module to save: the backbone once, the heads grouped and stacked."""
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:_MAX_NAMES_IN_ERRORS]) + (
+        ", ..." if len(names) > _MAX_NAMES_IN_ERRORS else "")
+
+
+def build_module(backbone: Any, tasks: list[TaskEntry],
+                 removed: Mapping[int, tuple[str, str]] | None = None) -> Any:
+    """The tf.Module to save: the backbone once, the heads grouped and stacked.
+
+    ``removed`` maps ids of retired tasks to (name, message): their ids and names answer with
+    that message and are never given to another task.
+    """
     from headswitch._quiet import import_tensorflow
 
     tf = import_tensorflow()
-    n = len(tasks)
+    removed = dict(removed or {})
+    rows = Rows(max([t.task_id for t in tasks] + list(removed)) + 1)
     width = max(t.head.width for t in tasks)
     names = [t.name for t in tasks]
-    shown = ", ".join(names[:_MAX_NAMES_IN_ERRORS]) + (", ..." if n > _MAX_NAMES_IN_ERRORS else "")
+    task_rows = [rows.of(t.task_id) for t in tasks]
 
-    # One group per stackable head shape, one group for everything else. Groups of several
-    # tasks (largest first) combine by maximum; one-task groups then overwrite their rows.
-    members: dict[tuple[Any, ...], list[int]] = {}
+    errors = np.full(rows.count, "", dtype=object)
+    errors[[rows.BELOW, rows.above]] = (f"task_id out of range: valid task ids are "
+                                        f"0..{rows.ids - 1} ({len(tasks)} tasks)")
+    errors[rows.unknown_name] = (f"unknown task name (valid names, {len(tasks)} tasks: "
+                                 f"{_shown(names)})")
+    for task_id, (_, message) in removed.items():
+        errors[rows.of(task_id)] = message
+    valid = np.zeros((rows.count, 1), bool)
+    valid[task_rows] = True
+
+    # Stacked groups by head shape, largest first: the main group runs on every example, each
+    # other group on its own examples.
+    shapes: dict[tuple[Any, ...], list[TaskEntry]] = {}
     for t in tasks:
-        members.setdefault(t.head.shape_key, []).append(t.task_id)
-    generic_ids = members.pop(("generic",), [])
-    stacked_ids = sorted(members.values(), key=lambda ids: (len(ids) == 1, -len(ids)))
+        shapes.setdefault(t.head.shape_key, []).append(t)
+    generic_tasks = shapes.pop(("generic",), [])
+    stacked = sorted(shapes.values(), key=lambda group: -len(group))
     store = _Store()
-    groups = [_StackedGroup(store, g, [tasks[i].head for i in ids], ids, n, width)
-              for g, ids in enumerate(stacked_ids)]
-    group_of = np.zeros((n, 1), np.int32)
-    for g, ids in enumerate(stacked_ids):
-        group_of[ids, 0] = g
+    n_in = int(backbone.outputs[0].shape[-1]) + 1
+    main = _StackedGroup(store, rows, stacked[0] if stacked else [], width, n_in,
+                         others=[t for group in stacked[1:] for t in group] + generic_tasks)
+    groups = [main] + [_StackedGroup(store, rows, group, width, n_in) for group in stacked[1:]]
+    group_of = np.full(rows.count, -1, np.int64)
+    for g, group in enumerate(groups):
+        group_of[group.members] = g
 
-    # Output activations: the commonest stacked one on every row, the others selected by kind.
-    kinds = [k for k, _ in Counter(tasks[i].activation for ids in stacked_ids for i in ids)
-             .most_common()]
-    kinds += sorted({t.activation for t in tasks} - set(kinds))  # generic heads' own
-    masked_top = bool(generic_ids) or any(k not in _ZERO_AT_NEG_INF for k in kinds)
-    label_sets, set_of = _label_sets(tasks, width)
+    # Output activations: the commonest on every row, each other kind selected per example.
+    # Rows without a stacked head (bad tasks, generic heads) have zero logits: "linear" when
+    # there are several kinds; with one kind, bad tasks' scores are zeroed by validity.
+    kinds = [k for k, _ in Counter(t.activation for group in stacked for t in group)
+             .most_common()] or ["linear"]
+    if len(kinds) > 1 and "linear" not in kinds:
+        kinds.append("linear")
+    kind_of = np.full(rows.count, kinds.index("linear") if "linear" in kinds else 0, np.int64)
+    for group in stacked:
+        kind_of[[rows.of(t.task_id) for t in group]] = [kinds.index(t.activation)
+                                                        for t in group]
+    zero_invalid = len(kinds) == 1 and kinds[0] != "linear"
+    masked_top = bool(generic_tasks) or any(k not in _ZERO_AT_NEG_INF for k in kinds)
 
-    # The per-task int32 table: one gather per request reads an example's row, one split
-    # hands out its parts by name.
-    columns: dict[str, np.ndarray] = {}
-    for group in groups:
-        columns.update(group.columns)
-    if len(groups) > 1 and groups[-1].single:
-        columns["group"] = group_of
-    columns["num_classes"] = np.array([[t.head.width] for t in tasks], np.int32)
-    columns["label_set"] = set_of[:, None]
-    columns["kind"] = np.array([[kinds.index(t.activation)] for t in tasks], np.int32)
+    # One int table, one gather per request, split into named parts: the main group's output
+    # rows, and what the other parts need.
+    parts: dict[str, np.ndarray] = {"columns": main.columns}
+    if main.hidden:
+        parts["local"] = main.local[:, None]
+    if len(kinds) > 1:
+        parts["kind"] = kind_of[:, None]
+    if len(groups) > 1:
+        parts["group"] = group_of[:, None]
+    for g, group in enumerate(groups[1:], 1):
+        parts[f"columns_{g}"] = group.columns
+        if group.hidden:
+            parts[f"local_{g}"] = group.local[:, None]
+    generic = _GenericHeads(tf, [t.head for t in generic_tasks],  # type: ignore[misc]
+                            [t.task_id for t in generic_tasks], rows, width) \
+        if generic_tasks else None
+    if generic is not None:
+        parts["generic"] = generic.local[:, None]
+    table = np.concatenate(list(parts.values()), 1).astype(np.int32)
+    sizes = [p.shape[1] for p in parts.values()]
 
     class TaskSwitch(tf.Module):
         def __init__(self) -> None:
             super().__init__(name="headswitch")
             self._backbone_variables, self._backbone_resources = keras_state(tf, backbone)
-            self.generic = None
-            if generic_ids:
-                self.generic = _build_generic_group(tf, [tasks[i].head for i in generic_ids],
-                                                    generic_ids, n, width)
-                columns.update(self.generic.columns)
-            self._column_names = list(columns)
-            self._column_sizes = [c.shape[1] for c in columns.values()]
-            self._num_classes_at = sum(self._column_sizes[: self._column_names.index(
-                "num_classes")])
-            table = np.concatenate(list(columns.values()), axis=1)
-            # int16 halves the table; one cast after the gather costs less than its bytes do.
-            narrow = table.min() >= -(2**15) and table.max() < 2**15
-            self._table = store.add("per_task", table.astype(np.int16 if narrow else np.int32))
-            self._labels = store.add("label_sets", label_sets)
+            if generic is not None:
+                self._generic_variables = generic.variables
+                self._generic_resources = generic.resources
+            self._table = store.add("per_task", table)
+            self._labels = store.add("labels", main.labels.astype(str))
+            self._errors = store.add("errors", errors.astype(str))
+            self._valid = store.add("valid", valid) if zero_invalid else ""
             store.build(tf, self)
-            self._name_to_id = tf.lookup.StaticHashTable(
+            keys = names + [name for name, _ in removed.values()]
+            values = task_rows + [rows.of(i) for i in removed]
+            self._name_to_row = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(
-                    tf.constant(names, tf.string), tf.range(n, dtype=tf.int32)),
-                default_value=-1)
+                    tf.constant(keys, tf.string), tf.constant(values, tf.int32)),
+                default_value=rows.unknown_name)
 
-        def _checked(self, text: Any, task: Any, task_input: str) -> list[Any]:
-            """Asserts that the batch is not empty and ``text`` and ``task`` are as long."""
-            size, size_task = tf.size(text), tf.size(task)
-            return [
-                tf.debugging.Assert(size > 0, [f"empty batch: '{INPUT_TEXT}' has no elements"]),
-                tf.debugging.Assert(tf.equal(size, size_task), [
-                    f"'{INPUT_TEXT}' and '{task_input}' must have the same length; got", size,
-                    "texts and", size_task]),
-            ]
+        def _parts(self, w: Mapping[str, Any], row: Any) -> dict[str, Any]:
+            gathered = tf.gather(w[self._table], row)
+            if len(parts) == 1:
+                return {"columns": gathered}
+            return dict(zip(parts, tf.split(gathered, sizes, axis=1)))
 
-        def _predict(self, features: Any, task_id: Any, checks: list[Any]) -> dict[str, Any]:
+        @tf.function(autograph=False, input_signature=[
+            tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
+            tf.TensorSpec([None], tf.int32, name="row")])
+        def _predict(self, text: Any, row: Any) -> dict[str, Any]:
             w = self._weights()
-            with tf.control_dependencies(checks):
-                row = tf.cast(tf.gather(w[self._table], task_id), tf.int32)
-            row = dict(zip(self._column_names, tf.split(row, self._column_sizes, axis=1)))
-            features1 = _append_one(tf, features)
-            z = None
-            for group in groups:
-                part = group(tf, w, features1, row)
-                if z is None:
-                    z = part
-                elif group.single:
-                    z = tf.where(tf.equal(row["group"], group.index), part, z)
-                else:
-                    z = tf.maximum(z, part)
-            if z is None:  # generic heads only
-                scores = tf.zeros([tf.size(task_id), width])
-            else:
-                scores = _activation(tf, kinds[0], z)
-                for index, kind in enumerate(kinds[1:], 1):
-                    if kind in STACKABLE_ACTIVATIONS:  # not a generic head's own
-                        scores = tf.where(tf.equal(row["kind"], index),
-                                          _activation(tf, kind, z), scores)
-            if self.generic is not None:
-                scores = self.generic(features, row["generic"], scores)
+            features = backbone(text, training=False)
+            part = self._parts(w, row)
+            columns = part["columns"]
+            x1 = _append_one(tf, features)
+            z = main.logits(tf, w, x1, columns, part.get("local"))
+            for g, group in enumerate(groups[1:], 1):
+                at = tf.where(tf.equal(part["group"][:, 0], g))
+                z = tf.tensor_scatter_nd_update(z, at, group.logits(
+                    tf, w, tf.gather_nd(x1, at), tf.gather_nd(part[f"columns_{g}"], at),
+                    tf.gather_nd(part[f"local_{g}"], at) if group.hidden else None))
+            scores = _activation(tf, kinds[0], z)
+            for index, kind in enumerate(kinds[1:], 1):
+                scores = tf.where(tf.equal(part["kind"], index), _activation(tf, kind, z),
+                                  scores)
+            if zero_invalid:
+                scores = tf.where(tf.gather(w[self._valid], row), scores, 0.0)
+            if generic is not None:
+                scores = generic(features, part["generic"][:, 0], scores)
             ranked = scores
             if masked_top:
-                ranked = tf.where(tf.range(width)[None] < row["num_classes"], scores,
-                                  tf.constant(-np.inf, tf.float32))
+                ranked = tf.where(columns >= main.first_padding, tf.constant(-np.inf), scores)
             top = tf.argmax(ranked, axis=1, output_type=tf.int32)
-            label_set = row["label_set"]
             return {
                 OUTPUT_SCORES: scores,
-                OUTPUT_NUM_CLASSES: tf.squeeze(row["num_classes"], 1),
-                OUTPUT_LABELS: tf.gather_nd(w[self._labels], label_set),
-                OUTPUT_TOP_LABEL: tf.gather_nd(w[self._labels],
-                                               tf.concat([label_set, top[:, None]], 1)),
+                OUTPUT_TOP_LABEL: tf.gather(w[self._labels],
+                                            tf.gather(columns, top, batch_dims=1)),
                 OUTPUT_TOP_SCORE: tf.reduce_max(ranked, axis=1),
+                OUTPUT_ERROR: tf.gather(w[self._errors], row),
             }
 
         @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
             tf.TensorSpec([None], tf.int32, name=INPUT_TASK_ID)])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
-            features = backbone(text, training=False)
-            # Negative ids wrap around to large unsigned values: one comparison checks both ends,
-            # and the largest unsigned value is a bad id whenever there is one.
-            largest = tf.reduce_max(tf.bitcast(task_id, tf.uint32))
-            in_range = tf.debugging.Assert(largest < n, [
-                f"task_id out of range: valid task ids are 0..{n - 1} ({n} tasks); got",
-                tf.bitcast(largest, tf.int32)])
-            checks = self._checked(text, task_id, INPUT_TASK_ID) + [in_range]
-            return self._predict(features, task_id, checks)
+            row = tf.raw_ops.Bucketize(input=task_id, boundaries=rows.boundaries)
+            return self._predict(text, row)
 
         @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
             tf.TensorSpec([None], tf.string, name=INPUT_TASK)])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
-            task_id = self._name_to_id.lookup(task)
-            checks = self._checked(text, task, INPUT_TASK)
-            with tf.control_dependencies(checks):  # argmin needs a non-empty batch
-                unknown = tf.gather(task, tf.argmin(task_id, output_type=tf.int32))
-            known = tf.debugging.Assert(tf.reduce_min(task_id) >= 0, [
-                f"unknown task name (valid names, {n} tasks: {shown}); got", unknown])
-            with tf.control_dependencies(checks + [known]):
-                task_id = tf.identity(task_id)
-            # serving_default's graph, called rather than traced again: stored once.
-            return self.serving_default(text, task_id)
+            return self._predict(text, self._name_to_row.lookup(task))
 
         @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.int32, name=INPUT_UNUSED)])
         def tasks(self, unused: Any) -> dict[str, Any]:
             w = self._weights()
-            at = self._num_classes_at  # then label_set, then kind
-            table = tf.cast(w[self._table], tf.int32)
-            # Names in id order from the name -> id table, so that they are stored once.
-            keys, ids = self._name_to_id.export()
-            rows = tf.size(unused)
+            label_rows = tf.gather(w[self._table], task_rows)[:, :width]
+            count = tf.size(unused)
 
             def tile(value: Any) -> Any:
-                multiples = tf.concat([[rows], tf.ones([tf.rank(value)], tf.int32)], 0)
+                multiples = tf.concat([[count], tf.ones([tf.rank(value)], tf.int32)], 0)
                 return tf.tile(value[None], multiples)
 
+            real = tf.constant(np.arange(width)[None, :] <
+                               np.array([t.head.width for t in tasks])[:, None])
             return {
-                TASKS_OUTPUT_TASK_ID: tile(tf.range(n, dtype=tf.int32)),
-                TASKS_OUTPUT_NAME: tile(tf.scatter_nd(ids[:, None], keys, [n])),
-                TASKS_OUTPUT_NUM_CLASSES: tile(table[:, at]),
-                TASKS_OUTPUT_LABELS: tile(tf.gather(w[self._labels], table[:, at + 1])),
-                TASKS_OUTPUT_ACTIVATION: tile(tf.gather(kinds, table[:, at + 2])),
+                TASKS_OUTPUT_TASK_ID: tile(tf.constant([t.task_id for t in tasks], tf.int32)),
+                TASKS_OUTPUT_NAME: tile(tf.constant(names)),
+                TASKS_OUTPUT_NUM_CLASSES: tile(tf.constant([t.head.width for t in tasks],
+                                                           tf.int32)),
+                TASKS_OUTPUT_LABELS: tile(tf.where(real, tf.gather(w[self._labels], label_rows),
+                                                   "")),
+                TASKS_OUTPUT_ACTIVATION: tile(tf.constant([t.activation for t in tasks])),
             }
 
     return TaskSwitch()

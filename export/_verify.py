@@ -11,8 +11,10 @@ from headswitch.contract import (
     INPUT_TASK,
     INPUT_TASK_ID,
     INPUT_TEXT,
-    OUTPUT_NUM_CLASSES,
+    OUTPUT_ERROR,
     OUTPUT_SCORES,
+    OUTPUT_TOP_LABEL,
+    OUTPUT_TOP_SCORE,
     SIGNATURE_IDS,
     SIGNATURE_NAMES,
 )
@@ -71,9 +73,11 @@ def original_outputs(model: Any, texts: list[str], path: Path) -> np.ndarray:
 
 
 def check_merged(loaded: Any, names: list[str], expected: list[np.ndarray], texts: list[str],
-                 seed: int = 0) -> list[float]:
+                 seed: int = 0, labels: list[list[str]] | None = None) -> list[float]:
     """Run one mixed-task batch through both predict signatures of the loaded model; return the
-    worst absolute difference per task and raise if any exceeds ATOL."""
+    worst absolute difference per task and raise if any exceeds ATOL. Also checks that no
+    example reports an error, padding scores are 0, and ``top_score``/``top_label`` name the
+    original's best class (where it leads by more than ATOL)."""
     import tensorflow as tf
 
     n, p = len(names), len(texts)
@@ -90,22 +94,36 @@ def check_merged(loaded: Any, names: list[str], expected: list[np.ndarray], text
             **{INPUT_TEXT: batch_text,
                INPUT_TASK: tf.constant([names[t] for t in task_of], tf.string)}),
     }
+
+    def fail(signature: str, task: int, what: str) -> ExportError:
+        return ExportError(f"verification failed ({signature}): task {names[task]!r} {what}",
+                           hint="this is a headswitch bug; please report it with the models")
+
     for signature, out in results.items():
         scores = out[OUTPUT_SCORES].numpy()
-        num_classes = out[OUTPUT_NUM_CLASSES].numpy()
+        top_score = out[OUTPUT_TOP_SCORE].numpy()
+        top_label = out[OUTPUT_TOP_LABEL].numpy()
+        errors = out[OUTPUT_ERROR].numpy()
         for row, (t, q) in enumerate(zip(task_of, text_of)):
             want = expected[t][q]
-            if num_classes[row] != want.shape[0]:
-                raise ExportError(f"verification failed ({signature}): task {names[t]!r} reports "
-                                  f"{num_classes[row]} classes, the original has {want.shape[0]}")
+            if errors[row]:
+                raise fail(signature, t, f"reports an error: {errors[row].decode()}")
             got = scores[row, : want.shape[0]]
             diff = float(np.max(np.abs(got.astype(np.float64) - want)))
             if not np.isfinite(diff):
                 diff = np.inf
             worst[t] = max(worst[t], diff)
             if np.any(scores[row, want.shape[0]:] != 0):
-                raise ExportError(f"verification failed ({signature}): task {names[t]!r} has "
-                                  f"non-zero padding in {OUTPUT_SCORES!r}")
+                raise fail(signature, t, f"has non-zero padding in {OUTPUT_SCORES!r}")
+            if abs(float(top_score[row]) - float(np.max(want))) > ATOL + diff:
+                raise fail(signature, t, f"top_score {top_score[row]:.6g} is not the best "
+                           f"score {np.max(want):.6g}")
+            ranked = np.sort(want)
+            leads = want.shape[0] == 1 or ranked[-1] - ranked[-2] > 2 * ATOL
+            if labels is not None and leads and \
+                    top_label[row].decode() != labels[t][int(np.argmax(want))]:
+                raise fail(signature, t, f"top_label {top_label[row].decode()!r} is not the "
+                           f"original's best class {labels[t][int(np.argmax(want))]!r}")
     bad = [(names[t], worst[t]) for t in range(n) if not worst[t] <= ATOL]
     if bad:
         listed = ", ".join(f"{name} ({diff:.3g})" for name, diff in bad[:10])

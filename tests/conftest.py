@@ -40,3 +40,8 @@ def originals(example_models: Any) -> list[Any]:
     import keras
 
     return [keras.models.load_model(p, compile=False) for p in example_models.paths]
+
+
+@pytest.fixture(scope="session")
+def task_names(example_models: Any) -> list[str]:
+    return [t.name for t in example_models.tasks]

@@ -34,11 +34,6 @@ def server(base_path: Path) -> Iterator[Any]:
         yield started
 
 
-@pytest.fixture(scope="session")
-def task_names(example_models: Any) -> list[str]:
-    return [t.name for t in example_models.tasks]
-
-
 @pytest.fixture(params=KINDS)
 def kind(request: pytest.FixtureRequest) -> str:
     """Each client: rest, grpc, async_rest, async_grpc."""

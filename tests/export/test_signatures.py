@@ -35,9 +35,9 @@ def test_signature_defs(exported: Any) -> None:
             assert tensor.tensor_shape.dim[0].size == -1
     outputs = defs[c.SIGNATURE_IDS].outputs
     assert outputs[c.OUTPUT_SCORES].dtype == tf.float32.as_datatype_enum
-    assert outputs[c.OUTPUT_NUM_CLASSES].dtype == tf.int32.as_datatype_enum
-    assert outputs[c.OUTPUT_LABELS].dtype == tf.string.as_datatype_enum
+    assert outputs[c.OUTPUT_TOP_LABEL].dtype == tf.string.as_datatype_enum
     assert outputs[c.OUTPUT_TOP_SCORE].dtype == tf.float32.as_datatype_enum
+    assert outputs[c.OUTPUT_ERROR].dtype == tf.string.as_datatype_enum
 
 
 def test_tf1_session_run_like_tf_serving(exported: Any, loaded: Any) -> None:
