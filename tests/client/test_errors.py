@@ -32,19 +32,23 @@ def test_unknown_task_name(kind: str, server: Any, task_names: list[str]) -> Non
 
 
 @pytest.mark.parametrize("bad", [7, 99, -1])
-def test_bad_task_id_is_reported_by_the_server_and_not_retried(
+def test_bad_task_id_is_reported_per_example_and_not_retried(
         kind: str, server: Any, bad: int) -> None:
+    """The model answers a bad id in that example's ``error`` (the request succeeds, so a
+    batching server never fails other requests); the client raises it, naming the text."""
     entrypoint = "GRPC" if kind.endswith("grpc") else "REST"
     run(kind, server, lambda c: c.tasks())  # warm: the next client still asks for the list
-    before = predict_count(server, entrypoint, "INVALID_ARGUMENT")
-    error = _error(kind, server, lambda c: c.predict(["a", "b"], [0, bad]), retries=3)
+    before = predict_count(server, entrypoint, "OK")
+    error = _error(kind, server, lambda c: c.predict(["a", "b", "c"], [0, bad, bad]),
+                   retries=3)
     assert error.code == "INVALID_ARGUMENT"
-    assert error.http_status == 400
+    assert error.http_status is None  # the server answered 200
     assert error.transport == _transport(kind)
-    assert "task_id out of range: valid task ids are 0..6 (7 tasks); got" in error.message
-    assert str(bad) in error.message
-    assert error.attempts == 1
-    assert predict_count(server, entrypoint, "INVALID_ARGUMENT") - before == 1
+    assert error.message == (f"text 1, task {bad}: task_id out of range: valid task ids are "
+                             "0..6 (7 tasks) (and 1 more)")
+    assert error.details["index"] == 1 and error.details["bad_examples"] == 2
+    assert error.attempts == 1 and not error.retryable
+    assert predict_count(server, entrypoint, "OK") - before == 2  # the task list, the predict
 
 
 def test_mismatched_lengths(kind: str, server: Any) -> None:
