@@ -133,6 +133,12 @@ def test_serving_configs_parse_as_tf_serving_parses_them() -> None:
     batching = load_batching_options(ROOT / "docker" / "batching_parameters.txt")
     assert batching.allowed_batch_sizes[-1] == batching.max_batch_size
     assert batching.batch_timeout_micros > 0 and batching.num_batch_threads >= 1
+    # The clients' requests fit: the batcher takes them whole and cuts them into model runs.
+    from headswitch.client import DEFAULT_MAX_BATCH_SIZE
+
+    assert DEFAULT_MAX_BATCH_SIZE <= batching.max_batch_size
+    assert batching.enable_large_batch_splitting
+    assert batching.max_execution_batch_size in batching.allowed_batch_sizes
     monitoring = load_monitoring_options(ROOT / "docker" / "monitoring.config", enable=False)
     assert monitoring.enable and monitoring.path == METRICS_PATH
 
