@@ -231,10 +231,10 @@ class _StackedGroup:
 
     def logits(self, tf: Any, w: Mapping[str, Any], x1: Any, columns: Any, local: Any) -> Any:
         """[b, width] logits of examples ``x1`` (features with a 1 appended) whose output-table
-        rows are ``columns`` [b, width] and member index ``local`` [b, 1]."""
+        rows are ``columns`` [b, width] and member index ``local`` [b]."""
         h1 = x1
         for kernel, activation in zip(self.hidden, self.hidden_activations):
-            h = tf.einsum("bi,bjio->bo", h1, tf.gather(w[kernel], local))
+            h = tf.einsum("bi,bio->bo", h1, tf.gather(w[kernel], local))
             h1 = _append_one(tf, _activation(tf, activation, h))
         return tf.einsum("bi,bki->bk", h1, tf.gather(w[self.output], columns))
 
@@ -408,12 +408,12 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             part = self._parts(w, row)
             columns = part["columns"]
             x1 = _append_one(tf, features)
-            z = main.logits(tf, w, x1, columns, part.get("local"))
+            z = main.logits(tf, w, x1, columns, part["local"][:, 0] if main.hidden else None)
             for g, group in enumerate(groups[1:], 1):
                 at = tf.where(tf.equal(part["group"][:, 0], g))
                 z = tf.tensor_scatter_nd_update(z, at, group.logits(
                     tf, w, tf.gather_nd(x1, at), tf.gather_nd(part[f"columns_{g}"], at),
-                    tf.gather_nd(part[f"local_{g}"], at) if group.hidden else None))
+                    tf.gather_nd(part[f"local_{g}"][:, 0], at) if group.hidden else None))
             scores = _activation(tf, kinds[0], z)
             for index, kind in enumerate(kinds[1:], 1):
                 scores = tf.where(tf.equal(part["kind"], index), _activation(tf, kind, z),
