@@ -21,7 +21,8 @@ and times them on that path):
   happen when every request in it is bad.
 - Heads. Dense-chain heads of one shape form a group; the largest group runs on the whole batch
   (no routing ops at all when it is the only one), each other group on its own examples only
-  (gathered, computed, scattered back). An example gathers its task's hidden kernels and, for the
+  (gathered, computed, scattered back), except a group of one task, whose plain matmuls on the
+  whole batch cost less than routing. An example gathers its task's hidden kernels and, for the
   output layer, its task's rows of the group's output table: output columns are stored exactly,
   one row each (bias as the last input weight, the input ends with a 1), plus padding sentinel
   rows whose logit is -inf (softmax/sigmoid map it to 0) or 0 (linear and the like). Work per
@@ -239,6 +240,29 @@ class _StackedGroup:
         return tf.einsum("bi,bki->bk", h1, tf.gather(w[self.output], columns))
 
 
+class _SingleTask:
+    """A group of one task that is not the main group: its Dense chain on the whole batch with
+    plain matmuls (a few small ops, cheaper than routing its examples to it), kept for its own
+    examples. The output kernel is padded to ``width`` columns with padding logits."""
+
+    def __init__(self, store: _Store, task: TaskEntry, width: int) -> None:
+        head: DenseChainHead = task.head  # type: ignore[assignment]
+        self.hidden = [store.add("kernel", _with_bias(s.kernel, s.bias))
+                       for s in head.steps[:-1]]
+        self.hidden_activations = [s.activation for s in head.steps[:-1]]
+        last = head.steps[-1]
+        kernel = np.zeros((last.kernel.shape[0] + 1, width), np.float32)
+        kernel[:, : head.width] = _with_bias(last.kernel, last.bias)
+        kernel[-1, head.width:] = -np.inf if task.activation in _ZERO_AT_NEG_INF else 0.0
+        self.output = store.add("output_kernel", kernel)
+
+    def logits(self, tf: Any, w: Mapping[str, Any], x1: Any) -> Any:
+        h1 = x1
+        for kernel, activation in zip(self.hidden, self.hidden_activations):
+            h1 = _append_one(tf, _activation(tf, activation, tf.matmul(h1, w[kernel])))
+        return tf.matmul(h1, w[self.output])
+
+
 class _GenericHeads:
     """Heads of any structure, run as Keras models on their own examples: each task of the
     group present in the batch runs once on its examples. Outputs are final scores padded
@@ -334,10 +358,12 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     n_in = int(backbone.outputs[0].shape[-1]) + 1
     main = _StackedGroup(store, rows, stacked[0] if stacked else [], width, n_in,
                          others=[t for group in stacked[1:] for t in group] + generic_tasks)
-    groups = [main] + [_StackedGroup(store, rows, group, width, n_in) for group in stacked[1:]]
+    groups: list[_StackedGroup | _SingleTask] = [main] + [
+        _SingleTask(store, group[0], width) if len(group) == 1
+        else _StackedGroup(store, rows, group, width, n_in) for group in stacked[1:]]
     group_of = np.full(rows.count, -1, np.int64)
-    for g, group in enumerate(groups):
-        group_of[group.members] = g
+    for g, members in enumerate(stacked):
+        group_of[[rows.of(t.task_id) for t in members]] = g
 
     # Output activations: the commonest on every row, each other kind selected per example.
     # Rows without a stacked head (bad tasks, generic heads) have zero logits: "linear" when
@@ -363,9 +389,10 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     if len(groups) > 1:
         parts["group"] = group_of[:, None]
     for g, group in enumerate(groups[1:], 1):
-        parts[f"columns_{g}"] = group.columns
-        if group.hidden:
-            parts[f"local_{g}"] = group.local[:, None]
+        if isinstance(group, _StackedGroup):
+            parts[f"columns_{g}"] = group.columns
+            if group.hidden:
+                parts[f"local_{g}"] = group.local[:, None]
     generic = _GenericHeads(tf, [t.head for t in generic_tasks],  # type: ignore[misc]
                             [t.task_id for t in generic_tasks], rows, width) \
         if generic_tasks else None
@@ -410,6 +437,9 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             x1 = _append_one(tf, features)
             z = main.logits(tf, w, x1, columns, part["local"][:, 0] if main.hidden else None)
             for g, group in enumerate(groups[1:], 1):
+                if isinstance(group, _SingleTask):
+                    z = tf.where(tf.equal(part["group"], g), group.logits(tf, w, x1), z)
+                    continue
                 at = tf.where(tf.equal(part["group"][:, 0], g))
                 z = tf.tensor_scatter_nd_update(z, at, group.logits(
                     tf, w, tf.gather_nd(x1, at), tf.gather_nd(part[f"columns_{g}"], at),
