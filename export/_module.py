@@ -64,6 +64,7 @@ from headswitch.contract import (
 )
 
 from ._heads import DenseChainHead, GenericHead, Head
+
 _MAX_NAMES_IN_ERRORS = 20
 # Output activations with f(-inf) == 0 and f >= 0: their padding is free and argmax needs no mask.
 _ZERO_AT_NEG_INF = ("softmax", "sigmoid", "relu", "softplus", "exponential")
