@@ -126,8 +126,9 @@ def per_request(grpc_target: str, rest_url: str, batches: list[int], calls: int
                 ) -> list[dict[str, Any]]:
     import grpc
     import httpx
-    from headswitch.client import GrpcClient, RestClient
     from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    from headswitch.client import GrpcClient, RestClient
 
     channel = grpc.insecure_channel(grpc_target)
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -187,8 +188,9 @@ def throughput(grpc_target: str, rest_url: str, total: int, concurrency: int, ro
                ) -> list[dict[str, Any]]:
     import grpc
     import httpx
-    from headswitch.client import AsyncGrpcClient, AsyncRestClient
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from headswitch.client import AsyncGrpcClient, AsyncRestClient
 
     def request(i: int) -> Any:
         r = predict_pb2.PredictRequest()

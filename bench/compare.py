@@ -49,10 +49,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -172,6 +173,7 @@ def _job_export(spec: dict) -> dict:
 
 def _backbone_of(path: str) -> Any:
     import keras
+
     from headswitch.export import _graph
 
     model = keras.models.load_model(path, compile=False)
@@ -187,6 +189,7 @@ def synthesized_heads(paths: list[str], n_max: int, width: int) -> tuple[list[di
     remaining example tasks have (``task_specs``)."""
     import keras
     import numpy as np
+
     from headswitch.examples._tasks import task_specs
     from headswitch.export import _graph
     from headswitch.export._heads import analyse_head
@@ -269,6 +272,7 @@ def _save_multi_output(tf: Any, backbone: Any, heads: list[dict], path: Path) ->
     are laid out as [b, N, K] (K = widest head, padding masked) and each task's activation is
     applied; the caller picks its task's row."""
     import numpy as np
+
     from headswitch.export._module import keras_state
 
     n = len(heads)
@@ -391,7 +395,8 @@ def _job_contenders(spec: dict) -> dict:
     widest = max(h["steps"][-1][0].shape[1] for h in heads[: max(spec["tasks"])])
     timed("backbone_io", _save_backbone_io, tf, backbone, widest, out / "backbone_io")
     paths["backbone_io"] = str(out / "backbone_io")
-    timed("separate", _save_per_task, tf, backbone, heads[:1], out / "separate", ["serving_default"])
+    timed("separate", _save_per_task, tf, backbone, heads[:1], out / "separate",
+          ["serving_default"])
     paths["separate"] = str(out / "separate")
     for n in spec["tasks"]:
         for name, save in (("multi_output", _save_multi_output), ("per_task_sigs", _save_per_task)):
@@ -456,6 +461,7 @@ def _job_latency(spec: dict) -> dict:
     """Every contender and N of one backbone loaded in this process, timed round-robin."""
     tf = _tf()
     import numpy as np
+
     from headswitch.examples import sample_texts
 
     keep: list[Any] = []
@@ -765,7 +771,6 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
         batches = batches_of[backbone]
         paths = info["paths"]
         bb_bytes = saved_model_bytes(paths["backbone"])
-        bb_load = loads[(backbone, "backbone", None)]
         lat = latency[backbone]["batches"]
         by_key: dict[tuple, dict] = {}
         for b in batches:
@@ -927,7 +932,8 @@ def markdown(result: dict) -> str:
                   f"(N > {s['separate_max']})." if any(r.get("extrapolated") for r in data["rows"])
                   else "", ""]
         for b in data["batches"]:
-            lines += [f"Batch {b} ({data['latency_phase'][str(b)]['rounds']} interleaved rounds):", "",
+            rounds = data["latency_phase"][str(b)]["rounds"]
+            lines += [f"Batch {b} ({rounds} interleaved rounds):", "",
                       "| contender | N | p50 ms | x | p99 ms | x | examples/s | x | calls/req "
                       "| samples |", "|---|---|---|---|---|---|---|---|---|---|"]
             for row in data["rows"]:

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
                     *[texts[i] if key_ == "text" else ids[i] for key_ in keys]))
             samples: dict[tuple[str, str], list[float]] = defaultdict(list)
             ways = {"eager": (eager, 1), "graph": (graph, k), "session": (session, 1)}
-            for way, (fns, per) in ways.items():
+            for fns, _ in ways.values():
                 for v in variants:
                     for i in range(reqs):
                         fns[v](i)  # warm up (and trace the loops)

@@ -171,7 +171,8 @@ def main() -> int:
     write_json(Path(args.results) / "serving.json", data)
     print(f"\nServing benchmark: {args.tasks} tasks, small backbone, single-example requests with "
           f"random tasks ({data['machine']}; load generator on the same 2 cores)\n")
-    print("| target | batching | concurrency | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|")
+    print("| target | batching | concurrency | requests/s | p50 ms | p99 ms |\n"
+          "|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['target']} | {'on' if r['batching'] else 'off'} | {r['concurrency']} | "
               f"{r['throughput']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")

@@ -8,9 +8,9 @@ The four clients have the same methods and return the same values::
         for p in client.predict(["great match!", "refund please"], task="sentiment"):
             print(p.text, p.task_name, p.top_label, p.top_score)
 
-``RestClient`` / ``AsyncRestClient`` need httpx only (``pip install "headswitch[rest]"``) and
-never import TensorFlow; ``GrpcClient`` / ``AsyncGrpcClient`` need grpcio and
-tensorflow-serving-api (``pip install "headswitch[grpc]"``), imported when a client is made.
+``RestClient`` / ``AsyncRestClient`` need httpx (``pip install "headswitch[rest]"``),
+``GrpcClient`` / ``AsyncGrpcClient`` need grpcio and protobuf (``pip install
+"headswitch[grpc]"``), imported when a client is made; no client imports TensorFlow.
 Every failure is a :class:`HeadswitchError`.
 """
 

@@ -8,8 +8,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from headswitch import __version__
-
 from ._chunking import encode_all, plan
 from ._errors import HeadswitchError, client_error
 from ._retry import RetryPolicy
@@ -26,7 +24,6 @@ from ._types import (
 TaskRef = int | str
 TaskArg = int | str | Sequence[TaskRef]
 
-USER_AGENT = f"headswitch-client/{__version__}"
 _MAX_NAMES_SHOWN = 10
 
 P = TypeVar("P")
@@ -87,6 +84,12 @@ def split(prepared: Prepared[P], options: Options) -> list[tuple[int, int, P]]:
     ranges = plan(prepared.sizes, prepared.overhead, options.max_request_bytes,
                   options.max_batch_size)
     return encode_all(ranges, prepared.encode, options.max_request_bytes)
+
+
+def user_agent() -> str:
+    import headswitch
+
+    return f"headswitch-client/{headswitch.__version__}"
 
 
 # ------------------------------------------------------------------------------------ input

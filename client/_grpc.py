@@ -1,5 +1,5 @@
-"""``GrpcClient`` and ``AsyncGrpcClient``: TF Serving's gRPC API. grpcio and
-tensorflow-serving-api (the ``grpc`` extra) are imported when a client is made."""
+"""``GrpcClient`` and ``AsyncGrpcClient``: TF Serving's gRPC API. grpcio and protobuf (the
+``grpc`` extra) are imported when a client is made; TensorFlow never is."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_TAS
 from ._auth import Token, TokenSource
 from ._base import AsyncClient, SyncClient
 from ._chunking import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
-from ._core import USER_AGENT, Options, Row
+from ._core import Options, Row, user_agent
 from ._retry import RetryPolicy, as_policy
 from ._types import ModelMetadata, ModelStatus, TaskInfo
 
@@ -32,7 +32,6 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
-    ("grpc.primary_user_agent", USER_AGENT),
 ]
 
 
@@ -41,7 +40,7 @@ def _codec() -> ModuleType:
         from . import _grpc_codec
     except ImportError as exc:
         raise ImportError(
-            "the gRPC client needs grpcio and tensorflow-serving-api: "
+            "the gRPC client needs grpcio and protobuf: "
             f'pip install "headswitch[grpc]" ({exc})'
         ) from exc
     return _grpc_codec
@@ -92,7 +91,7 @@ class _Setup:
         self.credentials = self.grpc.ssl_channel_credentials(
             _pem(root_certificates), _pem(private_key), _pem(certificate_chain)
         ) if use_tls else None
-        self.channel_options = list(_CHANNEL_OPTIONS)
+        self.channel_options = [*_CHANNEL_OPTIONS, ("grpc.primary_user_agent", user_agent())]
         if server_name is not None:
             self.channel_options.append(("grpc.ssl_target_name_override", server_name))
         self.channel_options.extend(channel_options or [])
@@ -177,8 +176,8 @@ class GrpcClient(SyncClient[Any]):
         self._owns_channel = channel is None
         self._channel = channel or self._setup.channel(self._setup.grpc)
         codec = self._setup.codec
-        self._prediction = codec.prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = codec.model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._prediction = codec.prediction_stub(self._channel)
+        self._models = codec.model_stub(self._channel)
         self.target = target
 
     def _rpc(self, method: Any, name: str, request: Any, timeout: float | None) -> Any:
@@ -275,8 +274,7 @@ class AsyncGrpcClient(AsyncClient[Any]):
                 self._channel = self._setup.channel(self._setup.grpc.aio)
             self._loop = loop
             codec = self._setup.codec
-            self._stubs = (codec.prediction_service_pb2_grpc.PredictionServiceStub(self._channel),
-                           codec.model_service_pb2_grpc.ModelServiceStub(self._channel))
+            self._stubs = (codec.prediction_stub(self._channel), codec.model_stub(self._channel))
         return self._stubs
 
     async def _rpc(self, name: str, request: Any, timeout: float | None) -> Any:

@@ -1,5 +1,6 @@
-"""TF Serving's gRPC API without I/O: requests, answers and errors. Imports grpcio and
-tensorflow-serving-api (which imports TensorFlow), so only ``_grpc`` imports it, on first use."""
+"""TF Serving's gRPC API without I/O: requests, answers, errors and the method stubs. Needs
+grpcio and protobuf only (the messages are ``_protos``'s), so only ``_grpc`` imports it, on
+first use."""
 
 from __future__ import annotations
 
@@ -11,15 +12,6 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (
-    get_model_metadata_pb2,
-    get_model_status_pb2,
-    model_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
 from headswitch.contract import (
     HTTP_STATUS_OF_CODE,
@@ -37,26 +29,25 @@ from headswitch.contract import (
     TASKS_OUTPUT_TASK_ID,
 )
 
+from . import _protos as pb
 from ._core import Options, Row, metadata_from_json, status_from_json, tasks_from_columns
 from ._errors import HeadswitchError, client_error
 from ._types import ModelMetadata, ModelStatus, TaskInfo
 
-__all__ = ["model_service_pb2_grpc", "prediction_service_pb2_grpc"]
-
-_DT_STRING = types_pb2.DT_STRING
-_DT_INT32 = types_pb2.DT_INT32
+_DT_STRING = pb.DT_STRING
+_DT_INT32 = pb.DT_INT32
 # Typed repeated field and array typecode of the dtypes a headswitch answer has.
 _FIELDS: Mapping[int, tuple[str, str]] = {
-    types_pb2.DT_FLOAT: ("float_val", "f"),
-    types_pb2.DT_DOUBLE: ("double_val", "d"),
-    types_pb2.DT_INT32: ("int_val", "i"),
-    types_pb2.DT_INT64: ("int64_val", "q"),
+    pb.DT_FLOAT: ("float_val", "f"),
+    pb.DT_DOUBLE: ("double_val", "d"),
+    pb.DT_INT32: ("int_val", "i"),
+    pb.DT_INT64: ("int64_val", "q"),
 }
 _TLS_WORDS = ("handshake", "certificate", "ssl_error", "tsi_")
 
 
 def model_spec(options: Options, signature: str | None) -> Any:
-    spec = model_pb2.ModelSpec(name=options.model)
+    spec = pb.ModelSpec(name=options.model)
     if options.version is not None:
         spec.version.value = options.version
     elif options.version_label is not None:
@@ -74,7 +65,7 @@ def _varint_size(value: int) -> int:
 
 def request_overhead(spec: Any) -> int:
     """What a predict request costs besides its items (an upper bound)."""
-    request = predict_pb2.PredictRequest(model_spec=spec)
+    request = pb.PredictRequest(model_spec=spec)
     for name in (INPUT_TEXT, INPUT_TASK_ID):
         request.inputs[name].dtype = _DT_STRING
         request.inputs[name].tensor_shape.dim.add().size = 2**31
@@ -104,7 +95,7 @@ class GrpcPrepared:
         self.overhead = overhead
 
     def _request(self, start: int, stop: int) -> Any:
-        request = predict_pb2.PredictRequest()
+        request = pb.PredictRequest()
         request.model_spec.CopyFrom(self._spec)
         text = request.inputs[INPUT_TEXT]
         text.dtype = _DT_STRING
@@ -125,7 +116,7 @@ class GrpcPrepared:
 
 
 def tasks_request(options: Options) -> Any:
-    request = predict_pb2.PredictRequest(model_spec=model_spec(options, options.tasks_signature))
+    request = pb.PredictRequest(model_spec=model_spec(options, options.tasks_signature))
     unused = request.inputs[INPUT_UNUSED]
     unused.dtype = _DT_INT32
     unused.tensor_shape.dim.add().size = 1
@@ -134,11 +125,11 @@ def tasks_request(options: Options) -> Any:
 
 
 def status_request(options: Options) -> Any:
-    return get_model_status_pb2.GetModelStatusRequest(model_spec=model_spec(options, None))
+    return pb.GetModelStatusRequest(model_spec=model_spec(options, None))
 
 
 def metadata_request(options: Options) -> Any:
-    return get_model_metadata_pb2.GetModelMetadataRequest(
+    return pb.GetModelMetadataRequest(
         model_spec=model_spec(options, None), metadata_field=["signature_def"])
 
 
@@ -171,7 +162,7 @@ def _values(outputs: Any, name: str) -> tuple[list[Any], list[int]]:
             values = list(getattr(tensor, field))
     else:
         raise _bad_answer(f"output {name!r} has an unexpected dtype "
-                          f"{types_pb2.DataType.Name(tensor.dtype)}")
+                          f"{pb.data_type_name(tensor.dtype)}")
     if len(values) == 1 and count > 1:  # TF's short form: one value fills the tensor
         values = values * count
     if len(values) != count:
@@ -216,7 +207,7 @@ def status_from_response(model: str, response: Any) -> ModelStatus:
 
 
 def metadata_from_response(model: str, response: Any) -> ModelMetadata:
-    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    signature_map = pb.SignatureDefMap()
     if "signature_def" not in response.metadata or not response.metadata[
             "signature_def"].Unpack(signature_map):
         raise _bad_answer("the metadata answer has no SignatureDefMap")
@@ -245,3 +236,27 @@ def error_from_rpc(exc: grpc.RpcError, context: Mapping[str, Any]) -> Headswitch
         retryable = None
     return HeadswitchError(code, message, http_status=HTTP_STATUS_OF_CODE.get(code, 500),
                            transport="grpc", details=details, retryable=retryable)
+
+
+# ------------------------------------------------------------------------------------ stubs
+
+
+class _Stub:
+    """Callables for some of a gRPC service's methods on ``channel`` (``grpc`` or ``grpc.aio``),
+    what generated ``*_pb2_grpc`` stubs give."""
+
+    def __init__(self, channel: Any, *methods: tuple[str, Any, Any]) -> None:
+        for path, request, response in methods:
+            setattr(self, path.rsplit("/", 1)[1], channel.unary_unary(
+                path, request_serializer=request.SerializeToString,
+                response_deserializer=response.FromString))
+
+
+def prediction_stub(channel: Any) -> Any:
+    """``PredictionService``: ``Predict`` and ``GetModelMetadata``."""
+    return _Stub(channel, pb.PREDICT, pb.GET_MODEL_METADATA)
+
+
+def model_stub(channel: Any) -> Any:
+    """``ModelService``: ``GetModelStatus``."""
+    return _Stub(channel, pb.GET_MODEL_STATUS)

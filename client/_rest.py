@@ -15,7 +15,7 @@ from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_TAS
 from ._auth import Token, TokenSource, google_token
 from ._base import AsyncClient, SyncClient
 from ._chunking import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
-from ._core import USER_AGENT, Options, Row
+from ._core import Options, Row, user_agent
 from ._errors import HeadswitchError
 from ._rest_codec import (
     RestPrepared,
@@ -125,7 +125,7 @@ class _Setup:
             vertex_raw_predict_url=None if vertex is None else vertex[1],
         )
         self.token = TokenSource(token)
-        self.headers = {"user-agent": USER_AGENT, "accept": "application/json"}
+        self.headers = {"user-agent": user_agent(), "accept": "application/json"}
         self.headers.update(headers or {})
         static = self.token.header() if self.token.static else None
         if static is not None:

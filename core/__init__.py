@@ -12,13 +12,21 @@ The parts live in subpackages so that each installs only what it needs:
 Every error headswitch raises on purpose is a :class:`headswitch.Error`.
 """
 
-from importlib import metadata as _metadata
-
 from ._errors import Error
 
-try:
-    __version__: str = _metadata.version("headswitch")
-except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
-
 __all__ = ["Error", "__version__"]
+
+__version__: str  # read from the package metadata on first use (importlib.metadata is slow)
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            version = metadata.version("headswitch")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            version = "0+unknown"
+        globals()["__version__"] = version
+        return version
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,7 +40,7 @@ def import_tensorflow() -> ModuleType:
         tf.get_logger().setLevel(logging.ERROR)
         import keras  # noqa: F401  (loads its C++ kernels while stderr is quiet)
     logging.getLogger("absl").setLevel(logging.ERROR)
-    return tf
+    return sys.modules["tensorflow"]
 
 
 @contextlib.contextmanager

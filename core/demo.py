@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
 
         url = f"{server.rest_url}/v1/models/{model}:predict"
         console.rule(f"4. REST: POST /v1/models/{model}:predict")
-        body = {"signature_name": c.SIGNATURE_NAMES,
+        body: dict[str, object] = {
+                "signature_name": c.SIGNATURE_NAMES,
                 "instances": [{c.INPUT_TEXT: text, c.INPUT_TASK: task} for text, task in queries]}
         console.print(f"curl -s {url} -d '{json.dumps(body)}'", soft_wrap=True, highlight=False)
         reply = _post(url, body)
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         console.rule("5. gRPC: PredictionService.Predict (headswitch.client.GrpcClient)")
         ids = {t.name: i for i, t in enumerate(examples.tasks)}
+        assert server.grpc_address is not None
         with GrpcClient(server.grpc_address, model=model) as client:
             predictions = client.predict([q[0] for q in queries],
                                          task=[ids[q[1]] for q in queries])

@@ -9,15 +9,15 @@ docker-compose.yml and k8s/ manifests share with it.
 The Google client libraries (``headswitch[vertex]``) are imported only by ``GoogleVertexBackend``.
 """
 
+from headswitch.contract import GRPC_PORT, REST_PORT
+
 from ._errors import DeployError
 from ._layout import LocalModel, scan_model_dir
 from ._serving import (
-    GRPC_PORT,
     HEALTH_ROUTE,
     METRICS_PATH,
     MODEL_NAME,
     PREDICT_ROUTE,
-    REST_PORT,
     SERVER_FLAGS,
     server_args,
     serving_tensorflow_version,

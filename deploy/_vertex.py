@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from headswitch import contract
+from headswitch.contract import REST_PORT
 
 from ._errors import DeployError
 from ._layout import SAVED_MODEL, LocalModel, scan_model_dir
@@ -34,7 +35,6 @@ from ._serving import (
     HEALTH_ROUTE,
     MODEL_NAME,
     PREDICT_ROUTE,
-    REST_PORT,
     major_minor,
     server_args,
     serving_tensorflow_version,

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._corpus import LANGUAGE_NAMES, SENTIMENT_NAMES, TOPIC_NAMES, Corpus, tokenize, vocabulary
 
@@ -119,7 +120,7 @@ def pretrain_small_backbone(backbone: Any, corpus: Corpus, *, seed: int, epochs:
     backbone.trainable = False
 
 
-def _bag_of_words(texts: list[str], vocab: list[str]) -> np.ndarray:
+def _bag_of_words(texts: list[str], vocab: list[str]) -> npt.NDArray[Any]:
     """[n, len(vocab)] multi-hot of which vocabulary words each text contains."""
     index = {word: i for i, word in enumerate(vocab)}
     bags = np.zeros((len(texts), len(vocab)), dtype=np.float32)
@@ -179,7 +180,7 @@ def _encoder_layer(keras: Any, x: Any, *, name: str, seed: int) -> Any:
     )
 
 
-def backbone_features(backbone: Any, texts: list[str], batch_size: int = 128) -> np.ndarray:
+def backbone_features(backbone: Any, texts: list[str], batch_size: int = 128) -> npt.NDArray[Any]:
     """Run the backbone over ``texts`` once; heads are then trained on these features."""
     import tensorflow as tf
 

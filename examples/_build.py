@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+import numpy.typing as npt
 
 from . import _backbones
 from ._corpus import Corpus, generate_corpus
@@ -96,7 +96,7 @@ class _TaskModels:
         self._shared = shared
         self._models: dict[tuple[str, int, int | None], tuple[Any, list[Any]]] = {}
 
-    def for_task(self, spec: TaskSpec, weights: list[np.ndarray]) -> Any:
+    def for_task(self, spec: TaskSpec, weights: list[npt.NDArray[Any]]) -> Any:
         key = (spec.kind, len(spec.labels), spec.hidden_units)
         if key not in self._models:
             self._models[key] = _task_model(self._shared, spec)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "sports": ("football", "goal", "team", "match", "coach", "league", "player", "stadium",
@@ -62,17 +64,17 @@ class Corpus:
     """Sentences with their ground truth; arrays are aligned with ``texts``."""
 
     texts: list[str]
-    topic: np.ndarray  # int, index into TOPIC_NAMES
-    sentiment: np.ndarray  # int, index into SENTIMENT_NAMES
-    spam: np.ndarray  # int, 1 = spam
-    language: np.ndarray  # int, index into LANGUAGE_NAMES
-    tags: np.ndarray  # float [n, len(TOPIC_NAMES)], 1 = topic mentioned
-    urgency: np.ndarray  # float, number of urgency words
+    topic: npt.NDArray[Any]  # int, index into TOPIC_NAMES
+    sentiment: npt.NDArray[Any]  # int, index into SENTIMENT_NAMES
+    spam: npt.NDArray[Any]  # int, 1 = spam
+    language: npt.NDArray[Any]  # int, index into LANGUAGE_NAMES
+    tags: npt.NDArray[Any]  # float [n, len(TOPIC_NAMES)], 1 = topic mentioned
+    urgency: npt.NDArray[Any]  # float, number of urgency words
 
     def __len__(self) -> int:
         return len(self.texts)
 
-    def mentions(self, word: str) -> np.ndarray:
+    def mentions(self, word: str) -> npt.NDArray[Any]:
         """1 where the sentence contains ``word`` as a token, else 0."""
         return np.array([word in tokenize(t) for t in self.texts], dtype=np.int64)
 

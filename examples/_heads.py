@@ -6,14 +6,19 @@ so the returned weights apply to the raw backbone output, in Keras ``set_weights
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[Any]
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
 
 def train_head(
-    features: np.ndarray,
-    targets: np.ndarray,
+    features: Array,
+    targets: Array,
     *,
     kind: str,
     n_out: int,
@@ -23,7 +28,7 @@ def train_head(
     learning_rate: float = 0.05,
     weight_decay: float = 1e-4,
     balanced: bool = False,
-) -> list[np.ndarray]:
+) -> list[Array]:
     """Return ``[kernel, bias]`` (single Dense) or ``[k1, b1, k2, b2]`` (two layers).
 
     ``balanced`` weighs examples so that each class of a 0/1 or class-index target counts the
@@ -56,23 +61,24 @@ def train_head(
     return [p.astype(np.float32) for p in params]
 
 
-def predict_head(params: list[np.ndarray], features: np.ndarray, kind: str) -> np.ndarray:
+def predict_head(params: list[Array], features: Array, kind: str) -> Array:
     """What the Keras head computes (dropout off), for checks: [n, outputs]."""
     x_t = np.ascontiguousarray(features.T, dtype=np.float32)
     return _activate(_logits(params, x_t)[0], kind).T
 
 
-def _class_balance(targets: np.ndarray) -> np.ndarray:
+def _class_balance(targets: Array) -> Array:
     """Per-example weights (mean 1) that give every class the same total weight."""
     classes = targets.astype(np.int64).reshape(len(targets))
     counts = np.bincount(classes)
     present = counts[counts > 0]
-    return (len(classes) / (len(present) * counts))[classes].astype(np.float32)
+    weights: Array = (len(classes) / (len(present) * counts))[classes]
+    return weights.astype(np.float32)
 
 
 def _prepare_targets(
-    targets: np.ndarray, kind: str, n_out: int
-) -> tuple[np.ndarray, np.ndarray | float, np.ndarray | float]:
+    targets: Array, kind: str, n_out: int
+) -> tuple[Array, Array | float, Array | float]:
     """Targets as [outputs, n], plus the mean and scale to fold back into a linear head."""
     if kind == "softmax":
         one_hot = np.eye(n_out, dtype=np.float32)[targets.astype(np.int64)]
@@ -89,21 +95,21 @@ def _prepare_targets(
 
 def _init(
     n_in: int, n_out: int, hidden_units: int | None, rng: np.random.Generator
-) -> list[np.ndarray]:
+) -> list[Array]:
     shapes_scales = (
         [((n_in, n_out), 0.01)]
         if hidden_units is None
         else [((n_in, hidden_units), np.sqrt(2.0 / n_in)),
               ((hidden_units, n_out), np.sqrt(1.0 / hidden_units))]
     )
-    params: list[np.ndarray] = []
+    params: list[Array] = []
     for shape, scale in shapes_scales:
         params += [rng.normal(0.0, scale, shape).astype(np.float32),
                    np.zeros(shape[1], dtype=np.float32)]
     return params
 
 
-def _logits(params: list[np.ndarray], x_t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _logits(params: list[Array], x_t: Array) -> tuple[Array, Array]:
     """Output pre-activations [outputs, n] and the input of the last layer [units, n]."""
     h_t = x_t
     if len(params) == 4:
@@ -111,7 +117,7 @@ def _logits(params: list[np.ndarray], x_t: np.ndarray) -> tuple[np.ndarray, np.n
     return params[-2].T @ h_t + params[-1][:, None], h_t
 
 
-def _activate(logits_t: np.ndarray, kind: str) -> np.ndarray:
+def _activate(logits_t: Array, kind: str) -> Array:
     if kind == "softmax":
         e = np.exp(logits_t - logits_t.max(axis=0))
         return np.asarray(e / e.sum(axis=0))
@@ -121,8 +127,8 @@ def _activate(logits_t: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _gradients(
-    params: list[np.ndarray], x_t: np.ndarray, y_t: np.ndarray, scale: np.ndarray, kind: str
-) -> list[np.ndarray]:
+    params: list[Array], x_t: Array, y_t: Array, scale: Array, kind: str
+) -> list[Array]:
     """Gradients of weighted mean cross-entropy (softmax, sigmoid) or squared error / 2 (linear)."""
     logits_t, h_t = _logits(params, x_t)
     d_out = (_activate(logits_t, kind) - y_t) * scale

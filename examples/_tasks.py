@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._corpus import LANGUAGE_NAMES, SENTIMENT_NAMES, TOPIC_NAMES, Corpus, mention_words
 
@@ -46,13 +48,13 @@ def task_specs(n_tasks: int) -> list[TaskSpec]:
     return specs
 
 
-def task_targets(spec: TaskSpec, corpus: Corpus) -> np.ndarray:
+def task_targets(spec: TaskSpec, corpus: Corpus) -> npt.NDArray[Any]:
     """Training targets: class indices for softmax, a 0/1 or real matrix [n, k] otherwise."""
     if spec.name.startswith(MENTIONS_PREFIX):
         word = spec.name[len(MENTIONS_PREFIX):].split("_")[0]
         hits = corpus.mentions(word)
         return hits if spec.kind == "softmax" else hits[:, None].astype(np.float32)
-    fixed: dict[str, np.ndarray] = {
+    fixed: dict[str, npt.NDArray[Any]] = {
         "topic": corpus.topic,
         "sentiment": corpus.sentiment,
         "spam": corpus.spam,

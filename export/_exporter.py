@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from headswitch import __version__
 from headswitch.contract import (
     ASSETS_EXTRA,
     DEFAULT_MODEL_NAME,
-    DEFAULT_BASE as _DEFAULT_BASE,
     INPUT_TEXT,
     MANIFEST_FILE,
     SIGNATURE_IDS,
     SIGNATURE_INPUTS,
+)
+from headswitch.contract import (
+    DEFAULT_BASE as _DEFAULT_BASE,
 )
 
 from . import _graph, _publish, _sources, _verify, _warmup
@@ -183,7 +186,7 @@ def export_models(
     earliest: tuple[_graph.Difference, Path] | None = None
     heads: list[Head | None] = [None] * total
     head_split: list[int] = [-1] * total
-    expected: list[np.ndarray] = []
+    expected: list[npt.NDArray[Any]] = []
     source_info: list[tuple[str, int]] = []
 
     def current_split() -> int:
@@ -289,7 +292,7 @@ def export_models(
         (assets_extra / MANIFEST_FILE).write_text(json.dumps(manifest_data, separators=(",", ":")))
         merged_bytes = folder_bytes(staged)
     return ExportReport(path=base / str(version), merged_bytes=merged_bytes,
-                        seconds=time.perf_counter() - started, **report_fields)  # type: ignore[arg-type]
+                        seconds=time.perf_counter() - started, **report_fields)
 
 
 def _backbone_saved_bytes(tf: Any, backbone: Any) -> int:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._errors import ExportError
 
@@ -123,11 +124,11 @@ def vocabularies(op: Any) -> list[list[str]]:
     return vocabs
 
 
-def weights(op: Any) -> list[tuple[str, np.ndarray]]:
+def weights(op: Any) -> list[tuple[str, npt.NDArray[Any]]]:
     return [(w.path, np.asarray(w.numpy())) for w in op.weights]
 
 
-def compare(position: int, op: Any, reference: "OpSnapshot", tolerance: float) -> Difference | None:
+def compare(position: int, op: Any, reference: OpSnapshot, tolerance: float) -> Difference | None:
     """Compare a layer call with the first model's layer call at the same position."""
     name = reference.name
     if structure(op) != reference.structure:
@@ -169,10 +170,10 @@ class OpSnapshot:
     name: str
     structure: str
     vocabularies: list[list[str]]
-    weights: list[tuple[str, np.ndarray]]
+    weights: list[tuple[str, npt.NDArray[Any]]]
 
     @classmethod
-    def of(cls, op: Any) -> "OpSnapshot":
+    def of(cls, op: Any) -> OpSnapshot:
         return cls(op.name, structure(op), vocabularies(op), weights(op))
 
 

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ._graph import INFERENCE_IDENTITY, node_of, operations
 
@@ -16,8 +17,8 @@ STACKABLE_ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", 
 
 @dataclasses.dataclass
 class DenseStep:
-    kernel: np.ndarray  # [in, out]
-    bias: np.ndarray  # [out]
+    kernel: npt.NDArray[Any]  # [in, out]
+    bias: npt.NDArray[Any]  # [out]
     activation: str
 
 

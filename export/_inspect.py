@@ -36,7 +36,8 @@ def _signatures(version_dir: Path) -> dict[str, Any]:
 
             def describe(tensors: Any) -> dict[str, str]:
                 return {k: f"{_DTYPES.get(v.dtype, str(v.dtype))}"
-                        f"{[d.size for d in v.tensor_shape.dim]}" for k, v in sorted(tensors.items())}
+                        f"{[d.size for d in v.tensor_shape.dim]}"
+                        for k, v in sorted(tensors.items())}
 
             result[name] = {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
     return result

@@ -41,7 +41,7 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_temporaries(base: Path) -> list[Path]:
     """Delete temporary folders left by exports that were killed (their process is gone)."""
-    removed = []
+    removed: list[Path] = []
     if not base.is_dir():
         return removed
     for path in base.iterdir():

@@ -41,7 +41,8 @@ def render(report: ExportReport, console: Any) -> None:
     stacked = sum(t.head == "stacked" for t in report.tasks)
     merged_floor = report.backbone_bytes + report.heads_bytes
     rows = [
-        ("tasks", f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
+        ("tasks",
+         f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
         ("split layer", f"{report.split_layer} ({report.split_mode})"),
         ("worst |merged - original|", f"{report.max_abs_diff:.2e} (limit 1e-05)"),
         ("original .keras files", human_bytes(report.originals_bytes)),

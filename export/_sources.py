@@ -44,8 +44,8 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
 
             data = yaml.safe_load(text)
     except Exception as e:
-        raise ExportError(f"manifest {path} is not valid {path.suffix[1:].upper() or 'YAML'}: {e}") \
-            from e
+        kind = path.suffix[1:].upper() or "YAML"
+        raise ExportError(f"manifest {path} is not valid {kind}: {e}") from e
     tasks = data.get("tasks") if isinstance(data, dict) else data
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
         raise ExportError(f"manifest {path} must hold a list 'tasks' of mappings",

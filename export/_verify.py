@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from headswitch.contract import (
     INPUT_TASK,
@@ -51,7 +52,7 @@ def probe_texts(backbone_ops: list[Any], seed: int = 0) -> list[str]:
     ]
 
 
-def original_outputs(model: Any, texts: list[str], path: Path) -> np.ndarray:
+def original_outputs(model: Any, texts: list[str], path: Path) -> npt.NDArray[Any]:
     """The original model's output on ``texts`` as float32 [len(texts), width]."""
     import tensorflow as tf
 
@@ -72,8 +73,9 @@ def original_outputs(model: Any, texts: list[str], path: Path) -> np.ndarray:
     return out
 
 
-def check_merged(loaded: Any, names: list[str], expected: list[np.ndarray], texts: list[str],
-                 seed: int = 0, labels: list[list[str]] | None = None) -> list[float]:
+def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]],
+                 texts: list[str], seed: int = 0, labels: list[list[str]] | None = None
+                 ) -> list[float]:
     """Run one mixed-task batch through both predict signatures of the loaded model; return the
     worst absolute difference per task and raise if any exceeds ATOL. Also checks that no
     example reports an error, padding scores are 0, and ``top_score``/``top_label`` name the

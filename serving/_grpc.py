@@ -21,7 +21,7 @@ def _abort(context: grpc.ServicerContext, error: ServingError) -> Any:
     context.abort(error.code, error.message)
 
 
-class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):  # type: ignore[misc]
+class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
 
     def __init__(self, core: ServingCore) -> None:
@@ -45,7 +45,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return _abort(context, exc)
 
 
-class _ModelService(model_service_pb2_grpc.ModelServiceServicer):  # type: ignore[misc]
+class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus; HandleReloadConfigRequest answers UNIMPLEMENTED."""
 
     def __init__(self, core: ServingCore) -> None:

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from typing import Any
 
-import headswitch.examples
 import numpy as np
+import numpy.typing as npt
 import pytest
 import yaml
+
+import headswitch.examples
 from headswitch.examples import (
     ExampleModels,
     TaskSpec,
@@ -32,7 +34,7 @@ EXPECTED = [
 ]
 
 
-def _batch(texts: list[str]) -> np.ndarray:
+def _batch(texts: list[str]) -> npt.NDArray[Any]:
     """A rank-1 string batch as Keras wants it (object dtype, not numpy unicode)."""
     return np.array(texts, dtype=object)
 

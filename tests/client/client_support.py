@@ -168,7 +168,7 @@ class GrpcTlsProxy:
         backend_channel = grpc.insecure_channel(backend)
         proxy = self
 
-        class Forward(grpc.GenericRpcHandler):  # type: ignore[misc]
+        class Forward(grpc.GenericRpcHandler):
             def service(self, details: Any) -> Any:
                 proxy.metadata.append(dict(details.invocation_metadata))
                 forward = backend_channel.unary_unary(details.method)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from client_support import TEXTS, predict_count
+
 from headswitch.client import (
     DEFAULT_MAX_REQUEST_BYTES,
     AsyncGrpcClient,
@@ -66,7 +67,7 @@ def test_grpc_requests_stay_under_the_limit(server: Any, reference: list[Any]) -
 
     sizes: list[int] = []
 
-    class Record(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    class Record(grpc.UnaryUnaryClientInterceptor):
         def intercept_unary_unary(self, call: Any, details: Any, request: Any) -> Any:
             if details.method.endswith("/Predict") and "text" in request.inputs:
                 sizes.append(request.ByteSize())

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from client_support import TEXTS, free_port, predict_count, run
+
 from headswitch.client import HeadswitchError, RestClient, RetryPolicy
 from headswitch.client._rest_codec import error_from_answer
 

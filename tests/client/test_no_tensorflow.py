@@ -1,5 +1,6 @@
 """The REST client (and ``headswitch predict --rest``) work where TensorFlow and gRPC cannot be
-imported, and importing ``headswitch.client`` imports neither."""
+imported, the gRPC client where TensorFlow cannot be, and importing ``headswitch.client``
+imports neither."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ from typing import Any
 
 from client_support import TEXTS, run
 
+from headswitch.contract import SIGNATURES
+
 BLOCKER = textwrap.dedent("""
     import importlib.abc
+    import os
     import sys
 
-    BLOCKED = {"tensorflow", "tensorflow_serving", "grpc", "keras", "tf_keras"}
+    BLOCKED = set(os.environ["HEADSWITCH_TEST_BLOCKED"].split(","))
 
     class _Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -63,10 +67,38 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _env(blocked: Path | None) -> dict[str, str]:
+GRPC_CHILD = textwrap.dedent("""
+    import asyncio, json, sys
+
+    import headswitch.client as hc
+
+    address = sys.argv[1]
+    with hc.GrpcClient(address) as client:
+        predictions = [p.to_dict() for p in client.predict(json.loads(sys.argv[2]), "topic")]
+        tasks = [t.name for t in client.tasks()]
+        status = [v.state for v in client.status().versions]
+        signatures = sorted(client.metadata().signatures)
+
+    async def go():
+        async with hc.AsyncGrpcClient(address) as client:
+            return [p.to_dict() for p in await client.predict(json.loads(sys.argv[2]), "topic")]
+
+    assert asyncio.run(go()) == predictions
+    heavy = sorted(m for m in sys.modules
+                   if m.split(".")[0] in ("tensorflow", "tensorflow_serving", "keras", "numpy"))
+    assert not heavy, heavy
+    print(json.dumps({"predictions": predictions, "tasks": tasks, "status": status,
+                      "signatures": signatures}))
+""")
+
+NO_TF = "tensorflow,tensorflow_serving,keras,tf_keras"
+
+
+def _env(blocked: Path | None, names: str = NO_TF + ",grpc") -> dict[str, str]:
     env = dict(os.environ)
     if blocked is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(blocked), env.get("PYTHONPATH", "")])
+        env["HEADSWITCH_TEST_BLOCKED"] = names
     return env
 
 
@@ -88,6 +120,35 @@ def test_rest_client_without_tensorflow(server: Any, tmp_path: Path, task_names:
     here = run("rest", server, lambda c: c.predict(TEXTS, "topic"))
     assert answer["predictions"] == [p.to_dict() for p in here]
     assert answer["tasks"] == task_names
+
+
+def test_grpc_client_without_tensorflow(server: Any, tmp_path: Path, task_names: list[str]
+                                        ) -> None:
+    """grpcio and protobuf are all the gRPC client needs: the same answers with TensorFlow and
+    tensorflow-serving-api unimportable."""
+    done = subprocess.run(
+        [sys.executable, "-c", GRPC_CHILD, server.grpc_address, json.dumps(TEXTS)],
+        env=_env(_blocked_site(tmp_path), NO_TF), capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    here = run("grpc", server, lambda c: c.predict(TEXTS, "topic"))
+    assert answer["predictions"] == [p.to_dict() for p in here]
+    assert answer["tasks"] == task_names
+    assert answer["status"] == ["AVAILABLE"]
+    assert answer["signatures"] == sorted(SIGNATURES)
+
+
+def test_cli_grpc_without_tensorflow(server: Any, tmp_path: Path) -> None:
+    code = "import sys; from headswitch.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "predict", "--grpc", server.grpc_address, "--task", "spam",
+         "--json", "WIN A FREE PRIZE"],
+        env=_env(_blocked_site(tmp_path), NO_TF), capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = done.stdout.strip().splitlines()
+    assert json.loads(line)["task"] == "spam"
 
 
 def test_cli_rest_without_tensorflow(server: Any, tmp_path: Path) -> None:

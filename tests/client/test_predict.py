@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from client_support import KINDS, MODEL, TEXTS, run
+
 from headswitch.client import HeadswitchError, Prediction, TaskInfo
 
 MIXED: list[int | str] = [0, "sentiment", 2, "language", "tags", 5, "mentions_football",

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from client_support import MODEL, TEXTS, free_port
+
 from headswitch.client import (
     AsyncGrpcClient,
     AsyncRestClient,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from client_support import TEXTS, GrpcTlsProxy, TlsProxy, make_tls, run
+
 from headswitch.client import (
     AsyncGrpcClient,
     AsyncRestClient,
@@ -21,7 +22,8 @@ from headswitch.client import (
 
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_tls(tmp_path_factory.mktemp("tls"))
+    files: dict[str, Path] = make_tls(tmp_path_factory.mktemp("tls"))
+    return files
 
 
 @pytest.fixture(scope="module")

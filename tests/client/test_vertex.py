@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from client_support import TEXTS, run
+
 from headswitch.client import AsyncRestClient, HeadswitchError, RestClient
 
 
@@ -42,10 +43,12 @@ def test_vertex_requests_work_against_tf_serving(server: Any) -> None:
 def test_vertex_urls() -> None:
     expected = ("https://europe-west4-aiplatform.googleapis.com/v1/projects/p1/locations/"
                 "europe-west4/endpoints/123:predict")
-    for endpoint in [("p1", "europe-west4", "123"),
+    endpoints: list[str | tuple[str, str, str]] = [
+        ("p1", "europe-west4", "123"),
                      "projects/p1/locations/europe-west4/endpoints/123",
                      expected, expected[: -len(":predict")],
-                     expected.replace(":predict", ":rawPredict")]:
+        expected.replace(":predict", ":rawPredict")]
+    for endpoint in endpoints:
         with RestClient.for_vertex(endpoint, token="t") as client:
             assert client.url == expected, endpoint
             assert client._setup.routes.raw_predict_url == expected.replace(

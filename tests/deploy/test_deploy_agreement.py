@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from headswitch.contract import DEFAULT_MODEL_NAME
 from headswitch.deploy import (
     HEALTH_ROUTE,
     MODEL_NAME,
@@ -13,7 +14,6 @@ from headswitch.deploy import (
     SERVER_FLAGS,
     serving_tensorflow_version,
 )
-from headswitch.contract import DEFAULT_MODEL_NAME
 from headswitch.export import DEFAULT_BASE
 
 ROOT = Path(__file__).resolve().parents[2]

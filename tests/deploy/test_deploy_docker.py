@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from headswitch.contract import DEFAULT_MODEL_NAME
 from headswitch.deploy import (
     GRPC_PORT,
     HEALTH_ROUTE,
@@ -24,7 +26,6 @@ from headswitch.deploy import (
     REST_PORT,
     SERVER_FLAGS,
 )
-from headswitch.contract import DEFAULT_MODEL_NAME
 from headswitch.export import DEFAULT_BASE
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from headswitch.deploy import METRICS_PATH, MODEL_NAME, SERVER_FLAGS
 from headswitch.export import DEFAULT_BASE
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from headswitch.deploy import (
     GRPC_PORT,
     HEALTH_ROUTE,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from headswitch.deploy import (
     HEALTH_ROUTE,
     MODEL_NAME,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,6 @@ import keras
 import pytest
 
 from headswitch.export import ExportError, export_models
-
 
 
 def version_folders(base: Path) -> list[str]:
@@ -90,7 +90,7 @@ def test_corrupt_and_missing_files(example_models: Any, tmp_path: Path) -> None:
 
 def test_manifest_labels_must_match_width(example_models: Any, tmp_path: Path) -> None:
     manifest = tmp_path / "tasks.json"
-    manifest.write_text('{"tasks": [{"name": "t", "model": "%s", "labels": ["only-one"]}]}'
-                        % example_models.paths[0])
+    manifest.write_text(json.dumps(
+        {"tasks": [{"name": "t", "model": str(example_models.paths[0]), "labels": ["only-one"]}]}))
     with pytest.raises(ExportError, match="1 labels but the model .* outputs 5"):
         export_models([], tmp_path / "out", manifest=manifest)

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -23,7 +25,7 @@ def _flat_models(folder: Path, input_shape: tuple[int, ...] = ()) -> list[Path]:
     embed = keras.layers.Embedding(8, 6, name="embed")
     pool = keras.layers.GlobalAveragePooling1D(name="pool")
     features = keras.layers.Dense(5, activation="tanh", name="features")
-    heads = [
+    heads: list[Callable[[Any], Any]] = [
         lambda x: keras.layers.Dense(3, activation="softmax")(x),
         lambda x: keras.layers.Dense(1)(keras.layers.Dense(4, activation="relu")(x)),
         # Not a Dense chain: kept as a generic head.

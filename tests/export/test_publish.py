@@ -15,7 +15,6 @@ import pytest
 from headswitch.export import ExportError, export_models
 
 
-
 def version_folders(base: Path) -> list[str]:
     return sorted(p.name for p in base.iterdir()) if base.exists() else []
 
@@ -48,6 +47,7 @@ def _wait_for_staging(base: Path, proc: subprocess.Popen[bytes], timeout: float 
         if base.exists() and any(p.name.startswith(".headswitch-tmp-") for p in base.iterdir()):
             return
         if proc.poll() is not None:
+            assert proc.stderr is not None
             raise AssertionError(f"export ended before writing: {proc.stderr.read().decode()}")
         time.sleep(0.01)
     raise AssertionError("export never started writing")

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
 from headswitch.examples import sample_texts
 
+Array = npt.NDArray[Any]
+
 ATOL = 1e-5
 
 
-def _expected(originals: list[Any], texts: list[str], tasks: np.ndarray) -> list[np.ndarray]:
+def _expected(originals: list[Any], texts: list[str], tasks: Array) -> list[Array]:
     out = []
     for text, task in zip(texts, tasks):
         y = np.asarray(originals[task](tf.constant([text]), training=False), np.float32)

@@ -56,7 +56,7 @@ def build_model(export_dir: str | Path) -> None:
     """Export the SavedModel to ``export_dir`` (a version folder, e.g. ``base/1``)."""
     tf = _tf()
 
-    class Heads(tf.Module):  # type: ignore[misc, name-defined]
+    class Heads(tf.Module):  # type: ignore[name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.labels = tf.constant(LABELS)

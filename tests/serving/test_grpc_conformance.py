@@ -116,7 +116,7 @@ def test_predict_other_signature(target: Target) -> None:
     ],
 )
 def test_predict_spec_errors(
-    target: Target, spec: dict, code: grpc.StatusCode, message: str
+    target: Target, spec: dict[str, Any], code: grpc.StatusCode, message: str
 ) -> None:
     error = _error(target.prediction.Predict, _request(["a"], [0], **spec))
     assert error.code() == code

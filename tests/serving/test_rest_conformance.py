@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ PREDICT = f"/v1/models/{MODEL}:predict"
 OUTPUTS = {"labels", "num_classes", "scores", "top_label", "top_score"}
 
 
-def _check_row(prediction: dict, text: str, task_id: int) -> None:
+def _check_row(prediction: dict[str, Any], text: str, task_id: int) -> None:
     want = fm.expected(text, task_id)
     assert set(prediction) == OUTPUTS
     assert prediction["labels"] == want["labels"]
@@ -225,7 +226,8 @@ def test_b64_string_input_in_default_signature(target: Target) -> None:
         ),
     ],
 )
-def test_request_errors(target: Target, body: dict, status: int, message: str) -> None:
+def test_request_errors(target: Target, body: dict[str, Any], status: int, message: str
+                        ) -> None:
     response = target.post(PREDICT, content=json.dumps(body))
     assert response.status_code == status
     assert response.headers["content-type"].startswith("application/json")

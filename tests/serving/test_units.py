@@ -8,6 +8,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+
 from headswitch.serving import ServingError
 from headswitch.serving._config import (
     ModelConfig,

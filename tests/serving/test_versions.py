@@ -11,8 +11,9 @@ from typing import Any
 
 import grpc
 import pytest
-from headswitch.serving import ServingError
 from serving_targets import MODEL, Factory, Target, add_version
+
+from headswitch.serving import ServingError
 
 
 def _predict_request(

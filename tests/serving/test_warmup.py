@@ -10,8 +10,9 @@ import grpc
 import numpy as np
 import pytest
 import serving_fixture_model as fm
-from headswitch.serving import ServingError
 from serving_targets import MODEL, Factory, add_version
+
+from headswitch.serving import ServingError
 
 
 def _runtime_count(text: str) -> int:
