@@ -14,6 +14,7 @@ bench:
 	.venv/bin/python bench/export_bench.py --tasks 200
 	.venv/bin/python bench/serving_bench.py
 	.venv/bin/python bench/client_bench.py
+	.venv/bin/python bench/client_startup.py
 	.venv/bin/python bench/compare.py
 
 bench-quick:

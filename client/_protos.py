@@ -213,10 +213,6 @@ def _class(full_name: str) -> Any:
     return message_factory.GetMessageClass(POOL.FindMessageTypeByName(full_name))
 
 
-TensorShapeProto = _class("tensorflow.TensorShapeProto")
-TensorProto = _class("tensorflow.TensorProto")
-TensorInfo = _class("tensorflow.TensorInfo")
-SignatureDef = _class("tensorflow.SignatureDef")
 ModelSpec = _class("tensorflow.serving.ModelSpec")
 PredictRequest = _class("tensorflow.serving.PredictRequest")
 PredictResponse = _class("tensorflow.serving.PredictResponse")
@@ -225,8 +221,6 @@ GetModelMetadataRequest = _class("tensorflow.serving.GetModelMetadataRequest")
 GetModelMetadataResponse = _class("tensorflow.serving.GetModelMetadataResponse")
 GetModelStatusRequest = _class("tensorflow.serving.GetModelStatusRequest")
 GetModelStatusResponse = _class("tensorflow.serving.GetModelStatusResponse")
-StatusProto = _class("tensorflow.serving.StatusProto")
-ModelVersionStatus = _class("tensorflow.serving.ModelVersionStatus")
 
 DataType = POOL.FindEnumTypeByName("tensorflow.DataType")
 DT_FLOAT = DataType.values_by_name["DT_FLOAT"].number

@@ -7,10 +7,9 @@ import json
 from typing import Any
 
 from headswitch._errors import report as report_error
-from headswitch.contract import DEFAULT_MODEL_NAME
+from headswitch.contract import DEFAULT_BASE, DEFAULT_MODEL_NAME
 
 from ._errors import ExportError
-from ._exporter import DEFAULT_BASE
 
 
 def register(subparsers: Any) -> None:
@@ -41,15 +40,8 @@ def register(subparsers: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from rich import progress as bars
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from headswitch._quiet import import_tensorflow
 
@@ -59,9 +51,10 @@ def _export(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     import_tensorflow()
     try:
-        with Progress(TextColumn("loading models"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.description}"), TimeElapsedColumn(),
-                      TimeRemainingColumn(), console=err, transient=True) as bar:
+        columns = (bars.TextColumn("loading models"), bars.BarColumn(),
+                   bars.MofNCompleteColumn(), bars.TextColumn("{task.description}"),
+                   bars.TimeElapsedColumn(), bars.TimeRemainingColumn())
+        with bars.Progress(*columns, console=err, transient=True) as bar:
             task = bar.add_task("", total=None)
 
             def progress(done: int, total: int, name: str) -> None:

@@ -56,10 +56,6 @@ def unavailable(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.UNAVAILABLE, message)
 
 
-def internal(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INTERNAL, message)
-
-
 def unimplemented(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
 

@@ -24,7 +24,6 @@ from ._tensors import Array
 # TF Serving's default signature key: a request without signature_name reaches it, and
 # headswitch names its predict-by-id signature so.
 DEFAULT_SIGNATURE = SIGNATURE_IDS
-PREDICT_METHOD = "tensorflow/serving/predict"
 
 Feeds = list[tuple[str, Array]]
 Runner = Callable[[Feeds, list[str]], list[Array]]

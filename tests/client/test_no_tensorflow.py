@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from client_support import TEXTS, run
 
 from headswitch.contract import SIGNATURES
@@ -109,14 +110,18 @@ def _blocked_site(tmp_path: Path) -> Path:
     return folder
 
 
+def _child(tmp_path: Path, blocked: str, *args: str) -> list[str]:
+    """Run ``python args...`` with the ``blocked`` top-level modules unimportable; its lines."""
+    done = subprocess.run([sys.executable, *args], env=_env(_blocked_site(tmp_path), blocked),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()
+
+
 def test_rest_client_without_tensorflow(server: Any, tmp_path: Path, task_names: list[str]
                                         ) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, server.rest_url, json.dumps(TEXTS)],
-        env=_env(_blocked_site(tmp_path)), capture_output=True, text=True, timeout=120,
-        check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = _child(tmp_path, NO_TF + ",grpc", "-c", CHILD, server.rest_url, json.dumps(TEXTS))
+    answer = json.loads(lines[-1])
     here = run("rest", server, lambda c: c.predict(TEXTS, "topic"))
     assert answer["predictions"] == [p.to_dict() for p in here]
     assert answer["tasks"] == task_names
@@ -126,12 +131,8 @@ def test_grpc_client_without_tensorflow(server: Any, tmp_path: Path, task_names:
                                         ) -> None:
     """grpcio and protobuf are all the gRPC client needs: the same answers with TensorFlow and
     tensorflow-serving-api unimportable."""
-    done = subprocess.run(
-        [sys.executable, "-c", GRPC_CHILD, server.grpc_address, json.dumps(TEXTS)],
-        env=_env(_blocked_site(tmp_path), NO_TF), capture_output=True, text=True, timeout=120,
-        check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = _child(tmp_path, NO_TF, "-c", GRPC_CHILD, server.grpc_address, json.dumps(TEXTS))
+    answer = json.loads(lines[-1])
     here = run("grpc", server, lambda c: c.predict(TEXTS, "topic"))
     assert answer["predictions"] == [p.to_dict() for p in here]
     assert answer["tasks"] == task_names
@@ -139,27 +140,14 @@ def test_grpc_client_without_tensorflow(server: Any, tmp_path: Path, task_names:
     assert answer["signatures"] == sorted(SIGNATURES)
 
 
-def test_cli_grpc_without_tensorflow(server: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_cli_without_tensorflow(transport: str, server: Any, tmp_path: Path) -> None:
+    """``headswitch predict``: REST without TensorFlow and gRPC, gRPC without TensorFlow."""
     code = "import sys; from headswitch.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run(
-        [sys.executable, "-c", code, "predict", "--grpc", server.grpc_address, "--task", "spam",
-         "--json", "WIN A FREE PRIZE"],
-        env=_env(_blocked_site(tmp_path), NO_TF), capture_output=True, text=True, timeout=120,
-        check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = done.stdout.strip().splitlines()
-    assert json.loads(line)["task"] == "spam"
-
-
-def test_cli_rest_without_tensorflow(server: Any, tmp_path: Path) -> None:
-    code = "import sys; from headswitch.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = subprocess.run(
-        [sys.executable, "-c", code, "predict", "--rest", server.rest_url, "--task", "spam",
-         "--json", "WIN A FREE PRIZE"],
-        env=_env(_blocked_site(tmp_path)), capture_output=True, text=True, timeout=120,
-        check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = done.stdout.strip().splitlines()
+    target = server.rest_url if transport == "rest" else server.grpc_address
+    blocked = NO_TF + ",grpc" if transport == "rest" else NO_TF
+    (line,) = _child(tmp_path, blocked, "-c", code, "predict", f"--{transport}", target,
+                     "--task", "spam", "--json", "WIN A FREE PRIZE")
     assert json.loads(line)["task"] == "spam"
 
 

@@ -60,11 +60,30 @@ def test_kustomize_image_tags_are_the_pinned_version(tf_version: str) -> None:
                 assert str(image["newTag"]) in (tf_version, f"{tf_version}-gpu"), path
 
 
+def _version_section(readme: str) -> tuple[str, str]:
+    """The README without its "TensorFlow version" section, and that section (which tells
+    why the pin is what it is, so it names other versions)."""
+    head, found, rest = readme.partition("### TensorFlow version")
+    assert found, "README.md has no '### TensorFlow version' section"
+    section, heading, tail = rest.partition("\n## ")
+    return head + heading + tail, section
+
+
 def test_no_other_tensorflow_version_is_mentioned(tf_version: str) -> None:
     """Any x.y.z in the deployment files is the pinned version (no stale copies)."""
     for path in _deployment_files():
-        for found in re.findall(r"(?<![\w.])(\d+\.\d+\.\d+)(?![\w.])", path.read_text()):
+        text = path.read_text()
+        if path.name == "README.md":
+            text, _ = _version_section(text)
+        for found in re.findall(r"(?<![\w.])(\d+\.\d+\.\d+)(?![\w.])", text):
             assert found == tf_version, f"{path} mentions {found}, pyproject pins {tf_version}"
+
+
+def test_readme_says_which_version_and_why(tf_version: str) -> None:
+    _, section = _version_section((ROOT / "README.md").read_text())
+    first = section.strip().split("\n\n")[0]
+    assert f"tensorflow=={tf_version}" in first and f"tensorflow/serving:{tf_version}" in first
+    assert f"Why {tf_version}" in section
 
 
 def test_runtime_version_and_build_args_are_the_pin(tf_version: str) -> None:

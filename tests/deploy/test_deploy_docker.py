@@ -154,6 +154,36 @@ def compose(yaml_docs: Callable[[str], list[dict[str, Any]]]) -> dict[str, Any]:
     return doc
 
 
+def _check_compose_spec(path: Path) -> subprocess.CompletedProcess[str]:
+    """The Compose Specification's JSON schema, as check-jsonschema vendors it (test extra)."""
+    tool = Path(sys.executable).with_name("check-jsonschema")
+    if not tool.is_file():
+        pytest.fail("check-jsonschema is missing: pip install -e '.[test]'")
+    return subprocess.run([str(tool), "--builtin-schema", "vendor.compose-spec", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    done = _check_compose_spec(COMPOSE)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("broken", [
+    ("services:", "servicez:"),                   # an unknown top-level key
+    ("restart: unless-stopped", "restart: [unless-stopped]"),  # a list for a string
+    ("      retries: 3", "      retries: 3\n      every: 1s"),  # an unknown healthcheck key
+])
+def test_compose_validation_catches_mistakes(broken: tuple[str, str], tmp_path: Path) -> None:
+    """The check is real: the same file with one mistake is refused."""
+    old, new = broken
+    text = COMPOSE.read_text()
+    assert old in text
+    path = tmp_path / "docker-compose.yml"
+    path.write_text(text.replace(old, new, 1))
+    done = _check_compose_spec(path)
+    assert done.returncode != 0, f"accepted: {new!r}"
+
+
 def test_compose_serves_the_export_folder(compose: dict[str, Any], tf_version: str) -> None:
     assert set(compose["services"]) == {"serving"}
     service = compose["services"]["serving"]
