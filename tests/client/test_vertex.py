@@ -12,6 +12,7 @@ import httpx
 import pytest
 from client_support import TEXTS, run
 
+from headswitch import contract
 from headswitch.client import AsyncRestClient, HeadswitchError, RestClient
 
 
@@ -32,9 +33,11 @@ def test_vertex_requests_work_against_tf_serving(server: Any) -> None:
     assert predictions == run("rest", server, lambda c: c.predict(
         TEXTS, ["topic", 1, "spam", 3, 4, 5, 6, 0]))
     (tasks_url, tasks_body, auth1), (predict_url, predict_body, auth2) = sent
-    assert tasks_body == {"signature_name": "tasks", "instances": [{"unused": 0}]}
+    assert tasks_body == {"signature_name": contract.SIGNATURE_TASKS,
+                          "instances": [{contract.INPUT_UNUSED: 0}]}
     assert set(predict_body) == {"instances"}  # the default signature: nothing but instances
-    assert predict_body["instances"][0] == {"text": TEXTS[0], "task_id": 0}
+    assert predict_body["instances"][0] == {contract.INPUT_TEXT: TEXTS[0],
+                                            contract.INPUT_TASK_ID: 0}
     assert tasks_url == predict_url == route
     assert (auth1, auth2) == ("Bearer t1", "Bearer t2")  # a token getter is asked each time
     assert info.value.code == "UNIMPLEMENTED"
@@ -82,7 +85,7 @@ def test_google_answer_shapes(server: Any) -> None:
         (p,) = client.predict(TEXTS[:1], "topic")
         with pytest.raises(HeadswitchError) as info:
             client.predict(TEXTS[:1], 6)
-    assert p.top_label == document["predictions"][0]["top_label"]
+    assert p.top_label == document["predictions"][0][contract.OUTPUT_TOP_LABEL]
     assert seen[0] == "/v1/projects/p/locations/us-central1/endpoints/7:predict"
     assert (info.value.code, info.value.http_status) == ("PERMISSION_DENIED", 403)
     assert "aiplatform.endpoints.predict" in info.value.message

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from headswitch import contract as c
 from headswitch.export import export_models
 
 TEXTS = ["alpha beta", "", "gamma delta alpha", "unknown words here", "beta " * 300]
@@ -57,11 +58,11 @@ def _check(report_path: Path, paths: list[Path], rank: int = 1) -> None:
     n = len(paths)
     ids = np.array([i % n for i in range(len(TEXTS) * n)], np.int32)
     texts = [TEXTS[i % len(TEXTS)] for i in range(len(ids))]
-    out = loaded.signatures["serving_default"](text=tf.constant(texts), task_id=tf.constant(ids))
+    out = loaded.signatures[c.SIGNATURE_IDS](text=tf.constant(texts), task_id=tf.constant(ids))
     for row, (text, task) in enumerate(zip(texts, ids)):
         batch = tf.constant([text]) if rank == 1 else tf.constant([[text]])
         want = np.asarray(originals[task](batch, training=False)).reshape(-1)
-        got = out["scores"].numpy()[row, : want.shape[0]]
+        got = out[c.OUTPUT_SCORES].numpy()[row, : want.shape[0]]
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 

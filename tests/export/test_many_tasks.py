@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from headswitch import contract as c
 from headswitch.examples import build_example_models, sample_texts
 from headswitch.export import export_models
 
@@ -25,8 +26,9 @@ def test_export_200_tasks(tmp_path: Path) -> None:
     assert report.merged_bytes < report.originals_bytes / 20  # weights stored once
     loaded = tf.saved_model.load(str(report.path))
     ids = np.arange(N, dtype=np.int32)[::-1].copy()
-    out = loaded.signatures["serving_default"](text=tf.constant(sample_texts(N)),
+    out = loaded.signatures[c.SIGNATURE_IDS](text=tf.constant(sample_texts(N)),
                                                task_id=tf.constant(ids))
-    assert out["scores"].shape[0] == N
-    names = loaded.signatures["tasks"](unused=tf.constant([0], tf.int32))["name"].numpy()[0]
+    assert out[c.OUTPUT_SCORES].shape[0] == N
+    listed = loaded.signatures[c.SIGNATURE_TASKS](unused=tf.constant([0], tf.int32))
+    names = listed[c.TASKS_OUTPUT_NAME].numpy()[0]
     assert [n.decode() for n in names] == [t.name for t in models.tasks]
