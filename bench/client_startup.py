@@ -8,7 +8,8 @@ that times, with ``time.perf_counter``:
 
   import        ``import headswitch.client`` plus what making the client imports (grpcio and
                 protobuf for ``GrpcClient``, httpx for ``RestClient``): the client's whole
-                import cost; the process's interpreter start-up is not included
+                import cost, as wall time and as the process's CPU time (which other jobs on
+                the machine inflate less); the interpreter's own start-up is not included
   first call    ``client.predict(texts, task_id)`` on a new client: connect, fetch the task
                 list, predict
   modules       whether tensorflow / tensorflow_serving / numpy were imported
@@ -37,26 +38,28 @@ from client_bench import BUILD, MODEL, _start_server
 
 CHILD = """
 import json, sys, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 import headswitch.client as hc
 kind, target = sys.argv[1], sys.argv[2]
 make = {"grpc": hc.GrpcClient, "rest": hc.RestClient}[kind]
 client = make(target)
-imported = time.perf_counter()
+imported, cpu_imported = time.perf_counter(), time.process_time()
 predictions = client.predict(["free prize, click now", "the striker scored twice"], [2, 0])
 done = time.perf_counter()
 client.close()
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "tensorflow_serving",
                                                          "numpy", "keras"})
-print(json.dumps({"import_s": imported - started, "first_call_s": done - imported,
+print(json.dumps({"import_s": imported - started, "import_cpu_s": cpu_imported - cpu_started,
+                  "first_call_s": done - imported,
                   "heavy_modules": heavy, "answers": len(predictions)}))
 """
 
 REFERENCE = """
 import json, time
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 from tensorflow_serving.apis import predict_pb2
-print(json.dumps({"import_s": time.perf_counter() - started}))
+print(json.dumps({"import_s": time.perf_counter() - started,
+                  "import_cpu_s": time.process_time() - cpu_started}))
 """
 
 
@@ -101,24 +104,30 @@ def main() -> None:
     for kind in ("grpc", "rest"):
         results[kind] = {
             "import": _summary([r["import_s"] for r in runs[kind]]),
+            "import_cpu": _summary([r["import_cpu_s"] for r in runs[kind]]),
             "first_call": _summary([r["first_call_s"] for r in runs[kind]]),
             "heavy_modules": sorted({m for r in runs[kind] for m in r["heavy_modules"]}),
         }
-    results["reference_tensorflow_serving_import"] = _summary(
-        [r["import_s"] for r in runs["reference"]])
-    data = {"machine": machine(), "runs": args.runs, "path": "new Python process per run, "
-            "embedded server in another process on 127.0.0.1", "results": results}
+    results["reference_tensorflow_serving_import"] = {
+        "import": _summary([r["import_s"] for r in runs["reference"]]),
+        "import_cpu": _summary([r["import_cpu_s"] for r in runs["reference"]])}
+    data = {"machine": machine(), "load_average_1_5_15_min_at_end": os.getloadavg(),
+            "runs": args.runs, "path": "new Python process per run, embedded server in "
+            "another process on 127.0.0.1", "results": results}
     write_json(args.out, data)
-    print("| client | import (median, min-max) | first predict (median) | heavy modules |")
-    print("|---|---|---|---|")
-    for kind in ("grpc", "rest"):
-        r = results[kind]
-        print(f"| {kind} | {r['import']['median_ms']:.0f} ms ({r['import']['min_ms']:.0f}-"
-              f"{r['import']['max_ms']:.0f}) | {r['first_call']['median_ms']:.0f} ms | "
+    print("| client | import, wall: median (min-max) | import, CPU: median | first predict, "
+          "wall: median | heavy modules |")
+    print("|---|---|---|---|---|")
+    rows = [(kind, results[kind]) for kind in ("grpc", "rest")]
+    reference = results["reference_tensorflow_serving_import"]
+    rows.append(("reference: `from tensorflow_serving.apis import predict_pb2`",
+                 {**reference, "heavy_modules": ["tensorflow"]}))
+    for kind, r in rows:
+        wall, cpu = r["import"], r["import_cpu"]
+        first = f"{r['first_call']['median_ms']:.0f} ms" if "first_call" in r else ""
+        print(f"| {kind} | {wall['median_ms']:.0f} ms ({wall['min_ms']:.0f}-{wall['max_ms']:.0f})"
+              f" | {cpu['median_ms']:.0f} ms | {first} | "
               f"{', '.join(r['heavy_modules']) or 'none'} |")
-    ref = results["reference_tensorflow_serving_import"]
-    print(f"| reference: import tensorflow_serving.apis.predict_pb2 | {ref['median_ms']:.0f} ms "
-          f"({ref['min_ms']:.0f}-{ref['max_ms']:.0f}) | | tensorflow |")
 
 
 if __name__ == "__main__":
