@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from headswitch.contract import (
     INPUT_TASK,
@@ -111,9 +112,10 @@ def _activation(tf: Any, name: str, z: Any) -> Any:
     return functions[name](z)
 
 
-def _with_bias(kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def _with_bias(kernel: npt.NDArray[Any], bias: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """[in + 1, out]: the bias as the last input row, for inputs that end with a 1."""
-    return np.concatenate([kernel, bias[None]]).astype(np.float32)
+    joined: npt.NDArray[Any] = np.concatenate([kernel, bias[None]]).astype(np.float32)
+    return joined
 
 
 def _append_one(tf: Any, x: Any) -> Any:
@@ -155,7 +157,7 @@ class _Store:
     while they are small in total, variables beyond ``CONSTANT_BYTES``."""
 
     def __init__(self) -> None:
-        self.arrays: dict[str, np.ndarray] = {}
+        self.arrays: dict[str, npt.NDArray[Any]] = {}
 
     def add(self, name: str, value: Any) -> str:
         name = f"{name}_{len(self.arrays)}"
@@ -331,9 +333,9 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     """
     from headswitch._quiet import import_tensorflow
 
-    tf = import_tensorflow()
-    removed = dict(removed or {})
-    rows = Rows(max([t.task_id for t in tasks] + list(removed)) + 1)
+    tf: Any = import_tensorflow()
+    retired = dict(removed or {})
+    rows = Rows(max([t.task_id for t in tasks] + list(retired)) + 1)
     width = max(t.head.width for t in tasks)
     names = [t.name for t in tasks]
     task_rows = [rows.of(t.task_id) for t in tasks]
@@ -343,7 +345,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
                                         f"0..{rows.ids - 1} ({len(tasks)} tasks)")
     errors[rows.unknown_name] = (f"unknown task name (valid names, {len(tasks)} tasks: "
                                  f"{_shown(names)})")
-    for task_id, (_, message) in removed.items():
+    for task_id, (_, message) in retired.items():
         errors[rows.of(task_id)] = message
     valid = np.zeros((rows.count, 1), bool)
     valid[task_rows] = True
@@ -359,9 +361,9 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     n_in = int(backbone.outputs[0].shape[-1]) + 1
     main = _StackedGroup(store, rows, stacked[0] if stacked else [], width, n_in,
                          others=[t for group in stacked[1:] for t in group] + generic_tasks)
-    groups: list[_StackedGroup | _SingleTask] = [main] + [
-        _SingleTask(store, group[0], width) if len(group) == 1
-        else _StackedGroup(store, rows, group, width, n_in) for group in stacked[1:]]
+    groups: list[_StackedGroup | _SingleTask] = [main]
+    groups += [_SingleTask(store, group[0], width) if len(group) == 1
+               else _StackedGroup(store, rows, group, width, n_in) for group in stacked[1:]]
     group_of = np.full(rows.count, -1, np.int64)
     for g, members in enumerate(stacked):
         group_of[[rows.of(t.task_id) for t in members]] = g
@@ -382,18 +384,18 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
 
     # One int table, one gather per request, split into named parts: the main group's output
     # rows, and what the other parts need.
-    parts: dict[str, np.ndarray] = {"columns": main.columns}
+    parts: dict[str, npt.NDArray[Any]] = {"columns": main.columns}
     if main.hidden:
         parts["local"] = main.local[:, None]
     if len(kinds) > 1:
         parts["kind"] = kind_of[:, None]
     if len(groups) > 1:
         parts["group"] = group_of[:, None]
-    for g, group in enumerate(groups[1:], 1):
-        if isinstance(group, _StackedGroup):
-            parts[f"columns_{g}"] = group.columns
-            if group.hidden:
-                parts[f"local_{g}"] = group.local[:, None]
+    for g, other in enumerate(groups[1:], 1):
+        if isinstance(other, _StackedGroup):
+            parts[f"columns_{g}"] = other.columns
+            if other.hidden:
+                parts[f"local_{g}"] = other.local[:, None]
     generic = _GenericHeads(tf, [t.head for t in generic_tasks],  # type: ignore[misc]
                             [t.task_id for t in generic_tasks], rows, width) \
         if generic_tasks else None
@@ -414,8 +416,8 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             self._errors = store.add("errors", errors.astype(str))
             self._valid = store.add("valid", valid) if zero_invalid else ""
             store.build(tf, self)
-            keys = names + [name for name, _ in removed.values()]
-            values = task_rows + [rows.of(i) for i in removed]
+            keys = names + [name for name, _ in retired.values()]
+            values = task_rows + [rows.of(i) for i in retired]
             self._name_to_row = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(
                     tf.constant(keys, tf.string), tf.constant(values, tf.int32)),
@@ -470,13 +472,15 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             tf.TensorSpec([None], tf.int32, name=INPUT_TASK_ID)])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
             row = tf.raw_ops.Bucketize(input=task_id, boundaries=rows.boundaries)
-            return self._predict(text, row)
+            outputs: dict[str, Any] = self._predict(text, row)
+            return outputs
 
         @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
             tf.TensorSpec([None], tf.string, name=INPUT_TASK)])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
-            return self._predict(text, self._name_to_row.lookup(task))
+            outputs: dict[str, Any] = self._predict(text, self._name_to_row.lookup(task))
+            return outputs
 
         @tf.function(autograph=False, input_signature=[
             tf.TensorSpec([None], tf.int32, name=INPUT_UNUSED)])

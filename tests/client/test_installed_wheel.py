@@ -5,6 +5,7 @@ Neither extra installs TensorFlow."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -43,8 +44,14 @@ def _run(*args: str | Path, timeout: float = 600) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built from a copy of the sources: a build/ folder left in the checkout could hold
+    files that no longer exist."""
+    source = tmp_path_factory.mktemp("source") / "headswitch"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "models",
+        "example-models"))
     out = tmp_path_factory.mktemp("wheel")
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", ROOT, "-w", out)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", source, "-w", out)
     (built,) = out.glob("headswitch-*.whl")
     return built
 

@@ -8,25 +8,26 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
 TEXTS = ["what a great match", "free prize, click now", "", "la comida estaba buena"]
 
 
-def _ids(loaded: Any, texts: list[str], ids: list[int]) -> dict[str, np.ndarray]:
+def _ids(loaded: Any, texts: list[str], ids: list[int]) -> dict[str, npt.NDArray[Any]]:
     out = loaded.signatures["serving_default"](text=tf.constant(texts, tf.string),
                                                task_id=tf.constant(ids, tf.int32))
     return {k: v.numpy() for k, v in out.items()}
 
 
-def _names(loaded: Any, texts: list[str], names: list[str]) -> dict[str, np.ndarray]:
+def _names(loaded: Any, texts: list[str], names: list[str]) -> dict[str, npt.NDArray[Any]]:
     out = loaded.signatures["by_name"](text=tf.constant(texts, tf.string),
                                        task=tf.constant(names, tf.string))
     return {k: v.numpy() for k, v in out.items()}
 
 
-def _assert_bad(out: dict[str, np.ndarray], i: int, message: str) -> None:
+def _assert_bad(out: dict[str, npt.NDArray[Any]], i: int, message: str) -> None:
     assert message in out["error"][i].decode()
     assert not np.any(out["scores"][i]) and out["top_score"][i] == 0
     assert out["top_label"][i] == b""

@@ -5,11 +5,13 @@ tasks, saved and run as TF Serving runs it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+import numpy.typing as npt
 import pytest
 import tensorflow as tf
 
@@ -19,7 +21,7 @@ from headswitch.export._module import TaskEntry, build_module, signatures
 
 WIDTH = 6  # the backbone's feature width
 TEXTS = ["alpha beta", "", "gamma delta alpha", "unknown words", "beta " * 50, "delta"]
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[Any], Any]] = {
     "softmax": lambda z: np.exp(z - z.max(-1, keepdims=True))
     / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True),
     "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
@@ -63,7 +65,7 @@ def _tasks() -> list[TaskEntry]:
     return tasks
 
 
-def _numpy(task: TaskEntry, features: np.ndarray) -> np.ndarray:
+def _numpy(task: TaskEntry, features: npt.NDArray[Any]) -> npt.NDArray[Any]:
     h = features.astype(np.float64)
     for step in task.head.steps:  # type: ignore[union-attr]
         h = ACTIVATIONS[step.activation](h @ step.kernel + step.bias)
