@@ -13,21 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf import json_format
 
-from headswitch.contract import (
-    HTTP_STATUS_OF_CODE,
-    INPUT_TASK_ID,
-    INPUT_TEXT,
-    INPUT_UNUSED,
-    OUTPUT_ERROR,
-    OUTPUT_SCORES,
-    OUTPUT_TOP_LABEL,
-    OUTPUT_TOP_SCORE,
-    TASKS_OUTPUT_ACTIVATION,
-    TASKS_OUTPUT_LABELS,
-    TASKS_OUTPUT_NAME,
-    TASKS_OUTPUT_NUM_CLASSES,
-    TASKS_OUTPUT_TASK_ID,
-)
+from headswitch import contract as c
 
 from . import _protos as pb
 from ._core import Options, Row, metadata_from_json, status_from_json, tasks_from_columns
@@ -66,7 +52,7 @@ def _varint_size(value: int) -> int:
 def request_overhead(spec: Any) -> int:
     """What a predict request costs besides its items (an upper bound)."""
     request = pb.PredictRequest(model_spec=spec)
-    for name in (INPUT_TEXT, INPUT_TASK_ID):
+    for name in (c.INPUT_TEXT, c.INPUT_TASK_ID):
         request.inputs[name].dtype = _DT_STRING
         request.inputs[name].tensor_shape.dim.add().size = 2**31
     # + the packed field's tag and length, and longer length prefixes of the messages
@@ -97,11 +83,11 @@ class GrpcPrepared:
     def _request(self, start: int, stop: int) -> Any:
         request = pb.PredictRequest()
         request.model_spec.CopyFrom(self._spec)
-        text = request.inputs[INPUT_TEXT]
+        text = request.inputs[c.INPUT_TEXT]
         text.dtype = _DT_STRING
         text.tensor_shape.dim.add().size = stop - start
         text.string_val.extend(self._texts[start:stop])
-        task = request.inputs[INPUT_TASK_ID]
+        task = request.inputs[c.INPUT_TASK_ID]
         task.dtype = _DT_INT32
         task.tensor_shape.dim.add().size = stop - start
         task.int_val.extend(self._ids[start:stop])
@@ -117,7 +103,7 @@ class GrpcPrepared:
 
 def tasks_request(options: Options) -> Any:
     request = pb.PredictRequest(model_spec=model_spec(options, options.tasks_signature))
-    unused = request.inputs[INPUT_UNUSED]
+    unused = request.inputs[c.INPUT_UNUSED]
     unused.dtype = _DT_INT32
     unused.tensor_shape.dim.add().size = 1
     unused.int_val.append(0)
@@ -176,11 +162,11 @@ def _rows_of(values: list[Any], width: int) -> list[list[Any]]:
 
 def predict_rows(response: Any) -> list[Row]:
     outputs = response.outputs
-    scores, shape = _values(outputs, OUTPUT_SCORES)
-    top_label, _ = _values(outputs, OUTPUT_TOP_LABEL)
-    top_score, _ = _values(outputs, OUTPUT_TOP_SCORE)
+    scores, shape = _values(outputs, c.OUTPUT_SCORES)
+    top_label, _ = _values(outputs, c.OUTPUT_TOP_LABEL)
+    top_score, _ = _values(outputs, c.OUTPUT_TOP_SCORE)
     # Exports before per-example errors have no error output: they fail the request instead.
-    errors = (_values(outputs, OUTPUT_ERROR)[0] if OUTPUT_ERROR in outputs
+    errors = (_values(outputs, c.OUTPUT_ERROR)[0] if c.OUTPUT_ERROR in outputs
               else [""] * len(top_label))
     width = shape[1] if len(shape) == 2 else 0
     return [(scores[i * width: (i + 1) * width], label, score, error)
@@ -189,11 +175,11 @@ def predict_rows(response: Any) -> list[Row]:
 
 def tasks_from_response(response: Any) -> list[TaskInfo]:
     outputs = response.outputs
-    ids, shape = _values(outputs, TASKS_OUTPUT_TASK_ID)
-    names, _ = _values(outputs, TASKS_OUTPUT_NAME)
-    num_classes, _ = _values(outputs, TASKS_OUTPUT_NUM_CLASSES)
-    labels, label_shape = _values(outputs, TASKS_OUTPUT_LABELS)
-    activations, _ = _values(outputs, TASKS_OUTPUT_ACTIVATION)
+    ids, shape = _values(outputs, c.TASKS_OUTPUT_TASK_ID)
+    names, _ = _values(outputs, c.TASKS_OUTPUT_NAME)
+    num_classes, _ = _values(outputs, c.TASKS_OUTPUT_NUM_CLASSES)
+    labels, label_shape = _values(outputs, c.TASKS_OUTPUT_LABELS)
+    activations, _ = _values(outputs, c.TASKS_OUTPUT_ACTIVATION)
     if len(shape) != 2 or len(label_shape) != 3:
         raise _bad_answer("the tasks answer is not headswitch's")
     n, width = shape[1], label_shape[2]
@@ -234,7 +220,7 @@ def error_from_rpc(exc: grpc.RpcError, context: Mapping[str, Any]) -> Headswitch
         retryable = True
     else:
         retryable = None
-    return HeadswitchError(code, message, http_status=HTTP_STATUS_OF_CODE.get(code, 500),
+    return HeadswitchError(code, message, http_status=c.HTTP_STATUS_OF_CODE.get(code, 500),
                            transport="grpc", details=details, retryable=retryable)
 
 

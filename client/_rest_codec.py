@@ -11,17 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from headswitch.contract import (
-    INPUT_TASK_ID,
-    INPUT_TEXT,
-    INPUT_UNUSED,
-    OUTPUT_ERROR,
-    OUTPUT_SCORES,
-    OUTPUT_TOP_LABEL,
-    OUTPUT_TOP_SCORE,
-    SIGNATURE_IDS,
-    TASKS_OUTPUTS,
-)
+from headswitch import contract as c
 
 from ._core import Options, Row, metadata_from_json, status_from_json, tasks_from_columns
 from ._errors import HeadswitchError, client_error, code_of_http_status
@@ -60,7 +50,7 @@ class Routes:
 
     def for_signature(self, signature: str) -> tuple[str, bytes]:
         """The URL to post to and the start of the body (before the instances)."""
-        if signature == SIGNATURE_IDS:
+        if signature == c.SIGNATURE_IDS:
             return self.predict_url, b'{"instances":['
         url = self.raw_predict_url if self.vertex else self.predict_url
         return url, b'{"signature_name":' + _json(signature) + b',"instances":['
@@ -127,7 +117,7 @@ class RestPrepared:
         for i, (text, task_id) in enumerate(zip(texts, ids)):
             try:
                 items.append(b'{"%s":%s,"%s":%d}' % (
-                    INPUT_TEXT.encode(), _json(text), INPUT_TASK_ID.encode(), task_id))
+                    c.INPUT_TEXT.encode(), _json(text), c.INPUT_TASK_ID.encode(), task_id))
             except UnicodeEncodeError as exc:
                 raise client_error(f"text {i} is not valid Unicode: {exc}", index=i) from exc
         self._items = items
@@ -141,7 +131,7 @@ class RestPrepared:
 
 
 def tasks_body(head: bytes) -> bytes:
-    return head + b'{"%s":0}]}' % INPUT_UNUSED.encode()
+    return head + b'{"%s":0}]}' % c.INPUT_UNUSED.encode()
 
 
 # ------------------------------------------------------------------------------------ answers
@@ -159,14 +149,14 @@ def predict_rows(document: Any, context: Mapping[str, Any]) -> list[Row]:
     try:
         for p in predictions:
             rows.append((
-                _float32(p[OUTPUT_SCORES]),
-                str(p[OUTPUT_TOP_LABEL]),
-                _float32([p[OUTPUT_TOP_SCORE]])[0],
-                str(p.get(OUTPUT_ERROR, "")),  # exports before per-example errors have none
+                _float32(p[c.OUTPUT_SCORES]),
+                str(p[c.OUTPUT_TOP_LABEL]),
+                _float32([p[c.OUTPUT_TOP_SCORE]])[0],
+                str(p.get(c.OUTPUT_ERROR, "")),  # exports before per-example errors have none
             ))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _bad_answer(f"a prediction is not headswitch's ({exc!r}); is the signature "
-                          f"the one of {SIGNATURE_IDS}?", context) from exc
+                          f"the one of {c.SIGNATURE_IDS}?", context) from exc
     return rows
 
 
@@ -174,7 +164,7 @@ def tasks_from_document(document: Any, context: Mapping[str, Any]) -> list[TaskI
     predictions = _predictions(document, context)
     try:
         first = predictions[0]
-        return tasks_from_columns(*(first[name] for name in TASKS_OUTPUTS))
+        return tasks_from_columns(*(first[name] for name in c.TASKS_OUTPUTS))
     except (IndexError, KeyError, TypeError, ValueError) as exc:
         raise _bad_answer(f"the tasks answer is not headswitch's ({exc!r})", context) from exc
 

@@ -45,24 +45,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from headswitch.contract import (
-    INPUT_TASK,
-    INPUT_TASK_ID,
-    INPUT_TEXT,
-    INPUT_UNUSED,
-    OUTPUT_ERROR,
-    OUTPUT_SCORES,
-    OUTPUT_TOP_LABEL,
-    OUTPUT_TOP_SCORE,
-    SIGNATURE_IDS,
-    SIGNATURE_NAMES,
-    SIGNATURE_TASKS,
-    TASKS_OUTPUT_ACTIVATION,
-    TASKS_OUTPUT_LABELS,
-    TASKS_OUTPUT_NAME,
-    TASKS_OUTPUT_NUM_CLASSES,
-    TASKS_OUTPUT_TASK_ID,
-)
+from headswitch import contract as c
 
 from ._heads import DenseChainHead, GenericHead, Head
 
@@ -430,7 +413,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             return dict(zip(parts, tf.split(gathered, sizes, axis=1)))
 
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
+            tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
             tf.TensorSpec([None], tf.int32, name="row")])
         def _predict(self, text: Any, row: Any) -> dict[str, Any]:
             w = self._weights()
@@ -460,30 +443,30 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
                 ranked = tf.where(columns >= main.first_padding, tf.constant(-np.inf), scores)
             top = tf.argmax(ranked, axis=1, output_type=tf.int32)
             return {
-                OUTPUT_SCORES: scores,
-                OUTPUT_TOP_LABEL: tf.gather(w[self._labels],
+                c.OUTPUT_SCORES: scores,
+                c.OUTPUT_TOP_LABEL: tf.gather(w[self._labels],
                                             tf.gather(columns, top, batch_dims=1)),
-                OUTPUT_TOP_SCORE: tf.reduce_max(ranked, axis=1),
-                OUTPUT_ERROR: tf.gather(w[self._errors], row),
+                c.OUTPUT_TOP_SCORE: tf.reduce_max(ranked, axis=1),
+                c.OUTPUT_ERROR: tf.gather(w[self._errors], row),
             }
 
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
-            tf.TensorSpec([None], tf.int32, name=INPUT_TASK_ID)])
+            tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
+            tf.TensorSpec([None], tf.int32, name=c.INPUT_TASK_ID)])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
             row = tf.raw_ops.Bucketize(input=task_id, boundaries=rows.boundaries)
             outputs: dict[str, Any] = self._predict(text, row)
             return outputs
 
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name=INPUT_TEXT),
-            tf.TensorSpec([None], tf.string, name=INPUT_TASK)])
+            tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
+            tf.TensorSpec([None], tf.string, name=c.INPUT_TASK)])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
             outputs: dict[str, Any] = self._predict(text, self._name_to_row.lookup(task))
             return outputs
 
         @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.int32, name=INPUT_UNUSED)])
+            tf.TensorSpec([None], tf.int32, name=c.INPUT_UNUSED)])
         def tasks(self, unused: Any) -> dict[str, Any]:
             w = self._weights()
             label_rows = tf.gather(w[self._table], task_rows)[:, :width]
@@ -496,18 +479,18 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             real = tf.constant(np.arange(width)[None, :] <
                                np.array([t.head.width for t in tasks])[:, None])
             return {
-                TASKS_OUTPUT_TASK_ID: tile(tf.constant([t.task_id for t in tasks], tf.int32)),
-                TASKS_OUTPUT_NAME: tile(tf.constant(names)),
-                TASKS_OUTPUT_NUM_CLASSES: tile(tf.constant([t.head.width for t in tasks],
+                c.TASKS_OUTPUT_TASK_ID: tile(tf.constant([t.task_id for t in tasks], tf.int32)),
+                c.TASKS_OUTPUT_NAME: tile(tf.constant(names)),
+                c.TASKS_OUTPUT_NUM_CLASSES: tile(tf.constant([t.head.width for t in tasks],
                                                            tf.int32)),
-                TASKS_OUTPUT_LABELS: tile(tf.where(real, tf.gather(w[self._labels], label_rows),
+                c.TASKS_OUTPUT_LABELS: tile(tf.where(real, tf.gather(w[self._labels], label_rows),
                                                    "")),
-                TASKS_OUTPUT_ACTIVATION: tile(tf.constant([t.activation for t in tasks])),
+                c.TASKS_OUTPUT_ACTIVATION: tile(tf.constant([t.activation for t in tasks])),
             }
 
     return TaskSwitch()
 
 
 def signatures(module: Any) -> dict[str, Any]:
-    return {SIGNATURE_IDS: module.serving_default, SIGNATURE_NAMES: module.by_name,
-            SIGNATURE_TASKS: module.tasks}
+    return {c.SIGNATURE_IDS: module.serving_default, c.SIGNATURE_NAMES: module.by_name,
+            c.SIGNATURE_TASKS: module.tasks}

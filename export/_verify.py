@@ -8,17 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from headswitch.contract import (
-    INPUT_TASK,
-    INPUT_TASK_ID,
-    INPUT_TEXT,
-    OUTPUT_ERROR,
-    OUTPUT_SCORES,
-    OUTPUT_TOP_LABEL,
-    OUTPUT_TOP_SCORE,
-    SIGNATURE_IDS,
-    SIGNATURE_NAMES,
-)
+from headswitch import contract as c
 
 from ._errors import ExportError
 from ._graph import vocabularies
@@ -90,11 +80,11 @@ def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]]
     batch_text = tf.constant([texts[i] for i in text_of], tf.string)
     worst = np.zeros(n, np.float64)
     results = {
-        SIGNATURE_IDS: loaded.signatures[SIGNATURE_IDS](
-            **{INPUT_TEXT: batch_text, INPUT_TASK_ID: tf.constant(task_of)}),
-        SIGNATURE_NAMES: loaded.signatures[SIGNATURE_NAMES](
-            **{INPUT_TEXT: batch_text,
-               INPUT_TASK: tf.constant([names[t] for t in task_of], tf.string)}),
+        c.SIGNATURE_IDS: loaded.signatures[c.SIGNATURE_IDS](
+            **{c.INPUT_TEXT: batch_text, c.INPUT_TASK_ID: tf.constant(task_of)}),
+        c.SIGNATURE_NAMES: loaded.signatures[c.SIGNATURE_NAMES](
+            **{c.INPUT_TEXT: batch_text,
+               c.INPUT_TASK: tf.constant([names[t] for t in task_of], tf.string)}),
     }
 
     def fail(signature: str, task: int, what: str) -> ExportError:
@@ -102,10 +92,10 @@ def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]]
                            hint="this is a headswitch bug; please report it with the models")
 
     for signature, out in results.items():
-        scores = out[OUTPUT_SCORES].numpy()
-        top_score = out[OUTPUT_TOP_SCORE].numpy()
-        top_label = out[OUTPUT_TOP_LABEL].numpy()
-        errors = out[OUTPUT_ERROR].numpy()
+        scores = out[c.OUTPUT_SCORES].numpy()
+        top_score = out[c.OUTPUT_TOP_SCORE].numpy()
+        top_label = out[c.OUTPUT_TOP_LABEL].numpy()
+        errors = out[c.OUTPUT_ERROR].numpy()
         for row, (t, q) in enumerate(zip(task_of, text_of)):
             want = expected[t][q]
             if errors[row]:
@@ -116,7 +106,7 @@ def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]]
                 diff = np.inf
             worst[t] = max(worst[t], diff)
             if np.any(scores[row, want.shape[0]:] != 0):
-                raise fail(signature, t, f"has non-zero padding in {OUTPUT_SCORES!r}")
+                raise fail(signature, t, f"has non-zero padding in {c.OUTPUT_SCORES!r}")
             if abs(float(top_score[row]) - float(np.max(want))) > ATOL + diff:
                 raise fail(signature, t, f"top_score {top_score[row]:.6g} is not the best "
                            f"score {np.max(want):.6g}")
@@ -141,6 +131,6 @@ def replay_warmup(loaded: Any, records: list[Any]) -> None:
 
     for record in records:
         request = record.predict_log.request
-        signature = loaded.signatures[request.model_spec.signature_name or SIGNATURE_IDS]
+        signature = loaded.signatures[request.model_spec.signature_name or c.SIGNATURE_IDS]
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         signature(**{k: tf.constant(v) for k, v in inputs.items()})
