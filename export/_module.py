@@ -84,17 +84,15 @@ class TaskEntry:
 
 
 def keras_state(tf: Any, model: Any) -> tuple[list[Any], list[Any]]:
-    """The tf.Variables and lookup-table resources a Keras model's call captures.
+    """The tf.Variables, lookup-table resources and asset files a Keras model's call captures
+    (Keras 3 or tf_keras; a hub module's or a revived SavedModel's variables included).
 
     Modules track these rather than the Keras model itself: a tracked Keras model would save
     its own traced call functions too, doubling the graph in saved_model.pb.
     """
-    from tensorflow.saved_model.experimental import TrackableResource
+    from ._graph import saved_state
 
-    variables = [getattr(w, "value", w) for w in model.weights]
-    resources = [t for t in tf.train.TrackableView(model).descendants()
-                 if isinstance(t, TrackableResource)]
-    return variables, resources
+    return saved_state(model)
 
 
 def _activation(tf: Any, name: str, z: Any) -> Any:
