@@ -433,7 +433,10 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             features = backbone(text, training=False)
             part = self._parts(w, row)
             columns = part["columns"]
-            x1 = _append_one(tf, features)
+            # Stacked heads compute in float32 (DenseChainHead.compute_dtype): float16/bfloat16
+            # features of a mixed-precision backbone are cast, exactly, as a float32 Dense
+            # layer casts its input. A no-op for float32 features.
+            x1 = _append_one(tf, tf.cast(features, tf.float32))
             z = main.logits(tf, w, x1, columns, part["local"][:, 0] if main.hidden else None)
             for g, group in enumerate(groups[1:], 1):
                 if isinstance(group, _SingleTask):
