@@ -44,7 +44,8 @@ def hub_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("keras2")
     handle = write_hub_module(folder / "hub-module")
     text = tf_keras.Input(shape=(), dtype=tf.string)
-    features = tf_keras.layers.Dense(6, activation="relu", name="features")(_hub_layer(handle)(text))
+    encoded = _hub_layer(handle)(text)
+    features = tf_keras.layers.Dense(6, activation="relu", name="features")(encoded)
     base = tf_keras.Model(text, features, name="base_model")
     base.trainable = False
     models = [_task(base, 3, "softmax", 1), _task(base, 1, "sigmoid", 2, hidden=4),
