@@ -18,11 +18,13 @@ from headswitch import __version__
 from headswitch.contract import (
     ASSETS_EXTRA,
     DEFAULT_MODEL_NAME,
-    DEFAULT_BASE as _DEFAULT_BASE,
     INPUT_TEXT,
     MANIFEST_FILE,
     SIGNATURE_IDS,
     SIGNATURE_INPUTS,
+)
+from headswitch.contract import (
+    DEFAULT_BASE as _DEFAULT_BASE,
 )
 
 from . import _graph, _publish, _sources, _verify, _warmup

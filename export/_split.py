@@ -148,7 +148,7 @@ class Splitter:
         if self.given is None and not self.accept_shorter:
             self._check_not_shorter(split)
         dtype = _graph.output_dtype(first_model, self.first_ops[split])
-        if not (dtype.startswith("float") or dtype.startswith("bfloat")):
+        if not dtype.startswith(("float", "bfloat")):
             layer = self.first_ops[split].name
             why = self._why_not_deeper(split)
             raise ExportError(
