@@ -75,7 +75,23 @@ def check_against_originals(path: str | Path, originals: Sequence[Original],
             np.testing.assert_allclose(scores[row, : want.shape[0]], want, atol=ATOL, rtol=0,
                                        err_msg=f"task {names[t]} text {texts[q]!r}")
             worst = max(worst, float(np.max(np.abs(scores[row, : want.shape[0]] - want))))
+    _record(path, worst)
     return worst
+
+
+def _record(path: str | Path, worst: float) -> None:
+    """With HEADSWITCH_FORMATS_TABLE=FILE set, append what was measured (bench/formats_table.py
+    turns it into the table of formats)."""
+    target = os.environ.get("HEADSWITCH_FORMATS_TABLE")
+    if not target:
+        return
+    tasks = manifest_of(Path(path))["tasks"]
+    entry = {"test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+             "formats": sorted({t["source"]["format"] for t in tasks}),
+             "heads": [f"{t['head']} ({t['dtype']})" for t in tasks],
+             "tasks": len(tasks), "max_abs_diff": worst}
+    with open(target, "a") as f:
+        f.write(json.dumps(entry) + "\n")
 
 
 def keras_original(model: Any, output: int | str | None = None) -> Original:
