@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def main() -> int:
         report = json.loads(export.stdout[: export.stdout.rindex("PEAK_RSS")])
         result = {
             "machine": machine(),
+            "load_average_after": os.getloadavg(),  # other jobs on the machine skew timings
             "tasks": args.tasks,
             "hub_module": {"vocabulary": VOCAB, "dim": DIM},
             "build_seconds": build.seconds,
