@@ -60,6 +60,7 @@ def check_against_originals(path: str | Path, originals: Sequence[Original],
     batch = [texts[i] for i in text_of]
     names = [n.decode() for n in
              loaded.signatures["tasks"](unused=tf.constant([0]))["name"].numpy()[0]]
+    assert len(names) == n
     wanted = [np.asarray(original(list(texts)), np.float32).reshape(len(texts), -1)
               for original in originals]
     worst = 0.0
@@ -71,7 +72,8 @@ def check_against_originals(path: str | Path, originals: Sequence[Original],
         scores = out["scores"].numpy()
         for row, (t, q) in enumerate(zip(task_of, text_of)):
             want = wanted[t][q]
-            assert out["num_classes"].numpy()[row] == want.shape[0]
+            assert not out["error"].numpy()[row]
+            assert np.all(scores[row, want.shape[0]:] == 0)
             np.testing.assert_allclose(scores[row, : want.shape[0]], want, atol=ATOL, rtol=0,
                                        err_msg=f"task {names[t]} text {texts[q]!r}")
             worst = max(worst, float(np.max(np.abs(scores[row, : want.shape[0]] - want))))
