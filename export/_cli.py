@@ -15,9 +15,12 @@ from ._errors import ExportError
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export", help="merge Keras models that share a backbone into one SavedModel version",
-        description="Merge N .keras models that share a backbone into BASE/<version>/, a "
-        "task-switching SavedModel for TensorFlow Serving. Task ids follow argument order.")
-    p.add_argument("models", nargs="*", metavar="MODEL", help=".keras files, task 0 first")
+        description="Merge N Keras models that share a backbone into BASE/<version>/, a "
+        "task-switching SavedModel for TensorFlow Serving. Task ids follow argument order; a "
+        "model with several outputs gives one task per output.")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help=".keras or .h5 files or SavedModel folders (Keras 3 or Keras 2 / "
+                   "tf_keras), task 0 first")
     p.add_argument("--out", default=str(DEFAULT_BASE), metavar="BASE",
                    help=f"model base folder (default: {DEFAULT_BASE})")
     p.add_argument("--split-layer", metavar="NAME",
@@ -28,6 +31,13 @@ def register(subparsers: Any) -> None:
                    help="YAML or JSON: tasks: [{name, model, labels}]")
     p.add_argument("--tolerance", type=float, default=0.0,
                    help="largest allowed backbone weight difference (default: 0, exact)")
+    p.add_argument("--accept-shorter-backbone", action="store_true",
+                   help="go on when the automatic split lands before the layer where some "
+                   "models' heads start (share less, run more per task)")
+    p.add_argument("--unsafe-deserialization", action="store_true",
+                   help="trust the model files: let Keras run the Python code stored in Lambda "
+                   "layers and load the SavedModels that TFSMLayers point to (what Keras's safe "
+                   "mode refuses). Only for files you made or trust")
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME,
                    help=f"model name used in warmup requests (default: {DEFAULT_MODEL_NAME})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -63,7 +73,9 @@ def _export(args: argparse.Namespace) -> int:
             report = export_models(args.models, args.out, split_layer=args.split_layer,
                                    version=args.version, manifest=args.manifest,
                                    tolerance=args.tolerance, model_name=args.model_name,
-                                   progress=progress)
+                                   progress=progress,
+                                   unsafe_deserialization=args.unsafe_deserialization,
+                                   accept_shorter_backbone=args.accept_shorter_backbone)
     except ExportError as e:
         report_error(e, "export failed")
         return 2

@@ -1,4 +1,5 @@
-"""Reading a Keras functional model as a graph: split points, backbone and head sub-models.
+"""Reading a functional model (Keras 3 or tf_keras) as a graph: sub-models and what each
+layer call holds, for comparing models position by position.
 
 Models are compared position by position in topological order (layer names may differ
 between independently saved models); a position holds one layer call.
@@ -7,6 +8,7 @@ between independently saved models); a position holds one layer call.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from typing import Any
 
@@ -14,9 +16,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import ExportError
+from ._keras import kit_of
 
 INFERENCE_IDENTITY = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
                        "AlphaDropout", "ActivityRegularization")
+# Layers whose variables are all in ``layer.weights``; other layers (hub.KerasLayer, layers
+# revived from a SavedModel, custom layers holding a tf.Module) are searched for variables.
+_STOCK_MODULES = ("keras.src.layers.", "tf_keras.src.layers.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,59 +31,58 @@ class Difference:
 
     position: int
     layer: str
-    what: str  # "structure" | "config" | "vocabulary" | "variable"
+    what: str  # "structure" | "config" | "vocabulary" | "asset" | "variable"
     detail: str
     max_abs_diff: float | None = None
 
 
 def operations(model: Any) -> list[Any]:
     """The layer calls of a functional model in topological order, inputs first."""
-    if not hasattr(model, "_nodes_by_depth"):
+    kit = kit_of(model)
+    if not kit.is_functional(model):
         raise ExportError(
             f"model {model.name!r} is a {type(model).__name__}, not a functional Keras model",
-            hint="rebuild it with the functional API (keras.Model(inputs, outputs)) or "
-            "keras.Sequential with an Input, then save it again",
+            hint="build it with the functional API (keras.Model(inputs, outputs)) or "
+            "keras.Sequential; a subclassed model has no graph headswitch can split",
         )
-    return list(model.operations)
+    return kit.operations(model)
 
 
 def node_of(model: Any, op: Any) -> Any:
     """The call node of ``op`` that belongs to ``model``'s graph."""
-    nodes = [n for i, n in enumerate(op._inbound_nodes) if f"{id(op)}_ib-{i}" in model._nodes]
-    if len(nodes) != 1:
-        raise ExportError(
-            f"layer {op.name!r} is called {len(nodes)} times in model {model.name!r}; "
-            "a split point must be a layer called once"
-        )
-    return nodes[0]
+    return kit_of(model).node_of(model, op)
 
 
 def output_tensor(model: Any, op: Any) -> Any:
-    outputs = node_of(model, op).output_tensors
+    kit = kit_of(model)
+    outputs = kit.node_outputs(kit.node_of(model, op))
     if len(outputs) != 1:
         raise ExportError(f"layer {op.name!r} has {len(outputs)} outputs; a split needs one")
     return outputs[0]
 
 
+def output_dtype(model: Any, op: Any) -> str:
+    """The dtype name of ``op``'s output in ``model`` ("float32", "int64", "string", ...)."""
+    dtype = output_tensor(model, op).dtype
+    return str(getattr(dtype, "name", dtype))
+
+
 def head_model(model: Any, split_op: Any) -> Any:
     """The sub-model from ``split_op``'s output to the model's output, or None if not a cut."""
-    import keras
-
+    kit = kit_of(model)
     if len(model.outputs) != 1:
         raise ExportError(f"model {model.name!r} has {len(model.outputs)} outputs; expected one")
     try:
         tensor = output_tensor(model, split_op)
-        return keras.Model(tensor, model.outputs[0])
+        return kit.model(tensor, model.outputs[0])
     except ExportError:
         return None
-    except Exception:  # keras raises ValueError for a disconnected graph
+    except Exception:  # Keras raises ValueError for a disconnected graph
         return None
 
 
 def backbone_model(model: Any, split_op: Any) -> Any:
-    import keras
-
-    return keras.Model(model.inputs, output_tensor(model, split_op), name="backbone")
+    return kit_of(model).model(model.inputs, output_tensor(model, split_op), name="backbone")
 
 
 def all_layers(op: Any) -> list[Any]:
@@ -120,47 +125,91 @@ def vocabularies(op: Any) -> list[list[str]]:
     vocabs = []
     for layer in all_layers(op):
         if hasattr(layer, "get_vocabulary"):
-            vocabs.append([str(t) for t in layer.get_vocabulary()])
+            try:
+                vocabs.append([str(t) for t in layer.get_vocabulary()])
+            except Exception:  # a tokenizer without a vocabulary of its own
+                continue
     return vocabs
 
 
+def _tf_variable(weight: Any) -> Any:
+    """The tf.Variable behind a Keras 3 variable, a tf_keras weight or an AutoCastVariable."""
+    import tensorflow as tf
+
+    if not isinstance(weight, tf.Variable):
+        weight = weight.value
+    return getattr(weight, "_variable", weight)  # AutoCastVariable wraps the real one
+
+
+def _is_stock(layer: Any) -> bool:
+    return type(layer).__module__.startswith(_STOCK_MODULES)
+
+
+def state(op: Any) -> tuple[list[tuple[str, Any]], list[Any], list[Any]]:
+    """What a layer (or model) reads when called: named tf.Variables, lookup-table resources
+    and asset files. Variables a non-stock layer holds outside ``weights`` (a hub module's, a
+    revived SavedModel's) are found by walking its tracked objects."""
+    import tensorflow as tf
+    from tensorflow.saved_model.experimental import TrackableResource
+
+    kit = kit_of(op)
+    variables: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+    for weight in op.weights:
+        variable = _tf_variable(weight)
+        if id(variable) not in seen:
+            seen.add(id(variable))
+            variables.append((kit.variable_name(weight), variable))
+    resources: list[Any] = []
+    assets: list[Any] = []
+    search = [layer for layer in all_layers(op) if not _is_stock(layer) and not _is_container(
+        layer)]
+    for root in search:
+        for obj in tf.train.TrackableView(root).descendants():
+            if isinstance(obj, tf.Variable):
+                variable = getattr(obj, "_variable", obj)
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    variables.append((f"{root.name}/{variable.name}", variable))
+            elif isinstance(obj, TrackableResource) and all(obj is not r for r in resources):
+                resources.append(obj)
+            elif isinstance(obj, tf.saved_model.Asset) and all(obj is not a for a in assets):
+                assets.append(obj)
+    return variables, resources, assets
+
+
+def saved_state(model: Any) -> tuple[list[Any], list[Any]]:
+    """The tf.Variables and the resources and assets a model's call reads: what a tf.Module
+    that calls the model must track so that ``tf.saved_model.save`` writes them."""
+    import tensorflow as tf
+    from tensorflow.saved_model.experimental import TrackableResource
+
+    variables = [v for _, v in state(model)[0]]
+    others: list[Any] = []
+    seen = {id(v) for v in variables}
+    for obj in tf.train.TrackableView(model).descendants():
+        if id(obj) in seen:
+            continue
+        if isinstance(obj, (TrackableResource, tf.saved_model.Asset)):
+            seen.add(id(obj))
+            others.append(obj)
+    return variables, others
+
+
 def weights(op: Any) -> list[tuple[str, npt.NDArray[Any]]]:
-    return [(w.path, np.asarray(w.numpy())) for w in op.weights]
+    return [(name, np.asarray(v.numpy())) for name, v in state(op)[0]]
 
 
-def compare(position: int, op: Any, reference: OpSnapshot, tolerance: float) -> Difference | None:
-    """Compare a layer call with the first model's layer call at the same position."""
-    name = reference.name
-    if structure(op) != reference.structure:
-        return Difference(position, name, "structure",
-                          f"layer {op.name!r} ({type(op).__name__}) is built differently")
-    vocabs = vocabularies(op)
-    for mine, theirs in zip(vocabs, reference.vocabularies):
-        if mine != theirs:
-            first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
-                         min(len(mine), len(theirs)))
-            return Difference(
-                position, name, "vocabulary",
-                f"vocabulary of {op.name!r} differs at token {first} "
-                f"({_token(mine, first)} vs {_token(theirs, first)}; "
-                f"sizes {len(mine)} vs {len(theirs)})")
-    for (path, value), (_, ref) in zip(weights(op), reference.weights):
-        if value.shape != ref.shape:
-            return Difference(position, name, "variable",
-                              f"variable {path!r} has shape {value.shape}, expected {ref.shape}")
-        if tolerance == 0.0:
-            if np.array_equal(value, ref):
-                continue
-        diff = float(np.max(np.abs(value.astype(np.float64) - ref.astype(np.float64)))) \
-            if value.size else 0.0
-        if diff > tolerance or (tolerance == 0.0 and not np.array_equal(value, ref)):
-            return Difference(position, name, "variable",
-                              f"variable {path!r} differs (max abs diff {diff:.3g})", diff)
-    return None
-
-
-def _token(vocab: list[str], index: int) -> str:
-    return repr(vocab[index]) if index < len(vocab) else "<end>"
+def asset_digests(op: Any) -> list[str]:
+    """SHA-256 of every asset file a layer reads (a hub module's vocabulary, ...)."""
+    digests = []
+    for asset in state(op)[2]:
+        digest = hashlib.sha256()
+        with open(asset.asset_path.numpy().decode(), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digests.append(digest.hexdigest())
+    return digests
 
 
 @dataclasses.dataclass
@@ -170,45 +219,87 @@ class OpSnapshot:
     name: str
     structure: str
     vocabularies: list[list[str]]
+    assets: list[str]
     weights: list[tuple[str, npt.NDArray[Any]]]
 
     @classmethod
     def of(cls, op: Any) -> OpSnapshot:
-        return cls(op.name, structure(op), vocabularies(op), weights(op))
+        return cls(op.name, structure(op), vocabularies(op), asset_digests(op), weights(op))
+
+    def digest(self) -> str:
+        """One hash of everything compared: equal digests, equal layer calls."""
+        h = hashlib.sha256(self.structure.encode())
+        for vocab in self.vocabularies:
+            h.update("\x00".join(vocab).encode())
+        for asset in self.assets:
+            h.update(asset.encode())
+        for path, value in self.weights:
+            h.update(path.split("/")[-1].encode())
+            h.update(str(value.dtype).encode() + str(value.shape).encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        return h.hexdigest()
+
+
+def compare(position: int, op: Any, reference: OpSnapshot, tolerance: float
+            ) -> tuple[Difference | None, float]:
+    """Compare a layer call with the first model's layer call at the same position; also
+    return the largest weight difference accepted within ``tolerance``."""
+    name = reference.name
+    if structure(op) != reference.structure:
+        return Difference(position, name, "structure",
+                          f"layer {op.name!r} ({type(op).__name__}) is built differently"), 0.0
+    vocabs = vocabularies(op)
+    for mine, theirs in zip(vocabs, reference.vocabularies):
+        if mine != theirs:
+            first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b),
+                         min(len(mine), len(theirs)))
+            return Difference(
+                position, name, "vocabulary",
+                f"vocabulary of {op.name!r} differs at token {first} "
+                f"({_token(mine, first)} vs {_token(theirs, first)}; "
+                f"sizes {len(mine)} vs {len(theirs)})"), 0.0
+    if asset_digests(op) != reference.assets:
+        return Difference(position, name, "asset",
+                          f"the asset files (vocabularies) of {op.name!r} differ"), 0.0
+    mine_weights = weights(op)
+    if len(mine_weights) != len(reference.weights):
+        return Difference(position, name, "variable",
+                          f"layer {op.name!r} has {len(mine_weights)} variables, expected "
+                          f"{len(reference.weights)}"), 0.0
+    accepted = 0.0
+    for (path, value), (_, ref) in zip(mine_weights, reference.weights):
+        if value.shape != ref.shape:
+            return Difference(position, name, "variable",
+                              f"variable {path!r} has shape {value.shape}, expected "
+                              f"{ref.shape}"), 0.0
+        if np.array_equal(value, ref):
+            continue
+        diff = float(np.max(np.abs(value.astype(np.float64) - ref.astype(np.float64)))) \
+            if value.size else 0.0
+        if tolerance == 0.0 or not diff <= tolerance:
+            return Difference(position, name, "variable",
+                              f"variable {path!r} differs (max abs diff {diff:.3g})", diff), 0.0
+        accepted = max(accepted, diff)
+    return None, accepted
+
+
+def _token(vocab: list[str], index: int) -> str:
+    return repr(vocab[index]) if index < len(vocab) else "<end>"
 
 
 def divergence(ops: list[Any], reference: list[OpSnapshot], tolerance: float,
-               limit: int | None = None) -> Difference | None:
-    """The first position (up to ``limit``, inclusive) where ``ops`` differ from the reference."""
+               limit: int | None = None) -> tuple[Difference | None, float]:
+    """The first position (up to ``limit``, inclusive) where ``ops`` differ from the reference,
+    and the largest weight difference accepted within ``tolerance`` before it."""
     last = min(len(ops), len(reference)) - 1 if limit is None else limit
+    accepted = 0.0
     for position in range(last + 1):
         if position >= len(ops) or position >= len(reference):
             return Difference(position, reference[min(position, len(reference) - 1)].name,
-                              "structure", "the model has fewer layers than the first model")
-        diff = compare(position, ops[position], reference[position], tolerance)
+                              "structure", "the model has fewer layers than the first model"
+                              ), accepted
+        diff, within = compare(position, ops[position], reference[position], tolerance)
         if diff is not None:
-            return diff
-    return None
-
-
-def split_candidates(model: Any) -> list[int]:
-    """Positions whose output every path from input to output goes through (excluding the
-    input layers and the output layer), shallowest first."""
-    ops = operations(model)
-    candidates = []
-    for position, op in enumerate(ops[:-1]):
-        if type(op).__name__ == "InputLayer":
-            continue
-        if head_model(model, op) is not None:
-            candidates.append(position)
-    return candidates
-
-
-def find_position(model: Any, layer_name: str) -> int:
-    ops = operations(model)
-    for position, op in enumerate(ops):
-        if op.name == layer_name:
-            return position
-    names = ", ".join(op.name for op in ops)
-    raise ExportError(f"no layer named {layer_name!r} in model {model.name!r}",
-                      hint=f"--split-layer takes one of: {names}")
+            return diff, accepted
+        accepted = max(accepted, within)
+    return None, accepted

@@ -112,7 +112,14 @@ def render_inspection(info: dict[str, Any], console: Any) -> None:
             tasks.add_column(column)
         for t in manifest["tasks"]:
             labels = ", ".join(t["labels"][:8]) + (", …" if len(t["labels"]) > 8 else "")
-            tasks.add_row(str(t["id"]), t["name"], labels, t["activation"], t["head"])
+            head = t["head"] if t.get("dtype", "float32") == "float32" else \
+                f"{t['head']} ({t['dtype']})"
+            tasks.add_row(str(t["id"]), t["name"], labels, t["activation"], head)
         console.print(tasks)
         console.print(f"verified: max |merged - original| = "
                       f"{manifest['verification']['max_abs_diff']:.2e}")
+        serving = manifest.get("serving")
+        if serving is not None:
+            ops = ", ".join(serving["non_core_ops"]) or "none"
+            console.print(f"non-core ops: {ops} (served by {serving['image']}: "
+                          f"{serving['non_core_ops_from']})")

@@ -68,17 +68,15 @@ class TaskEntry:
 
 
 def keras_state(tf: Any, model: Any) -> tuple[list[Any], list[Any]]:
-    """The tf.Variables and lookup-table resources a Keras model's call captures.
+    """The tf.Variables, lookup-table resources and asset files a Keras model's call captures
+    (Keras 3 or tf_keras; a hub module's or a revived SavedModel's variables included).
 
     Modules track these rather than the Keras model itself: a tracked Keras model would save
     its own traced call functions too, doubling the graph in saved_model.pb.
     """
-    from tensorflow.saved_model.experimental import TrackableResource
+    from ._graph import saved_state
 
-    variables = [getattr(w, "value", w) for w in model.weights]
-    resources = [t for t in tf.train.TrackableView(model).descendants()
-                 if isinstance(t, TrackableResource)]
-    return variables, resources
+    return saved_state(model)
 
 
 def _activation(tf: Any, name: str, z: Any) -> Any:
@@ -420,7 +418,10 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             features = backbone(text, training=False)
             part = self._parts(w, row)
             columns = part["columns"]
-            x1 = _append_one(tf, features)
+            # Stacked heads compute in float32 (DenseChainHead.compute_dtype): float16/bfloat16
+            # features of a mixed-precision backbone are cast, exactly, as a float32 Dense
+            # layer casts its input. A no-op for float32 features.
+            x1 = _append_one(tf, tf.cast(features, tf.float32))
             z = main.logits(tf, w, x1, columns, part["local"][:, 0] if main.hidden else None)
             for g, group in enumerate(groups[1:], 1):
                 if isinstance(group, _SingleTask):

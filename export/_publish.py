@@ -64,19 +64,26 @@ def staging(base: Path, version: int) -> Iterator[Path]:
     if target.exists():
         raise ExportError(f"version {version} already exists at {target}; versions are never "
                           "overwritten", hint="omit --version to take the next free number")
+    created = [p for p in (base, *base.parents) if not p.exists()]
     base.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(base)
     temp = base / f"{TEMP_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temp.mkdir()
+    published = False
     try:
         yield temp
         if target.exists():
             raise ExportError(f"version {version} appeared at {target} while exporting")
         os.rename(temp, target)
+        published = True
         _fsync_dir(base)
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
+        if not published:  # leave no empty BASE (or parents) this export created
+            for folder in created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty
 
 
 def _fsync_dir(path: Path) -> None:

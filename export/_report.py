@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from ._exporter import ExportReport
@@ -31,7 +32,8 @@ def render(report: ExportReport, console: Any) -> None:
         if len(report.tasks) > MAX_TASK_ROWS and i == MAX_TASK_ROWS - 5:
             tasks.add_row("…", f"{len(report.tasks) - MAX_TASK_ROWS + 1} more", "", "", "", "")
         labels = ", ".join(t.labels[:6]) + (", …" if len(t.labels) > 6 else "")
-        tasks.add_row(str(t.task_id), t.name, labels, t.activation, t.head,
+        head = t.head if t.compute_dtype == "float32" else f"{t.head} ({t.compute_dtype})"
+        tasks.add_row(str(t.task_id), t.name, labels, t.activation, head,
                       f"{t.max_abs_diff:.1e}")
     console.print(tasks)
 
@@ -45,12 +47,16 @@ def render(report: ExportReport, console: Any) -> None:
          f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
         ("split layer", f"{report.split_layer} ({report.split_mode})"),
         ("worst |merged - original|", f"{report.max_abs_diff:.2e} (limit 1e-05)"),
-        ("original .keras files", human_bytes(report.originals_bytes)),
+        ("read from", ", ".join(f"{n} x {fmt}" for fmt, n in Counter(
+            t.source_format for t in report.tasks).items())),
+        ("original model files", human_bytes(report.originals_bytes)),
         ("merged SavedModel", human_bytes(report.merged_bytes)),
         ("  merged / originals", f"{report.merged_bytes / max(report.originals_bytes, 1):.3f}"),
         ("backbone alone (SavedModel)", human_bytes(report.backbone_bytes)),
         ("heads (weights)", human_bytes(report.heads_bytes)),
         ("  merged / (backbone + heads)", f"{report.merged_bytes / max(merged_floor, 1):.3f}"),
+        ("backbone features", report.features_dtype),
+        ("non-core ops (TF Text)", ", ".join(report.non_core_ops) or "none"),
         ("TensorFlow", report.tensorflow_version),
         ("time", f"{report.seconds:.1f} s"),
     ]

@@ -1,0 +1,118 @@
+"""Reading every model file once: its tasks, their heads, the split, the originals' answers.
+
+Files are read one at a time and freed (every new Keras model costs native memory), so the
+memory an export needs does not grow with the number of files beyond the heads it keeps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
+
+from . import _formats, _graph, _sources, _verify
+from ._errors import ExportError
+from ._heads import Head, analyse_head
+from ._keras import TF_KERAS
+from ._split import Splitter, label
+
+Progress = Callable[[int, int, str], None]
+_GC_EVERY = 16  # files read between garbage collections: bounds memory, keeps export fast
+
+
+@dataclasses.dataclass
+class Task:
+    order: tuple[int, int]
+    name: str
+    labels: tuple[str, ...] | None
+    source: _sources.ModelSource
+    output: str | None
+    output_index: int  # which of the file's normalized task models
+    format: str
+    notes: list[str]
+    head: Head
+    head_split: int
+    expected: npt.NDArray[Any]
+    tolerated: float  # backbone weight difference accepted within --tolerance
+    sha256: str
+    bytes: int
+
+
+@dataclasses.dataclass
+class Collected:
+    tasks: list[Task]  # in task-id order
+    first: Any  # the first task model: its backbone is the merged model's
+    first_loaded: _formats.LoadedModel
+    split: int
+    split_ops: list[Any]
+    texts: list[str]
+    reference: list[_graph.OpSnapshot]
+
+
+def _head(model: Any, split: int, where: str) -> Head:
+    ops = _graph.operations(model)
+    head = _graph.head_model(model, ops[split]) if split < len(ops) else None
+    if head is None:
+        raise ExportError(f"{where}: layer {ops[min(split, len(ops) - 1)].name!r} does not split "
+                          "this model into backbone and head")
+    return analyse_head(head)
+
+
+def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tolerance: float,
+            unsafe: bool, accept_shorter: bool, progress: Progress | None = None) -> Collected:
+    first_loaded = _formats.load(sources[0], unsafe=unsafe)
+    first = first_loaded.tasks[0].model
+    first_label = label(sources[0].path, first_loaded.tasks[0].output)
+    splitter = Splitter(first, first_label, split_layer, tolerance, accept_shorter)
+    texts = _verify.probe_texts(splitter.first_ops[: splitter.deepest_candidate + 1])
+    tasks: list[Task] = []
+    names: dict[str, Path] = {}
+    compared = 0
+    for index, source in enumerate(sources):
+        loaded = first_loaded if index == 0 else _formats.load(source, unsafe=unsafe)
+        outputs = [t.output for t in loaded.tasks]
+        named = _sources.task_names(source, [o or "" for o in outputs])
+        answers = loaded.original(texts)
+        sha, size = _sources.sha256(source.path), _sources.size(source.path)
+        for order, name, output, labels in named:
+            _sources.check_name(name, source.path, names)
+            k = outputs.index(output) if output is not None else 0
+            model = loaded.tasks[k].model
+            where = label(source.path, output)
+            tolerated = 0.0
+            if index or k:
+                splitter.add(model, where)
+                tolerated = splitter.accepted(compared)
+                compared += 1
+            split = splitter.current()
+            tasks.append(Task(order, name, labels, source, output, k, loaded.format,
+                              loaded.notes, _head(model, split, where), split, answers[k],
+                              tolerated, sha, size))
+        if index:
+            revived = loaded.kit is TF_KERAS
+            del loaded, model
+            # Keras models hold reference cycles; a full collection is slow, but a tf_keras
+            # model revived from a folder keeps its own copy of every variable until collected
+            # (measured: +20 MB per TF-Hub-style folder without it, flat with it).
+            if revived or index % _GC_EVERY == 0:
+                gc.collect()
+        if progress:
+            progress(index + 1, len(sources), source.path.name)
+    split = splitter.finish(first)
+    stale = [t for t in tasks if t.head_split != split]  # the auto split moved: re-read heads
+    for path_index in sorted({t.source.index for t in stale}):
+        source = sources[path_index]
+        loaded = first_loaded if path_index == 0 else _formats.load(source, unsafe=unsafe)
+        for task in (t for t in stale if t.source.index == path_index):
+            task.head = _head(loaded.tasks[task.output_index].model, split,
+                              label(source.path, task.output))
+            task.head_split = split
+        del loaded
+        gc.collect()
+    tasks.sort(key=lambda t: t.order)
+    return Collected(tasks, first, first_loaded, split, splitter.first_ops[: split + 1], texts,
+                     splitter.reference)

@@ -1,0 +1,106 @@
+"""Exports that must stop: the message names the cause and the fix, the exit status is 2,
+there is no traceback, and nothing is written (not even an empty BASE folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+from formats_support import (
+    WORDS,
+    check_against_originals,
+    exported,
+    keras_original,
+    refused,
+    write_hub_module,
+)
+
+
+def _flat(folder: Path, name: str, layers: list[Any], head_seed: int, width: int = 3) -> Any:
+    text = keras.Input(shape=(), dtype="string")
+    x = text
+    for layer in layers:
+        x = layer(x)
+    keras.utils.set_random_seed(head_seed)
+    model = keras.Model(text, keras.layers.Dense(width, activation="softmax")(x))
+    model.save(folder / f"{name}.keras")
+    return model
+
+
+def _trunk(seed: int) -> list[Any]:
+    keras.utils.set_random_seed(seed)
+    return [keras.layers.TextVectorization(vocabulary=WORDS, output_sequence_length=5,
+                                           name="vectorize"),
+            keras.layers.Embedding(len(WORDS) + 2, 4, name="embed"),
+            keras.layers.GlobalAveragePooling1D(name="pool"),
+            keras.layers.Dense(5, activation="tanh", name="features")]
+
+
+@pytest.fixture(scope="module")
+def flat(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """a, b, c share a trunk; 'tuned' fine-tuned its top layer 'features'; 'own' trained its
+    own embedding (only the vectorizer is shared with the others)."""
+    folder = tmp_path_factory.mktemp("refusals")
+    trunk = _trunk(0)
+    models = {name: _flat(folder, name, trunk, seed) for seed, name in enumerate("abc", 1)}
+    tuned = trunk[:3] + [keras.layers.Dense(5, activation="tanh", name="features")]
+    tuned[3].build((None, 4))
+    tuned[3].set_weights([w + 0.01 for w in trunk[3].get_weights()])
+    models["tuned"] = _flat(folder, "tuned", tuned, 7)
+    models["own"] = _flat(folder, "own", [trunk[0], *_trunk(9)[1:]], 8)
+    return {"folder": folder, "models": models,
+            "paths": {name: folder / f"{name}.keras" for name in models}}
+
+
+def test_split_earlier_than_the_heads_needs_a_decision(flat: dict[str, Any],
+                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    folder, paths = flat["folder"], flat["paths"]
+    err = refused(capfd, folder / "x" / "base", paths["a"], paths["b"], paths["tuned"])
+    assert "automatic split stops at 'pool'" in err
+    assert "layer 'features' differs in" in err and "tuned.keras" in err
+    assert "--split-layer pool" in err and "--accept-shorter-backbone" in err
+    assert not (folder / "x").exists()
+    # The first model is the odd one: the others share 'features' with each other.
+    err = refused(capfd, folder / "y", paths["tuned"], paths["a"], paths["b"])
+    assert "layer 'features' of the first model" in err and "which share it with each other" in err
+    for how in (["--accept-shorter-backbone"], ["--split-layer", "pool"]):
+        report = exported(capfd, paths["a"], paths["b"], paths["tuned"], *how,
+                          "--out", folder / how[0])
+        assert report["split_layer"] == "pool"
+    check_against_originals(report["path"], [keras_original(flat["models"][n])
+                                             for n in ("a", "b", "tuned")])
+
+
+def test_only_preprocessing_shared(flat: dict[str, Any],
+                                   capfd: pytest.CaptureFixture[str]) -> None:
+    folder, paths = flat["folder"], flat["paths"]
+    err = refused(capfd, folder / "pre", paths["a"], paths["own"])
+    assert "ends at layer 'vectorize', whose output is int64" in err
+    assert "only the text preprocessing is shared" in err
+    assert "the next layer, 'embed', differs in" in err and "own.keras" in err
+    err = refused(capfd, folder / "pre", paths["a"], paths["b"], "--split-layer", "vectorize")
+    assert "whose output is int64" in err
+
+
+def test_tolerance_failure_blames_the_tolerance(flat: dict[str, Any], tmp_path: Path,
+                                                capfd: pytest.CaptureFixture[str]) -> None:
+    model = keras.models.load_model(flat["paths"]["b"])
+    embed = model.get_layer("embed")
+    noise = np.random.default_rng(0).choice([-1.0, 1.0], embed.embeddings.shape) * 2e-3
+    embed.embeddings.assign(embed.embeddings.numpy() + noise.astype("float32"))
+    model.save(tmp_path / "drifted.keras")
+    err = refused(capfd, tmp_path / "out", flat["paths"]["a"], tmp_path / "drifted.keras",
+                  "--tolerance", "0.01")
+    assert "verification failed" in err and "drifted" in err
+    assert "which --tolerance 0.01 allowed" in err and "lower --tolerance" in err
+    assert "headswitch bug" not in err
+
+
+def test_saved_model_without_keras_metadata(tmp_path: Path,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    module = write_hub_module(tmp_path / "module")
+    err = refused(capfd, tmp_path / "out", module)
+    assert "SavedModel without Keras metadata" in err and "TFSMLayer" in err
