@@ -3,7 +3,9 @@ configuration files, version folder rules."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -16,16 +18,16 @@ from headswitch.serving._config import (
     load_monitoring_options,
     parse_batching_parameters,
 )
-from headswitch.serving._json import (
+from headswitch.serving._json import fill_inputs, json_tensor_to_array, parse_document
+from headswitch.serving._json_writer import (
     COLUMNAR,
     ROW,
     debug_string,
     error_body,
-    fill_inputs,
     format_decimal,
     make_response,
-    parse_document,
 )
+from headswitch.serving._limits import Limits
 from headswitch.serving._manager import aspired_versions, parse_version
 
 
@@ -69,15 +71,24 @@ def test_row_and_columnar_layout() -> None:
     assert error_body("bad") == b'{\n    "error": "bad"\n}'
 
 
+def _doc(value: object) -> Any:
+    return parse_document(json.dumps(value).encode())
+
+
+def _fill(value: object, dtypes: dict[str, str]) -> tuple[str, dict[str, np.ndarray]]:
+    fmt, tensors = fill_inputs(_doc(value), dtypes)
+    return fmt, {k: json_tensor_to_array(k, t, Limits()) for k, t in tensors.items()}
+
+
 def test_debug_string_is_truncated() -> None:
-    long = {"instances": list(range(500))}
+    long = _doc({"instances": list(range(500))})
     text = debug_string(long)
     assert text.startswith('{\n    "instances": [0, 1, 2')
     assert 256 <= len(text) < 270
 
 
 def test_fill_inputs_shapes_and_types() -> None:
-    fmt, inputs = fill_inputs(
+    fmt, inputs = _fill(
         {"instances": [{"x": [1.0, 2.0], "s": {"b64": "AAE="}}, {"x": [3, 4], "s": "t"}]},
         {"x": "float", "s": "string"},
     )
@@ -85,21 +96,21 @@ def test_fill_inputs_shapes_and_types() -> None:
     assert inputs["x"].dtype == np.float32 and inputs["x"].shape == (2, 2)
     assert list(inputs["s"]) == [b"\x00\x01", b"t"]
     with pytest.raises(ServingError) as info:
-        fill_inputs({"instances": [{"x": [1.0]}, {"x": [1.0, 2.0]}]}, {"x": "float"})
+        _fill({"instances": [{"x": [1.0]}, {"x": [1.0, 2.0]}]}, {"x": "float"})
     assert info.value.message == (
         "Failed to process element: 1 key: x of 'instances' list. Error: INVALID_ARGUMENT: "
         "Expecting tensor size: 1 but got: 2"
     )
     with pytest.raises(ServingError) as info:
-        fill_inputs({"inputs": {"x": [[1], [2, 3]]}}, {"x": "int32"})
+        _fill({"inputs": {"x": [[1], [2, 3]]}}, {"x": "int32"})
     assert (
         info.value.message == "Encountered list at unexpected size: 2 at level: 1 expected size: 1"
     )
     with pytest.raises(ServingError) as info:
-        fill_inputs({"inputs": [1]}, {"x": "half"})
+        _fill({"inputs": [1]}, {"x": "half"})
     assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
     with pytest.raises(ServingError) as info:
-        fill_inputs({"inputs": [{"b64": "!!"}]}, {"x": "string"})
+        _fill({"inputs": [{"b64": "!!"}]}, {"x": "string"})
     assert info.value.message == "Unable to base64 decode"
 
 
