@@ -240,3 +240,17 @@ def test_version_folders(tmp_path: Path) -> None:
         ModelConfig("m", str(tmp_path), VersionPolicy("specific", versions=(1, 5)))
     )
     assert list(specific) == [1]
+
+
+def test_conformance_cites_source() -> None:
+    """Every conformance expectation names the TF Serving source that specifies it."""
+    import test_grpc_conformance
+    import test_rest_conformance
+
+    for module in (test_rest_conformance, test_grpc_conformance):
+        tests = [getattr(module, n) for n in dir(module) if n.startswith("test_")]
+        assert tests
+        for test in tests:
+            citations = getattr(test, "tf_serving_source", ())
+            assert citations, f"{module.__name__}.{test.__name__} cites no source"
+            assert all(": " in c for c in citations), test.__name__
