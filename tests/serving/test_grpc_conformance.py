@@ -373,7 +373,7 @@ def test_tensor_value_counts(target: Target) -> None:
 @source(
     "TensorFlow 2.19 core/framework/tensor_shape.cc: a shape of 2^40 elements in one dimension "
     "is valid, but Tensor::FromProto cannot allocate it: INVALID_ARGUMENT",
-    "the embedded server refuses it first, naming its examples limit",
+    "the embedded server (serving/_limits.py): refuses it first, naming its examples limit",
 )
 def test_huge_declared_dimension(target: Target) -> None:
     from tensorflow.core.framework import types_pb2
