@@ -17,6 +17,7 @@ from ._config import BatchingOptions, ModelConfig
 from ._errors import ServingError, invalid_argument
 from ._limits import Limits
 from ._manager import ModelManager, VersionStatus
+from ._memory import MemoryReleaser
 from ._metrics import Metrics
 from ._servable import Prediction, Servable, load_servable, run_predict
 from ._tensors import from_proto, to_proto
@@ -44,6 +45,7 @@ class ServingCore:
     ) -> None:
         self.limits = limits or Limits()
         self.metrics = Metrics()
+        self.memory = MemoryReleaser()
         self.scheduler = BatchScheduler(batching, self.metrics) if batching is not None else None
         self.enable_warmup = enable_warmup
         self.manager = ModelManager(
@@ -98,6 +100,7 @@ class ServingCore:
         self.manager.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        self.memory.close()
 
     # ---------------------------------------------------------------- requests
 
@@ -119,7 +122,7 @@ class ServingCore:
         to_array: Any,
         output_filter: list[str],
     ) -> Prediction:
-        return run_predict(
+        result = run_predict(
             servable,
             signature_name,
             inputs,
@@ -127,6 +130,9 @@ class ServingCore:
             output_filter,
             self._runtime_recorder(model_name, "Predict"),
         )
+        shapes = [getattr(v, "shape", ()) for v in result.outputs.values()]
+        self.memory.note(examples=max((int(s[0]) for s in shapes if s), default=0))
+        return result
 
     def predict(self, request: Any) -> Any:
         """``PredictionService.Predict`` (gRPC semantics)."""

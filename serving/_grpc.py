@@ -59,6 +59,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return _abort(context, exc)
         finally:
             self._core.record(request.model_spec.name, api, "GRPC", error, started)
+            self._core.memory.note(size_bytes=request.ByteSize())
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:

@@ -348,6 +348,8 @@ class RestServer:
             body,
             _header(scope, b"origin"),
         )
+        self._core.memory.note(size_bytes=len(body))
+        del body
         await _reply(send, status, payload, content_type)
 
     async def _read_body(
