@@ -249,7 +249,10 @@ def _header(scope: Scope, name: bytes) -> str | None:
 async def _reply(
     send: Send, status: int, body: bytes, content_type: str, close: bool = False
 ) -> None:
-    headers = [(b"content-type", content_type.encode("latin-1"))]
+    headers = [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
