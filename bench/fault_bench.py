@@ -20,7 +20,7 @@ the results say what changed. Writes bench/results/faults.json and faults.md.
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import os
 import random
 import re
@@ -39,14 +39,11 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
-import _hostile  # noqa: E402
-from _measure import machine, percentile, write_json  # noqa: E402
+import _hostile
+from _measure import machine, percentile, write_json
 
 MODEL = "headswitch"
-WORDS = (
-    "the match was great and the striker scored twice before halftime refund please my order "
-    "never arrived free prize click now the meeting moved to friday"
-).split()
+WORDS = ["the", "match", "was", "great", "and", "the", "striker", "scored", "twice", "before", "halftime", "refund", "please", "my", "order", "never", "arrived", "free", "prize", "click", "now", "the", "meeting", "moved", "to", "friday"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -181,7 +178,7 @@ def _limits_of(flags: list[str]) -> dict[str, Any]:
              "--max-string-bytes": "max_string_bytes", "--read-timeout": "read_timeout",
              "--idle-timeout": "idle_timeout"}
     out: dict[str, Any] = {}
-    for flag, value in zip(flags, flags[1:]):
+    for flag, value in itertools.pairwise(flags):
         if flag in names:
             out[names[flag]] = float(value) if "timeout" in flag else int(value)
     return out
@@ -317,16 +314,23 @@ class Load:
     concurrency: int
     bad_fraction: float = 0.0
     tasks: int = 7
-    records: list[tuple[str, bool, str, float]] = field(default_factory=list)
+    records: list[tuple[str, bool, str, float, int]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> Load:
+        """Start the clients; return once each has had an answer (or after 60 s)."""
         lock = threading.Lock()
         for index in range(self.concurrency):
             thread = threading.Thread(target=self._client, args=(index, lock), daemon=True)
             self._threads.append(thread)
             thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with lock:
+                if len({r[4] for r in self.records}) >= self.concurrency:
+                    break
+            time.sleep(0.05)
         return self
 
     def _client(self, index: int, lock: threading.Lock) -> None:
@@ -368,7 +372,7 @@ class Load:
                 outcome = type(exc).__name__
             elapsed = time.perf_counter() - started
             with lock:
-                self.records.append((("REST" if rest else "gRPC"), bad, outcome, elapsed))
+                self.records.append((("REST" if rest else "gRPC"), bad, outcome, elapsed, index))
         client.close()
         channel.close()
 
@@ -481,14 +485,17 @@ def run_versions(tree: Tree, model: Path, work: Path, rss_cap: int,
         return f"v3 {_status(server.target).get('3', {}).get('state')}"
 
     def deleted() -> Any:
+        # Roll back by deleting: the serving version's folder and the corrupt one go; version 1
+        # (still on disk) is loaded and takes over before version 3 is unloaded.
         shutil.rmtree(base / "3")
-        _wait(lambda: _status(server.target).get("1", {}).get("state") == "AVAILABLE", 60)
+        shutil.rmtree(base / "2")
+        _wait(lambda: _status(server.target).get("3", {}).get("state") == "END", 60)
         states = {v: s["state"] for v, s in _status(server.target).items()}
         return f"versions {states}"
 
     scenario("corrupt version published", corrupt)
     scenario("version copied in slowly (no rename)", late)
-    scenario("serving version deleted", deleted)
+    scenario("serving version's folder deleted (rollback)", deleted)
     server.stop()
     return rows
 
@@ -506,12 +513,15 @@ def run_sigterm(tree: Tree, base: Path, work: Path, rss_cap: int,
         server.process.kill()
         code = -9
     drain = time.perf_counter() - sent_at
-    result = load.stop()
-    # Requests answered with anything but ok or "could not connect" were lost.
+    load.stop()
+    # Answered, refused (never reached the server: no connection, or gRPC UNAVAILABLE), or
+    # lost (anything else: the server took the request and did not answer it).
     refused = {"ConnectError", "UNAVAILABLE"}
+    answered = [r for r in load.records if r[2] == "ok"]
     lost = [r for r in load.records if r[2] not in ({"ok"} | refused)]
-    return {"exit_code": code, "drain_seconds": round(drain, 2), "requests": result["requests"],
-            "lost": len(lost), "lost_kinds": sorted({r[2] for r in lost}),
+    return {"exit_code": code, "drain_seconds": round(drain, 2), "answered": len(answered),
+            "requests": len(answered) + len(lost), "lost": len(lost),
+            "lost_kinds": sorted({r[2] for r in lost}),
             "tracebacks": server.log().count("Traceback")}
 
 
@@ -534,7 +544,8 @@ def run_kill_exporter(tree: Tree, sources: Path, model: Path, work: Path, rss_ca
     process.wait()
     numbered = sorted(p.name for p in base.iterdir() if p.name.isdigit())
     time.sleep(2.0)
-    again = subprocess.run(export, capture_output=True, text=True, env=tree.env(), timeout=600)
+    again = subprocess.run(export, capture_output=True, text=True, env=tree.env(), timeout=600,
+                           check=False)
     loaded = _wait(lambda: _status(server.target).get("2", {}).get("state") == "AVAILABLE", 120)
     result = load.stop()
     server.stop()

@@ -36,12 +36,14 @@ def error_page(status: int) -> bytes:
     ).encode()
 
 
-class TimedH11Protocol(H11Protocol):  # type: ignore[misc]
+class TimedH11Protocol(H11Protocol):
     """``H11Protocol`` with a deadline for each request head; subclass with
     :func:`protocol_with_timeouts` to set it."""
 
     read_timeout: ClassVar[float] = 30.0
+    drain_grace: ClassVar[float] = 1.0
     _head_deadline: asyncio.TimerHandle | None = None
+    _draining = False
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -75,6 +77,23 @@ class TimedH11Protocol(H11Protocol):  # type: ignore[misc]
             self._arm_head_deadline()  # a partial head: it must complete in time
         else:
             self._cancel_head_deadline()
+            if self._draining:
+                self.cycle.keep_alive = False  # answer it, then close
+
+    def shutdown(self) -> None:
+        """Graceful stop. A request in progress is answered, then the connection closes (as
+        uvicorn does). An idle keep-alive connection stays open ``drain_grace`` seconds more: a
+        request already on its way is answered (with ``Connection: close``) instead of meeting
+        a closed connection, which a client cannot tell from a lost request."""
+        self._draining = True
+        if self._waiting_for_head():
+            self.loop.call_later(self.drain_grace, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self._waiting_for_head() and not self.transport.is_closing():
+            super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()

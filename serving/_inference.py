@@ -166,7 +166,7 @@ def classify(
             "Tensors class and score should match in dim_size(1). Got "
             f"{classes.shape[1]} vs. {scores.shape[1]}"
         )
-    width = (classes if classes is not None else scores).shape[1]  # type: ignore[union-attr]
+    width = int((classes if classes is not None else scores).shape[1])
     for i in range(count):
         item = response.result.classifications.add()
         for c in range(width):

@@ -34,8 +34,13 @@ from ._http import (
     error_page,
     protocol_with_timeouts,
 )
-from ._json import examples_from_document, fill_inputs, json_tensor_to_array, parse_document
-from ._json import read_signature_name
+from ._json import (
+    examples_from_document,
+    fill_inputs,
+    json_tensor_to_array,
+    parse_document,
+    read_signature_name,
+)
 from ._json_writer import (
     error_body,
     make_classification_response,
@@ -70,6 +75,14 @@ _INT64_MAX = 2**63 - 1
 # allows all but TRACE and CONNECT, which get 501.
 _ALLOWED_METHODS = {"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"}
 _REFUSED_METHODS = {"TRACE", "CONNECT"}
+# evhttp_request.cc parses the target with libevent's strict evhttp_uri_parse (http.c
+# end_of_path): unreserved characters, sub-delims, ":@/", %XX escapes, then "?query" and
+# "#fragment" (which may also hold "?"). Anything else is a 400 before any handler runs.
+_URI_PART = rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
+_URI = re.compile(
+    rb"(?!//)" + _URI_PART + rb"(?:\?(?:" + _URI_PART + rb"|\?)*)?(?:#(?:" + _URI_PART
+    + rb"|\?)*)?"
+)
 
 
 def _json_of(message: Any, preserve_names: bool = False) -> str:
@@ -322,6 +335,9 @@ class RestServer:
         if method not in _ALLOWED_METHODS:
             status = 501 if method in _REFUSED_METHODS else 400
             await _reply(send, status, error_page(status), LIBEVENT_CONTENT_TYPE, close=True)
+            return
+        if not _URI.fullmatch(uri.encode("latin-1")):
+            await _reply(send, 400, error_page(400), LIBEVENT_CONTENT_TYPE, close=True)
             return
         if self._monitoring.enable and path == self._monitoring.path:
             if uri != path:  # ProcessPrometheusRequest compares the path with its query

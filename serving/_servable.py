@@ -206,9 +206,14 @@ def load_servable(name: str, version: int, path: str, tags: Sequence[str] = ("se
     except tf.errors.OpError as exc:
         session.close()
         raise error_from_tf(exc) from exc
-    except DecodeError as exc:
+    except (DecodeError, OSError) as exc:
         session.close()
-        raise ServingError(grpc.StatusCode.DATA_LOSS, f"Can't parse {pb} as binary proto") from exc
+        if isinstance(exc, DecodeError) or "Cannot parse file" in str(exc):
+            # ReadBinaryProto in the C++ loader: DATA_LOSS.
+            raise ServingError(
+                grpc.StatusCode.DATA_LOSS, f"Can't parse {pb} as binary proto"
+            ) from exc
+        raise ServingError(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}") from exc
     except RuntimeError as exc:
         session.close()
         if "could not be found in SavedModel" in str(exc):

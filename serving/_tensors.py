@@ -140,17 +140,19 @@ def from_proto(proto: Any, alias: str, limits: Limits | None = None) -> Array:
         array[: len(head)] = head
         array[len(head) :] = [head[-1]] * (count - len(head))
         return array.reshape(shape)
+    flat: Array
     if field_name == "half_val":
         flat = np.array(values[:taken], dtype=np.uint16).view(dtype)
     elif per_element == 2:
         pairs = np.array(values[:taken], dtype=np.float32 if dtype == np.complex64 else np.float64)
-        flat = pairs[0::2] + 1j * pairs[1::2]
+        flat = pairs[0::2] + np.multiply(pairs[1::2], 1j)
     else:
         flat = np.array(values[:taken]).astype(dtype)
     flat = flat.astype(dtype, copy=False)
     if len(flat) < count:
         flat = np.concatenate([flat, np.repeat(flat[-1:], count - len(flat))])
-    return flat.reshape(shape)
+    result: Array = flat.reshape(shape)
+    return result
 
 
 def to_proto(array: Array) -> Any:

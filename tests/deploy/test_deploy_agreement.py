@@ -90,7 +90,8 @@ def test_every_file_uses_the_same_flags_and_paths() -> None:
     for path in _deployment_files():
         text = path.read_text()
         for route in re.findall(r"/v1/models/[\w\-]+(?:/metadata)?", text):
-            assert route in (HEALTH_ROUTE, READY_ROUTE, "/v1/models/NAME"), f"{path}: {route}"
+            assert route in (HEALTH_ROUTE, READY_ROUTE, "/v1/models/NAME",
+                             "/v1/models/NAME/metadata"), f"{path}: {route}"
 
 
 def test_one_non_root_uid_everywhere() -> None:

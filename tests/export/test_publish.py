@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from headswitch.export import ExportError, export_models
-
 
 
 def version_folders(base: Path) -> list[str]:

@@ -203,8 +203,9 @@ class Factory:
         monitoring: bool,
         poll_seconds: float,
     ) -> Target:
-        import docker
         import httpx
+
+        import docker
 
         poll = max(1, round(poll_seconds))  # TF Serving takes whole seconds
         args = [

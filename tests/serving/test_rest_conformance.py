@@ -633,3 +633,22 @@ def test_options_and_methods(target: Target) -> None:
     response = httpx.request("TRACE", url, timeout=30)
     assert response.status_code == 501
     assert b"<H1>Not Implemented</H1>" in response.content
+
+
+@source(
+    "util/net_http/server/internal/evhttp_request.cc: ParsedEvRequest::decode parses the target "
+    "with libevent's strict evhttp_uri_parse; evhttp_server.cc answers a failure with "
+    "evhttp_send_error(400)",
+    "libevent 2.1.12 http.c: end_of_path allows unreserved characters, sub-delims, ':', '@', "
+    "'/' and %XX escapes in the path, '?' too in the query and fragment; a path may not start "
+    "with '//'",
+)
+def test_uri_characters(target: Target) -> None:
+    import httpx
+
+    for path in ("/v1/models/a|b", "/v1/models/%zz", "//v1/models/m"):
+        response = httpx.get(target.rest_url + path, timeout=30)
+        assert response.status_code == 400, path
+        assert b"<TITLE>400 Bad Request</TITLE>" in response.content, path
+    response = httpx.get(target.rest_url + "/v1/models/%6D", timeout=30)  # %6D is "m"
+    assert response.status_code == 200

@@ -372,3 +372,28 @@ def test_readiness_follows_available_versions(
         lambda: target.get(f"/v1/models/{MODEL}/metadata").status_code == 200, 60, "version 2"
     )
     assert _compose_healthcheck(target) == 0
+
+
+def test_corrupt_version_is_reported(
+    factory: Factory, models_root: Path, model_template: Path
+) -> None:
+    """A version whose saved_model.pb is not a SavedModel: its status carries the loader's
+    error (TensorFlow cc/saved_model/reader.cc ReadSavedModel -> ReadBinaryProto: DATA_LOSS
+    "Can't parse PATH as binary proto"; get_model_status_impl.cc reports the servable's health)
+    while the previous version keeps serving."""
+    base = models_root / MODEL
+    add_version(base, 1, model_template)
+    target = factory.start(base=base, poll_seconds=0.3)
+    staging = base / "temp-2"
+    staging.mkdir()
+    (staging / "saved_model.pb").write_bytes(bytes(range(256)) * 16)
+    (staging / "variables").mkdir()
+    staging.rename(base / "2")
+    _wait_for(lambda: _statuses(target).get("2", {}).get("state") == "END", 30, "version 2")
+    status = _statuses(target)["2"]["status"]
+    assert status == {
+        "error_code": "DATA_LOSS",
+        "error_message": f"Can't parse {factory.server_path(base / '2')}/saved_model.pb as "
+        "binary proto",
+    }
+    assert target.prediction.Predict(_predict_request(), timeout=30).model_spec.version.value == 1
