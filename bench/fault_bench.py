@@ -118,7 +118,8 @@ def checkout(rev: str, work: Path) -> Tree:
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     package = work / "pkg" / "headswitch"
     package.mkdir(parents=True)
-    for item in (src / "headswitch").iterdir():
+    root = src / "core" if (src / "core").is_dir() else src / "headswitch"  # moved in 2026
+    for item in root.iterdir():
         if item.is_file():
             shutil.copy2(item, package / item.name)
     for part in ("serving", "export", "client", "examples", "deploy"):
