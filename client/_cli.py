@@ -147,6 +147,10 @@ def _print_table(predictions: Sequence[Any], where: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from . import HeadswitchError
 
+    if not 0 < args.timeout < float("inf"):
+        print(f"headswitch predict: --timeout must be a positive number of seconds, got "
+              f"{args.timeout:g}\n  hint: e.g. --timeout 30 (the default)", file=sys.stderr)
+        return 2
     try:
         texts, tasks = _inputs(args)
     except (OSError, TypeError, ValueError) as exc:

@@ -13,6 +13,11 @@ from headswitch.contract import DEFAULT_MODEL_NAME, GRPC_PORT, REST_PORT
 
 MODEL_NAME = DEFAULT_MODEL_NAME
 HEALTH_ROUTE = f"/v1/models/{MODEL_NAME}"
+# 200 only while a version is AVAILABLE: TF Serving's GetModelMetadata needs a servable handle
+# (get_model_metadata_impl.cc), so it answers 404 before the first load and whenever no version
+# is loaded, while the status route above stays 200 once any version is known
+# (get_model_status_impl.cc). Readiness probes use this one.
+READY_ROUTE = f"/v1/models/{MODEL_NAME}/metadata"
 PREDICT_ROUTE = f"/v1/models/{MODEL_NAME}:predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 

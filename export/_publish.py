@@ -2,13 +2,22 @@
 
 TF Serving loads any integer folder as soon as it appears and ignores other names, so a
 version is either absent or complete.
+
+Temporary folders left by a killed export are removed by the next export into the same base
+path, but only when they are certainly abandoned: each one holds an owner record (host name,
+process id, start time). A folder is removed when its owner is this host and that process is
+gone, or when it is older than ``STALE_AGE_SECONDS`` (a day) whoever wrote it. On shared storage
+(NFS, a mounted bucket) another host's export in progress is therefore never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +25,8 @@ from pathlib import Path
 from ._errors import ExportError
 
 TEMP_PREFIX = ".headswitch-tmp-"
+OWNER_FILE = ".headswitch-owner"
+STALE_AGE_SECONDS = 24 * 3600
 
 
 def versions(base: Path) -> list[int]:
@@ -39,19 +50,30 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _is_abandoned(path: Path, host: str, now: float) -> bool:
+    try:
+        owner = json.loads((path / OWNER_FILE).read_text())
+        started = float(owner["started"])
+        owner_host, pid = str(owner["host"]), int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        try:  # no owner record (yet, or an older exporter): only its age tells
+            return now - path.stat().st_mtime > STALE_AGE_SECONDS
+        except OSError:
+            return False
+    if now - started > STALE_AGE_SECONDS:
+        return True
+    return owner_host == host and not _pid_alive(pid)
+
+
 def remove_stale_temporaries(base: Path) -> list[Path]:
-    """Delete temporary folders left by exports that were killed (their process is gone)."""
+    """Delete temporary folders left by exports that were killed: this host's whose process is
+    gone, and anyone's older than ``STALE_AGE_SECONDS``."""
     removed: list[Path] = []
     if not base.is_dir():
         return removed
+    host, now = socket.gethostname(), time.time()
     for path in base.iterdir():
-        if not path.name.startswith(TEMP_PREFIX):
-            continue
-        try:
-            pid = int(path.name[len(TEMP_PREFIX):].split("-")[1])
-        except (IndexError, ValueError):
-            continue
-        if not _pid_alive(pid):
+        if path.name.startswith(TEMP_PREFIX) and _is_abandoned(path, host, now):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -71,9 +93,12 @@ def staging(base: Path, version: int) -> Iterator[Path]:
     temp.mkdir()
     published = False
     try:
+        owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+        (temp / OWNER_FILE).write_text(json.dumps(owner))
         yield temp
         if target.exists():
             raise ExportError(f"version {version} appeared at {target} while exporting")
+        (temp / OWNER_FILE).unlink()
         os.rename(temp, target)
         published = True
         _fsync_dir(base)

@@ -14,6 +14,9 @@ from typing import Any
 
 from headswitch.contract import ASSETS_EXTRA, GRPC_PORT, REST_PORT, WARMUP_FILE
 
+from ._limits import Limits
+
+_DEFAULTS = Limits()
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off"}
 
@@ -25,6 +28,26 @@ def _bool(text: str) -> bool:
     if value in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -146,6 +169,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=_bool,
         help=f"replay {ASSETS_EXTRA}/{WARMUP_FILE} at load (default true)",
     )
+    limits = parser.add_argument_group(
+        "request limits and timeouts (TF Serving has none; requests beyond a limit get an "
+        "error that names it)"
+    )
+    limits.add_argument(
+        "--max-request-bytes",
+        type=_positive_int,
+        default=_DEFAULTS.max_request_bytes,
+        help="largest REST body (413 beyond) or gRPC message (RESOURCE_EXHAUSTED) "
+        f"(default {_DEFAULTS.max_request_bytes}, 16 MiB)",
+    )
+    limits.add_argument(
+        "--max-examples",
+        type=_positive_int,
+        default=_DEFAULTS.max_examples,
+        help=f"examples per request, dimension 0 of each input (default {_DEFAULTS.max_examples})",
+    )
+    limits.add_argument(
+        "--max-string-bytes",
+        type=_positive_int,
+        default=_DEFAULTS.max_string_bytes,
+        help=f"bytes in one string value (default {_DEFAULTS.max_string_bytes}, 1 MiB)",
+    )
+    limits.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=_DEFAULTS.read_timeout,
+        help="seconds a REST request may go without sending data while it arrives "
+        f"(default {_DEFAULTS.read_timeout:g})",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=_DEFAULTS.idle_timeout,
+        help="seconds a REST or gRPC connection may stay open without a request "
+        f"(default {_DEFAULTS.idle_timeout:g})",
+    )
     parser.add_argument(
         "--drain-seconds",
         dest="drain_seconds",
@@ -193,6 +253,13 @@ def run(args: argparse.Namespace) -> int:
             max_num_load_retries=args.max_num_load_retries,
             load_retry_interval_seconds=args.load_retry_interval_micros / 1e6,
             enable_model_warmup=bool(args.enable_model_warmup),
+            limits=Limits(
+                max_request_bytes=args.max_request_bytes,
+                max_examples=args.max_examples,
+                max_string_bytes=args.max_string_bytes,
+                read_timeout=args.read_timeout,
+                idle_timeout=args.idle_timeout,
+            ),
         )
     except ServingError as exc:
         print(f"headswitch serve: {exc.to_string()}", file=sys.stderr)

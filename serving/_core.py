@@ -15,16 +15,20 @@ import numpy as np
 from ._batching import BatchingSession, BatchScheduler
 from ._config import BatchingOptions, ModelConfig
 from ._errors import ServingError, invalid_argument
+from ._limits import Limits
 from ._manager import ModelManager, VersionStatus
+from ._memory import MemoryReleaser
 from ._metrics import Metrics
 from ._servable import Prediction, Servable, load_servable, run_predict
-from ._tensors import proto_to_array, to_proto
+from ._tensors import from_proto, to_proto
 from ._warmup import run_warmup
 
 _log = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"
 _STATE_ENUM = {"START": 10, "LOADING": 20, "AVAILABLE": 30, "UNLOADING": 40, "END": 50}
+# Warmup records are the model's own: TF Serving replays them whatever their size.
+_NO_LIMITS = Limits(max_request_bytes=2**62, max_examples=2**62, max_string_bytes=2**62)
 
 
 class ServingCore:
@@ -37,8 +41,11 @@ class ServingCore:
         max_load_retries: int,
         load_retry_interval: float,
         enable_warmup: bool = True,
+        limits: Limits | None = None,
     ) -> None:
+        self.limits = limits or Limits()
         self.metrics = Metrics()
+        self.memory = MemoryReleaser()
         self.scheduler = BatchScheduler(batching, self.metrics) if batching is not None else None
         self.enable_warmup = enable_warmup
         self.manager = ModelManager(
@@ -76,7 +83,7 @@ class ServingCore:
             request.model_spec.name,
             request.model_spec.signature_name,
             dict(request.inputs),
-            proto_to_array,
+            lambda alias, proto: from_proto(proto, alias, _NO_LIMITS),
             list(request.output_filter),
         )
 
@@ -93,6 +100,7 @@ class ServingCore:
         self.manager.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        self.memory.close()
 
     # ---------------------------------------------------------------- requests
 
@@ -114,10 +122,17 @@ class ServingCore:
         to_array: Any,
         output_filter: list[str],
     ) -> Prediction:
-        def on_runtime(micros: float) -> None:
-            self.metrics.runtime_latency.labels(model_name, "Predict", "TF1").observe(micros)
-
-        return run_predict(servable, signature_name, inputs, to_array, output_filter, on_runtime)
+        result = run_predict(
+            servable,
+            signature_name,
+            inputs,
+            to_array,
+            output_filter,
+            self._runtime_recorder(model_name, "Predict"),
+        )
+        shapes = [getattr(v, "shape", ()) for v in result.outputs.values()]
+        self.memory.note(examples=max((int(s[0]) for s in shapes if s), default=0))
+        return result
 
     def predict(self, request: Any) -> Any:
         """``PredictionService.Predict`` (gRPC semantics)."""
@@ -126,12 +141,13 @@ class ServingCore:
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         with self.servable(request.model_spec) as servable:
+            limits = self.limits
             result = self.predict_arrays(
                 servable,
                 request.model_spec.name,
                 request.model_spec.signature_name,
                 dict(request.inputs),
-                proto_to_array,
+                lambda alias, proto: from_proto(proto, alias, limits),
                 list(request.output_filter),
             )
             response = predict_pb2.PredictResponse()
@@ -142,6 +158,32 @@ class ServingCore:
         for alias, value in result.outputs.items():
             response.outputs[alias].CopyFrom(to_proto(np.asarray(value)))
         return response
+
+    def classify(self, request: Any) -> Any:
+        """``PredictionService.Classify`` (``TensorflowClassificationServiceImpl``)."""
+        from ._inference import classify
+
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        name = request.model_spec.name
+        with self.servable(request.model_spec) as servable:
+            return classify(servable, request, self.limits, self._runtime_recorder(name, "Classify"))
+
+    def regress(self, request: Any) -> Any:
+        """``PredictionService.Regress`` (``TensorflowRegressionServiceImpl``)."""
+        from ._inference import regress
+
+        if not request.HasField("model_spec"):
+            raise invalid_argument("Missing ModelSpec")
+        name = request.model_spec.name
+        with self.servable(request.model_spec) as servable:
+            return regress(servable, request, self.limits, self._runtime_recorder(name, "Regress"))
+
+    def _runtime_recorder(self, model_name: str, api: str) -> Any:
+        def on_runtime(micros: float) -> None:
+            self.metrics.runtime_latency.labels(model_name, api, "TF1").observe(micros)
+
+        return on_runtime
 
     def get_model_metadata(self, request: Any) -> Any:
         """``PredictionService.GetModelMetadata``."""

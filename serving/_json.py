@@ -1,319 +1,78 @@
-"""TF Serving's REST JSON: request parsing into tensors and response writing.
+"""TF Serving's REST request JSON: the body as ``util/json_tensor.cc`` turns it into request
+tensors (``FillPredictRequestFromJson``) or examples (``FillClassifyRegressRequestFromJson``),
+with the same checks in the same order and the same messages.
 
-This follows ``tensorflow_serving/util/json_tensor.cc``: the same checks in the same order with
-the same messages, and the same output layout (rapidjson's ``PrettyWriter`` with 4-space indents,
-single-line arrays inside each row, floats printed in the shortest form that reads back).
+Values follow rapidjson's DOM (see ``_json_reader``): an object's members are read in order,
+duplicates included, and a member name is cut at its first NUL byte where TF Serving reads it as a
+C string. The embedded server's limits (examples per request, string size, values per tensor)
+are checked here too, before any large allocation.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
-import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ._errors import ServingError, invalid_argument, unimplemented
+from ._json_reader import JsonObject, JsonSyntaxError, parse, to_bytes
+from ._json_writer import COLUMNAR, ROW, debug_string, json_type
+from ._limits import Limits, check_tensor_shape
 from ._tensors import Array
 
-ROW = "row"
-COLUMNAR = "columnar"
-_MAX_DEBUG_BYTES = 256
+__all__ = [
+    "COLUMNAR",
+    "ROW",
+    "JsonTensor",
+    "examples_from_document",
+    "fill_inputs",
+    "json_tensor_to_array",
+    "parse_document",
+    "read_signature_name",
+]
+
+_MISSING = object()
 
 
-class _Stop(Exception):
-    pass
-
-
-# --------------------------------------------------------------------------------------------
-# Writer (rapidjson PrettyWriter semantics)
-
-_ESCAPE_RE = re.compile(rb'[\x00-\x1f"\\]')
-_SHORT_ESCAPES = {
-    0x08: b"\\b",
-    0x09: b"\\t",
-    0x0A: b"\\n",
-    0x0C: b"\\f",
-    0x0D: b"\\r",
-    0x22: b'\\"',
-    0x5C: b"\\\\",
-}
-
-
-def _escape(match: re.Match[bytes]) -> bytes:
-    code = match.group()[0]
-    short = _SHORT_ESCAPES.get(code)
-    return short if short is not None else b"\\u00%02X" % code
-
-
-def _quote(raw: bytes) -> bytes:
-    return b'"' + _ESCAPE_RE.sub(_escape, raw) + b'"'
-
-
-class JsonWriter:
-    """Emits JSON exactly like rapidjson's ``PrettyWriter`` (indent 4 spaces)."""
-
-    def __init__(self, limit: int | None = None) -> None:
-        self._out = bytearray()
-        self._stack: list[list[Any]] = []  # [in_array, value_count]
-        self._limit = limit
-        self.single_line_arrays = False
-
-    def getvalue(self) -> bytes:
-        return bytes(self._out)
-
-    def _check(self) -> None:
-        if self._limit is not None and len(self._out) >= self._limit:
-            raise _Stop
-
-    def _indent(self) -> None:
-        self._out += b" " * (4 * len(self._stack))
-
-    def _prefix(self) -> None:
-        if not self._stack:
-            return
-        level = self._stack[-1]
-        if level[0]:
-            if level[1] > 0:
-                self._out += b", " if self.single_line_arrays else b","
-            if not self.single_line_arrays:
-                self._out += b"\n"
-                self._indent()
-        else:
-            if level[1] > 0:
-                self._out += b",\n" if level[1] % 2 == 0 else b": "
-            else:
-                self._out += b"\n"
-            if level[1] % 2 == 0:
-                self._indent()
-        level[1] += 1
-
-    def raw(self, token: bytes) -> None:
-        self._check()
-        self._prefix()
-        self._out += token
-
-    def string(self, raw: bytes) -> None:
-        self.raw(_quote(raw))
-
-    key = string
-
-    def start_object(self) -> None:
-        self.raw(b"{")
-        self._stack.append([False, 0])
-
-    def end_object(self) -> None:
-        self._check()
-        level = self._stack.pop()
-        if level[1]:
-            self._out += b"\n"
-            self._indent()
-        self._out += b"}"
-
-    def start_array(self) -> None:
-        self.raw(b"[")
-        self._stack.append([True, 0])
-
-    def end_array(self) -> None:
-        self._check()
-        level = self._stack.pop()
-        if level[1] and not self.single_line_arrays:
-            self._out += b"\n"
-            self._indent()
-        self._out += b"]"
-
-    def document(self, value: Any) -> None:
-        """Write a parsed JSON value (``rapidjson::Value::Accept``)."""
-        if isinstance(value, dict):
-            self.start_object()
-            for k, v in value.items():
-                self.key(_utf8(k))
-                self.document(v)
-            self.end_object()
-        elif isinstance(value, list):
-            self.start_array()
-            for v in value:
-                self.document(v)
-            self.end_array()
-        elif isinstance(value, str):
-            self.string(_utf8(value))
-        elif value is None:
-            self.raw(b"null")
-        elif value is True:
-            self.raw(b"true")
-        elif value is False:
-            self.raw(b"false")
-        elif isinstance(value, int):
-            self.raw(str(value).encode())
-        else:
-            self.raw(_rapidjson_double(float(value)).encode())
-
-
-def _utf8(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")
-
-
-def _rapidjson_double(value: float) -> str:
-    """rapidjson's ``Writer::Double`` (Grisu shortest digits, then ``Prettify``)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "-Infinity" if value < 0 else "Infinity"
-    sign = "-" if math.copysign(1.0, value) < 0 else ""
-    if value == 0:
-        return sign + "0.0"
-    exact = Decimal(repr(abs(value))).normalize()
-    _, digits_tuple, k = exact.as_tuple()
-    assert isinstance(k, int)
-    digits = "".join(str(d) for d in digits_tuple)
-    length = len(digits)
-    kk = length + k
-    if 0 <= k and kk <= 21:
-        text = digits + "0" * k + ".0"
-    elif 0 < kk <= 21:
-        text = digits[:kk] + "." + digits[kk:]
-    elif -6 < kk <= 0:
-        text = "0." + "0" * (-kk) + digits
-    elif length == 1:
-        text = f"{digits}e{kk - 1}"
-    else:
-        text = f"{digits[0]}.{digits[1:]}e{kk - 1}"
-    return sign + text
-
-
-def debug_string(value: Any) -> str:
-    """``JsonValueToDebugString``: single-line arrays, cut off after 256 bytes."""
-    writer = JsonWriter(limit=_MAX_DEBUG_BYTES)
-    writer.single_line_arrays = True
-    try:
-        writer.document(value)
-    except _Stop:
-        pass
-    return writer.getvalue().decode("utf-8", "replace")
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if isinstance(value, dict):
-        return "Object"
-    if isinstance(value, list):
-        return "Array"
-    if isinstance(value, str):
-        return "String"
-    return "Number"
-
-
-def format_decimal(value: float, single_precision: bool) -> str:
-    """``WriteDecimal``: 6 significant digits if that reads back exactly, else full precision;
-    ``.0`` added to whole numbers; ``NaN`` / ``Infinity`` / ``-Infinity``."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "-Infinity" if value < 0 else "Infinity"
-    text = f"{value:.6g}"
-    if single_precision:
-        if np.float32(float(text)) != np.float32(value):
-            text = f"{value:.9g}"
-    elif float(text) != value:
-        text = f"{value:.17g}"
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
-# --------------------------------------------------------------------------------------------
-# Parsing
-
-_PARSE_MESSAGES = {
-    "Expecting value": "Invalid value.",
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid control character at": "Invalid encoding in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-    "Illegal trailing comma before end of object": "Missing a name for object member.",
-    "Illegal trailing comma before end of array": "Invalid value.",
-}
-
-
-def _innermost_container(text: str, pos: int) -> str:
-    stack: list[str] = []
-    in_string = escaped = False
-    for ch in text[:pos]:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
-
-
-def _parse_error(message: str, offset: int) -> ServingError:
-    return invalid_argument(f"JSON Parse error: {message} at offset: {offset}")
-
-
-def parse_document(body: bytes) -> dict[str, Any]:
+def parse_document(body: bytes) -> JsonObject:
     """``ParseJson``: the top-level value must be an object; trailing bytes are ignored."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _parse_error("Invalid encoding in string.", exc.start) from exc
-    start = len(text) - len(text.lstrip(" \t\n\r"))
-    if start == len(text):
-        raise _parse_error("The document is empty.", len(body))
-    try:
-        document, _ = json.JSONDecoder().raw_decode(text, start)
-    except json.JSONDecodeError as exc:
-        message = _PARSE_MESSAGES.get(exc.msg)
-        if message is None:
-            if exc.msg == "Expecting ',' delimiter":
-                message = (
-                    "Missing a comma or '}' after an object member."
-                    if _innermost_container(text, exc.pos) == "{"
-                    else "Missing a comma or ']' after an array element."
-                )
-            else:
-                message = "Unspecific syntax error."
-        raise _parse_error(message, len(text[: exc.pos].encode("utf-8"))) from exc
-    except RecursionError as exc:
-        raise _parse_error("Unspecific syntax error.", 0) from exc
-    if not isinstance(document, dict):
+        document = parse(body)
+    except JsonSyntaxError as exc:
+        raise invalid_argument(f"JSON Parse error: {exc.message} at offset: {exc.offset}") from exc
+    if not isinstance(document, JsonObject):
         raise invalid_argument(f"JSON Value: {debug_string(document)} Is not object")
     return document
 
 
-def read_signature_name(document: Mapping[str, Any]) -> str:
+def read_signature_name(document: JsonObject) -> str:
     """``FillSignature``: the optional ``signature_name`` must be a string."""
-    if "signature_name" not in document:
+    value = document.find("signature_name", _MISSING)
+    if value is _MISSING:
         return ""
-    value = document["signature_name"]
     if not isinstance(value, str):
         raise invalid_argument(
             f"JSON Value: {debug_string(document)} not formatted correctly. "
             "'signature_name' key must be a string value."
         )
     return value
+
+
+def _c_string(name: str) -> str:
+    """A member name as ``GetString()`` read into a ``std::string``: cut at the first NUL."""
+    nul = name.find("\x00")
+    return name if nul < 0 else name[:nul]
+
+
+# --------------------------------------------------------------------------------------------
+# Values (AddValueToTensor)
 
 
 def _is_number(value: Any) -> bool:
@@ -329,7 +88,7 @@ _INT64 = (-(2**63), 2**63)
 _UINT32 = (0, 2**32)
 _UINT64 = (0, 2**64)
 
-# dtype name -> (check, numpy dtype of the values as collected)
+# dtype name -> (rapidjson's Is*() test, numpy dtype the values are collected in)
 _ACCEPT: dict[str, tuple[Callable[[Any], bool], Any]] = {
     "float": (_is_number, np.float64),
     "double": (_is_number, np.float64),
@@ -365,37 +124,74 @@ def _type_error(value: Any, dtype: str) -> ServingError:
 
 
 def _is_b64_object(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+    """``IsValBase64Object``: one member, the first "b64" member a string."""
+    return (
+        isinstance(value, JsonObject)
+        and len(value) == 1
+        and isinstance(value.find("b64", _MISSING), str)
+    )
+
+
+_B64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def _base64_unescape(text: bytes) -> bytes | None:
+    """``absl::Base64Unescape``: standard alphabet, padding optional but consistent."""
+    stripped = text.rstrip(b"=")
+    pad = len(text) - len(stripped)
+    if pad > 2 or len(stripped) % 4 == 1 or not _B64_ALPHABET.issuperset(stripped):
+        return None
+    if pad and (len(stripped) + pad) % 4:
+        return None
+    try:
+        return base64.b64decode(stripped + b"=" * (-len(stripped) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _decode_b64(value: Any) -> bytes:
+    """``JsonDecodeBase64Object``."""
     if not _is_b64_object(value):
         raise invalid_argument(
             f"JSON Value: {debug_string(value)} not formatted correctly for base64 data"
         )
-    text = value["b64"]
-    stripped = text.rstrip("=")
-    if len(stripped) % 4 == 1 or len(text) - len(stripped) > 2:
+    decoded = _base64_unescape(to_bytes(value.find("b64")))
+    if decoded is None:
         raise invalid_argument("Unable to base64 decode")
-    try:
-        return base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise invalid_argument("Unable to base64 decode") from exc
+    return decoded
 
 
-def _add_value(value: Any, dtype: str, out: list[Any]) -> None:
-    """``AddValueToTensor`` (plus the b64 object case of ``FillTensorProto``)."""
-    if isinstance(value, dict):
-        if dtype == "string":
-            out.append(_decode_b64(value))
+class _Collector:
+    """The values of one tensor as ``FillTensorProto`` appends them (with the size limits)."""
+
+    def __init__(self, dtype: str, limits: Limits) -> None:
+        self.dtype = dtype
+        self.limits = limits
+        self.values: list[Any] = []
+        accept = _ACCEPT.get(dtype)
+        self.accept = None if accept is None else accept[0]
+
+    def add(self, value: Any) -> None:
+        """``AddValueToTensor`` (plus the b64 object case of ``FillTensorProto``)."""
+        if isinstance(value, JsonObject):
+            if self.dtype != "string":
+                raise _type_error(value, self.dtype)
+            decoded = _decode_b64(value)
+            self.limits.check_string(len(decoded))
+            self.values.append(decoded)
             return
-        raise _type_error(value, dtype)
-    accept = _ACCEPT.get(dtype)
-    if accept is None:
-        raise unimplemented(f"Conversion of JSON Value: {debug_string(value)} to type: {dtype}")
-    if not accept[0](value):
-        raise _type_error(value, dtype)
-    out.append(_utf8(value) if dtype == "string" else value)
+        if self.accept is None:
+            raise unimplemented(
+                f"Conversion of JSON Value: {debug_string(value)} to type: {self.dtype}"
+            )
+        if not self.accept(value):
+            raise _type_error(value, self.dtype)
+        if self.dtype == "string":
+            raw = to_bytes(value)
+            self.limits.check_string(len(raw))
+            self.values.append(raw)
+        else:
+            self.values.append(value)
 
 
 def _dense_shape(value: Any) -> list[int]:
@@ -409,64 +205,96 @@ def _dense_shape(value: Any) -> list[int]:
     return shape
 
 
-def _fill(value: Any, level: int, shape: list[int], dtype: str, out: list[Any]) -> None:
-    """``FillTensorProto``."""
+def _fill(value: Any, shape: list[int], out: _Collector) -> int:
+    """``FillTensorProto`` (depth first, iteratively): the number of values added."""
     rank = len(shape)
-    if not isinstance(value, list):
-        if level != rank:
+    count = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if not isinstance(item, list):
+            if level != rank:
+                raise invalid_argument(
+                    f"JSON Value: {debug_string(item)} found at incorrect level: {level + 1} "
+                    f"in the JSON DOM. Expected at level: {rank}"
+                )
+            out.add(item)
+            count += 1
+            continue
+        if level >= rank:
             raise invalid_argument(
-                f"JSON Value: {debug_string(value)} found at incorrect level: {level + 1} "
-                f"in the JSON DOM. Expected at level: {rank}"
+                f"Encountered list at unexpected level: {level} expected < {rank}"
             )
-        _add_value(value, dtype, out)
-        return
-    if level >= rank:
-        raise invalid_argument(f"Encountered list at unexpected level: {level} expected < {rank}")
-    if len(value) != shape[level]:
-        raise invalid_argument(
-            f"Encountered list at unexpected size: {len(value)} at level: {level} "
-            f"expected size: {shape[level]}"
-        )
-    for item in value:
-        _fill(item, level + 1, shape, dtype, out)
+        if len(item) != shape[level]:
+            raise invalid_argument(
+                f"Encountered list at unexpected size: {len(item)} at level: {level} "
+                f"expected size: {shape[level]}"
+            )
+        if level + 1 == rank and not any(isinstance(v, list) for v in item):
+            for v in item:  # the innermost lists: values in order, no deeper level
+                out.add(v)
+            count += len(item)
+            continue
+        stack.extend((v, level + 1) for v in reversed(item))
+    return count
 
 
-def _to_array(values: list[Any], dtype: str, shape: list[int]) -> Array:
-    if dtype == "string":
+@dataclass
+class JsonTensor:
+    """A request tensor as json_tensor.cc fills its ``TensorProto``: dtype, shape, values."""
+
+    dtype: str
+    shape: list[int]
+    values: list[Any] = field(default_factory=list)
+
+
+def json_tensor_to_array(alias: str, tensor: JsonTensor, limits: Limits) -> Array:
+    """``Tensor::FromProto`` of the filled proto: a shape TensorFlow accepts (else "tensor
+    parsing error"), within this server's limits; extra values (from duplicate member names)
+    are dropped, as TensorFlow keeps the first n."""
+    count = check_tensor_shape(alias, tensor.shape, limits, tensor.dtype == "string")
+    values = tensor.values if len(tensor.values) == count else tensor.values[:count]
+    if tensor.dtype == "string":
         array = np.empty(len(values), dtype=object)
         array[:] = values
-        return array.reshape(shape)
-    collected = np.array(values, dtype=_ACCEPT[dtype][1]) if values else np.zeros(0)
-    return collected.astype(_TARGET[dtype]).reshape(shape)
+        return array.reshape(tensor.shape)
+    if not values:
+        return np.zeros(tensor.shape, dtype=_TARGET[tensor.dtype])
+    collected = np.array(values, dtype=_ACCEPT[tensor.dtype][1])
+    return collected.astype(_TARGET[tensor.dtype]).reshape(tensor.shape)
 
 
 def _shape_string(shape: list[int]) -> str:
     return "[" + ",".join(str(d) for d in shape) + "]"
 
 
+# --------------------------------------------------------------------------------------------
+# Predict requests
+
+
 class _Item:
-    def __init__(self, dtype: str) -> None:
-        self.dtype = dtype
-        self.values: list[Any] = []
+    def __init__(self, dtype: str, limits: Limits) -> None:
+        self.collector = _Collector(dtype, limits)
         self.shape: list[int] | None = None
         self.size = -1
 
 
 def _add_instance_item(
-    value: Any, name: str, dtypes: Mapping[str, str], items: dict[str, _Item]
+    value: Any, name: str, dtypes: Mapping[str, str], items: dict[str, _Item], limits: Limits
 ) -> None:
     """``AddInstanceItem``."""
     if name not in dtypes:
         raise invalid_argument(f"JSON object: does not have named input: {name}")
-    item = items.setdefault(name, _Item(dtypes[name]))
+    item = items.get(name)
+    if item is None:
+        item = items[name] = _Item(dtypes[name], limits)
     shape = _dense_shape(value)
-    values: list[Any] = []
-    _fill(value, 0, shape, item.dtype, values)
-    item.values.extend(values)
+    limits.check_values(math.prod(shape))
+    size = _fill(value, shape, item.collector)
     if item.shape is None:
-        item.size, item.shape = len(values), shape
-    elif item.size != len(values):
-        raise invalid_argument(f"Expecting tensor size: {item.size} but got: {len(values)}")
+        item.size, item.shape = size, shape
+    elif item.size != size:
+        raise invalid_argument(f"Expecting tensor size: {item.size} but got: {size}")
     elif item.shape != shape:
         raise invalid_argument(
             f"Expecting shape {_shape_string(item.shape)} but got: {_shape_string(shape)}"
@@ -474,16 +302,19 @@ def _add_instance_item(
 
 
 def _is_element_object(value: Any) -> bool:
-    return isinstance(value, dict) and not _is_b64_object(value)
+    return isinstance(value, JsonObject) and not _is_b64_object(value)
 
 
-def _from_instances(instances: list[Any], dtypes: Mapping[str, str]) -> dict[str, Array]:
+def _from_instances(
+    instances: list[Any], dtypes: Mapping[str, str], limits: Limits
+) -> dict[str, JsonTensor]:
     """``FillTensorMapFromInstancesList``."""
-    if not isinstance(instances[0], dict) and len(dtypes) > 1:
+    if not isinstance(instances[0], JsonObject) and len(dtypes) > 1:
         raise invalid_argument(
             "instances is a plain list, but expecting list of objects as multiple input "
             "tensors required as per tensorinfo_map"
         )
+    limits.check_examples(len(instances))
     objects = _is_element_object(instances[0])
     input_names = sorted(dtypes)
     items: dict[str, _Item] = {}
@@ -493,15 +324,18 @@ def _from_instances(instances: list[Any], dtypes: Mapping[str, str]) -> dict[str
                 raise invalid_argument(
                     f"Expecting object but got list at item {index} of input list"
                 )
-            for name, value in element.items():
+            keys: set[str] = set()
+            for raw_name, value in element.members:
+                name = _c_string(raw_name)
+                keys.add(name)
                 try:
-                    _add_instance_item(value, name, dtypes, items)
+                    _add_instance_item(value, name, dtypes, items, limits)
                 except ServingError as exc:
                     raise invalid_argument(
                         f"Failed to process element: {index} key: {name} of 'instances' list. "
                         f"Error: {exc.to_string()}"
                     ) from exc
-            if sorted(element) != input_names:
+            if sorted(keys) != input_names:
                 raise invalid_argument(
                     f"Failed to process element: {index} of 'instances' list. JSON object: "
                     f"{debug_string(element)} keys must be equal to: {','.join(input_names)}"
@@ -512,7 +346,7 @@ def _from_instances(instances: list[Any], dtypes: Mapping[str, str]) -> dict[str
                     f"Expecting value/list but got object at item {index} of input list"
                 )
             try:
-                _add_instance_item(element, input_names[0], dtypes, items)
+                _add_instance_item(element, input_names[0], dtypes, items, limits)
             except ServingError as exc:
                 raise invalid_argument(
                     f"Failed to process element: {index} of 'instances' list. "
@@ -520,49 +354,55 @@ def _from_instances(instances: list[Any], dtypes: Mapping[str, str]) -> dict[str
                 ) from exc
     count = len(instances)
     return {
-        name: _to_array(item.values, item.dtype, [count, *(item.shape or [])])
+        name: JsonTensor(item.collector.dtype, [count, *(item.shape or [])], item.collector.values)
         for name, item in items.items()
     }
 
 
-def _from_inputs(inputs: Any, dtypes: Mapping[str, str]) -> dict[str, Array]:
-    """``FillTensorMapFromInputsMap``: extra keys in the object are ignored, as upstream."""
-    if not isinstance(inputs, dict) or _is_b64_object(inputs):
+def _column(value: Any, dtype: str, limits: Limits) -> JsonTensor:
+    shape = _dense_shape(value)
+    if shape:
+        limits.check_examples(shape[0])
+    limits.check_values(math.prod(shape))
+    collector = _Collector(dtype, limits)
+    _fill(value, shape, collector)
+    return JsonTensor(dtype, shape, collector.values)
+
+
+def _from_inputs(
+    inputs: Any, dtypes: Mapping[str, str], limits: Limits
+) -> dict[str, JsonTensor]:
+    """``FillTensorMapFromInputsMap``: members that are not inputs are ignored, as upstream."""
+    if not isinstance(inputs, JsonObject) or _is_b64_object(inputs):
         if len(dtypes) > 1:
             raise invalid_argument(
                 "inputs is a plain value/list, but expecting an object as multiple input "
                 "tensors required as per tensorinfo_map"
             )
         name = next(iter(dtypes))
-        return {name: _column(inputs, dtypes[name])}
-    result: dict[str, Array] = {}
+        return {name: _column(inputs, dtypes[name], limits)}
+    result: dict[str, JsonTensor] = {}
     for name in sorted(dtypes):
-        if name not in inputs:
+        value = inputs.find(name, _MISSING)
+        if value is _MISSING:
             raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
-        result[name] = _column(inputs[name], dtypes[name])
+        result[name] = _column(value, dtypes[name], limits)
     return result
 
 
-def _column(value: Any, dtype: str) -> Array:
-    shape = _dense_shape(value)
-    values: list[Any] = []
-    _fill(value, 0, shape, dtype, values)
-    return _to_array(values, dtype, shape)
-
-
 def fill_inputs(
-    document: Mapping[str, Any], dtypes: Mapping[str, str]
-) -> tuple[str, dict[str, Array]]:
-    """``FillPredictRequestFromJson`` after the signature lookup: (format, inputs by alias)."""
-    has_instances = "instances" in document
-    has_inputs = "inputs" in document
-    if has_instances and has_inputs:
-        raise invalid_argument(
-            f"JSON Value: {debug_string(document)} Not formatted correctly expecting only one "
-            "of 'inputs' or 'instances' keys to exist "
-        )
-    if has_instances:
-        instances = document["instances"]
+    document: JsonObject, dtypes: Mapping[str, str], limits: Limits | None = None
+) -> tuple[str, dict[str, JsonTensor]]:
+    """``FillPredictRequestFromJson`` after the signature lookup: (format, tensors by alias)."""
+    limits = limits or Limits()
+    instances = document.find("instances", _MISSING)
+    inputs = document.find("inputs", _MISSING)
+    if instances is not _MISSING:
+        if inputs is not _MISSING:
+            raise invalid_argument(
+                f"JSON Value: {debug_string(document)} Not formatted correctly expecting only "
+                "one of 'inputs' or 'instances' keys to exist "
+            )
         if not isinstance(instances, list):
             raise invalid_argument(
                 f"JSON Value: {debug_string(document)} Expecting 'instances' to be an list/array"
@@ -571,126 +411,114 @@ def fill_inputs(
             raise invalid_argument(
                 f"JSON Value: {debug_string(document)} No values in 'instances' array"
             )
-        return ROW, _from_instances(instances, dtypes)
-    if has_inputs:
-        return COLUMNAR, _from_inputs(document["inputs"], dtypes)
+        return ROW, _from_instances(instances, dtypes, limits)
+    if inputs is not _MISSING:
+        return COLUMNAR, _from_inputs(inputs, dtypes, limits)
     raise invalid_argument("Missing 'inputs' or 'instances' key")
 
 
 # --------------------------------------------------------------------------------------------
-# Response
+# Classify and regress requests
 
 
-def _tokens(name: str, array: Array) -> list[Any]:
-    """The flat values of an output as writer tokens (bytes, or a b64 marker tuple)."""
-    flat = array.reshape(-1)
-    kind = array.dtype
-    if kind == np.float32:
-        return [format_decimal(v, True).encode() for v in flat.tolist()]
-    if kind == np.float64:
-        return [format_decimal(v, False).encode() for v in flat.tolist()]
-    if kind in (np.int32, np.int16, np.int8, np.uint8, np.int64, np.uint32, np.uint64):
-        return [str(v).encode() for v in flat.tolist()]
-    if kind == np.bool_:
-        return [b"true" if v else b"false" for v in flat.tolist()]
-    if kind.kind == "O":
-        raw = [v if isinstance(v, bytes) else str(v).encode() for v in flat.tolist()]
-        if name.endswith("_bytes"):
-            return [("b64", base64.b64encode(v)) for v in raw]
-        return [_quote(v) for v in raw]
-    from ._tensors import dtype_enum_of, dtype_name
+class _Feature:
+    """A ``tf.train.Feature`` being filled: its kind ("bytes", "float", "int64") and values."""
 
-    raise invalid_argument(
-        f"Failed to write JSON value for tensor type: {dtype_name(dtype_enum_of(array))}"
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.kind = ""
+        self.values: list[Any] = []
+
+    def expect(self, kind: str) -> None:
+        """``IsFeatureOfKind``, else ``IncompatibleFeatureKindError``."""
+        if self.kind and self.kind != kind:
+            raise invalid_argument(
+                f"Unexpected element type in feature: {self.name} expecting type: {self.kind}"
+            )
+        self.kind = kind
+
+
+def _add_value_to_feature(value: Any, feature: _Feature, limits: Limits) -> None:
+    """``AddValueToFeature``."""
+    name = feature.name
+    if value is None or isinstance(value, list) or (
+        isinstance(value, JsonObject) and not _is_b64_object(value)
+    ):
+        raise invalid_argument(
+            f"Feature: {name} has element with unexpected JSON type: {json_type(value)}"
+        )
+    if isinstance(value, bool):
+        feature.expect("int64")
+        feature.values.append(1 if value else 0)
+    elif isinstance(value, (JsonObject, str)):
+        feature.expect("bytes")
+        raw = _decode_b64(value) if isinstance(value, JsonObject) else to_bytes(value)
+        limits.check_string(len(raw))
+        feature.values.append(raw)
+    elif isinstance(value, float):
+        feature.expect("float")
+        feature.values.append(value)
+    else:
+        feature.expect("int64")
+        if value >= 2**63:
+            raise invalid_argument(
+                f"Feature: {name} has uint64_t element. Only int64_t is supported."
+            )
+        feature.values.append(value)
+
+
+def _example_from_json(value: Any, limits: Limits) -> Any:
+    """``MakeExampleFromJsonObject`` (a repeated name: the last one wins)."""
+    from tensorflow.core.example import example_pb2
+
+    if not isinstance(value, JsonObject):
+        raise invalid_argument(f"Example must be JSON object but got JSON {json_type(value)}")
+    example = example_pb2.Example()
+    for raw_name, content in value.members:
+        name = _c_string(raw_name)
+        feature = _Feature(name)
+        for item in content if isinstance(content, list) else [content]:
+            _add_value_to_feature(item, feature, limits)
+        target = example.features.feature[name]
+        target.Clear()
+        if feature.kind == "bytes":
+            target.bytes_list.value.extend(feature.values)
+        elif feature.kind == "float":
+            target.float_list.value.extend(feature.values)
+        elif feature.kind == "int64":
+            target.int64_list.value.extend(feature.values)
+    return example
+
+
+def examples_from_document(document: JsonObject, request: Any, limits: Limits) -> None:
+    """``FillClassifyRegressRequestFromJson`` after ``FillSignature``: fills ``request.input``
+    (a ``ClassificationRequest`` or ``RegressionRequest``) from "context" and "examples"."""
+    context = document.find("context", _MISSING)
+    has_context = context is not _MISSING
+    if has_context:
+        request.input.example_list_with_context.context.CopyFrom(
+            _example_from_json(context, limits)
+        )
+    examples = document.find("examples", _MISSING)
+    if examples is _MISSING:
+        raise invalid_argument(
+            f"JSON Value: {debug_string(document)} When method is classify, key 'examples' is "
+            "expected and was not found"
+        )
+    if not isinstance(examples, list):
+        raise invalid_argument(
+            f"JSON Value: {debug_string(document)} Expecting 'examples' value to be an "
+            "list/array"
+        )
+    if not examples:
+        raise invalid_argument(
+            f"JSON Value: {debug_string(document)} 'examples' value is an empty array"
+        )
+    limits.check_examples(len(examples))
+    target = (
+        request.input.example_list_with_context.examples
+        if has_context
+        else request.input.example_list.examples
     )
-
-
-def _write_token(writer: JsonWriter, token: Any) -> None:
-    if isinstance(token, tuple):
-        writer.start_object()
-        writer.key(b"b64")
-        writer.string(token[1])
-        writer.end_object()
-    else:
-        writer.raw(token)
-
-
-def _write_values(
-    writer: JsonWriter, shape: tuple[int, ...], tokens: list[Any], dim: int, offset: list[int]
-) -> None:
-    """``AddTensorValues``."""
-    if dim > len(shape) - 1:
-        _write_token(writer, tokens[offset[0]])
-        offset[0] += 1
-        return
-    writer.start_array()
-    if dim == len(shape) - 1:
-        for _ in range(shape[dim]):
-            _write_token(writer, tokens[offset[0]])
-            offset[0] += 1
-    else:
-        for _ in range(shape[dim]):
-            _write_values(writer, shape, tokens, dim + 1, offset)
-    writer.end_array()
-
-
-def make_response(outputs: Mapping[str, Array], fmt: str) -> bytes:
-    """``MakeJsonFromTensors``: ``{"predictions": ...}`` (row) or ``{"outputs": ...}``."""
-    if not outputs:
-        raise invalid_argument("Cannot convert empty tensor map to JSON")
-    names = sorted(outputs)
-    writer = JsonWriter()
-    objects = len(names) > 1
-    if fmt == ROW:
-        batch = -1
-        for name in names:
-            shape = outputs[name].shape
-            if not shape:
-                raise invalid_argument(f"Tensor name: {name} has no shape information ")
-            if batch >= 0 and batch != shape[0]:
-                raise invalid_argument(
-                    f"Tensor name: {name} has inconsistent batch size: {shape[0]} "
-                    f"expecting: {batch}"
-                )
-            batch = shape[0]
-        tokens = {name: _tokens(name, outputs[name]) for name in names}
-        offsets = {name: [0] for name in names}
-        writer.start_object()
-        writer.key(b"predictions")
-        writer.start_array()
-        for _ in range(batch):
-            if objects:
-                writer.start_object()
-            writer.single_line_arrays = True
-            for name in names:
-                if objects:
-                    writer.key(_utf8(name))
-                _write_values(writer, outputs[name].shape, tokens[name], 1, offsets[name])
-            writer.single_line_arrays = False
-            if objects:
-                writer.end_object()
-        writer.end_array()
-        writer.end_object()
-    else:
-        writer.start_object()
-        writer.key(b"outputs")
-        if objects:
-            writer.start_object()
-        for name in names:
-            if objects:
-                writer.key(_utf8(name))
-            _write_values(writer, outputs[name].shape, _tokens(name, outputs[name]), 0, [0])
-        if objects:
-            writer.end_object()
-        writer.end_object()
-    return writer.getvalue()
-
-
-def error_body(message: str) -> bytes:
-    """``MakeJsonFromStatus``: ``{"error": "..."}``."""
-    writer = JsonWriter()
-    writer.start_object()
-    writer.key(b"error")
-    writer.string(_utf8(message))
-    writer.end_object()
-    return writer.getvalue()
+    for value in examples:
+        target.add().CopyFrom(_example_from_json(value, limits))

@@ -297,6 +297,9 @@ class ModelManager:
             cancelled = False
             if attempt < self._max_retries and not self._stop.is_set():
                 attempt += 1
+                # TF Serving keeps LOADING / OK until the last retry fails; the embedded server
+                # shows the error at once, while the state says a retry is still coming.
+                self._set(model, version, VersionStatus(LOADING, error.code, error.message))
                 deadline = time.monotonic() + self._retry_interval
                 while time.monotonic() < deadline and not self._stop.is_set():
                     step = min(deadline - time.monotonic(), max(self._poll_seconds, 0.05))

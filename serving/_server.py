@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from headswitch.contract import GRPC_PORT, REST_PORT
 
 from ._errors import invalid_argument, unavailable
+from ._limits import Limits
 
 if TYPE_CHECKING:
     from ._core import ServingCore
@@ -27,7 +28,8 @@ class ModelServer:
     ``start()`` loads the newest version of every model (warmup included) before it opens the
     ports, as ``tensorflow_model_server`` does, and raises :class:`ServingError` if a model does
     not become available. Port ``0`` picks a free port; read :attr:`grpc_port` and
-    :attr:`rest_port` after ``start()``. ``rest_port=None`` disables REST.
+    :attr:`rest_port` after ``start()``. ``rest_port=None`` disables REST. ``limits`` sets the
+    request limits and timeouts (:class:`Limits`; TF Serving has none).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class ModelServer:
         enable_model_warmup: bool = True,
         startup_timeout: float | None = None,
         grpc_max_workers: int = 32,
+        limits: Limits | None = None,
     ) -> None:
         if model_base_path is None and model_config_file is None:
             raise invalid_argument(
@@ -64,6 +67,8 @@ class ModelServer:
             )
         if rest_port is not None and rest_port != 0 and rest_port == grpc_port:
             raise invalid_argument("rest_port cannot be the same as grpc_port.")
+        self.limits = limits or Limits()
+        self.limits.validate()
         self.model_name = model_name or "default"
         self.model_base_path = (
             None if model_base_path is None else str(Path(model_base_path).absolute())
@@ -181,6 +186,7 @@ class ModelServer:
             max_load_retries=self.max_num_load_retries,
             load_retry_interval=self.load_retry_interval_seconds,
             enable_warmup=self.enable_model_warmup,
+            limits=self.limits,
         )
         with self._lock:
             if self._stopping:
@@ -192,10 +198,12 @@ class ModelServer:
             if self._stopping:
                 raise unavailable("The server is shutting down")
             self._grpc = GrpcServer(
-                core, self.host, self._grpc_port_requested, self.grpc_max_workers
+                core, self.host, self._grpc_port_requested, self.grpc_max_workers, self.limits
             )
             if self._rest_port_requested is not None:
-                self._rest = RestServer(core, self.host, self._rest_port_requested, monitoring)
+                self._rest = RestServer(
+                    core, self.host, self._rest_port_requested, monitoring, self.limits
+                )
             self._grpc.start()
             if self._rest is not None:
                 self._rest.start()

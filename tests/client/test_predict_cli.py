@@ -79,11 +79,15 @@ def test_unknown_model(server: Any, capfd: pytest.CaptureFixture[str]) -> None:
     (["hello"], "--task is required"),
     (["--task", "0"], "no texts"),
     (["--input", "/nonexistent.jsonl"], "No such file"),
+    (["--timeout", "-1", "--task", "0", "hello"], "--timeout must be a positive number"),
+    (["--timeout", "0", "--task", "0", "hello"], "--timeout must be a positive number"),
+    (["--timeout", "nan", "--task", "0", "hello"], "--timeout must be a positive number"),
 ])
 def test_usage_errors(capfd: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
     code, _, err = _predict(capfd, "--rest", "http://127.0.0.1:9", *args)
     assert code == 2
     assert message in err
+    assert "Traceback" not in err
 
 
 def test_bad_input_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:

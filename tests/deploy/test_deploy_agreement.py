@@ -11,6 +11,7 @@ from headswitch.deploy import (
     HEALTH_ROUTE,
     MODEL_NAME,
     PREDICT_ROUTE,
+    READY_ROUTE,
     SERVER_FLAGS,
     serving_tensorflow_version,
 )
@@ -37,6 +38,7 @@ def test_shared_values_come_from_the_exporter() -> None:
     assert MODEL_NAME == DEFAULT_MODEL_NAME == DEFAULT_BASE.name
     assert HEALTH_ROUTE == f"/v1/models/{DEFAULT_MODEL_NAME}"
     assert PREDICT_ROUTE == f"/v1/models/{DEFAULT_MODEL_NAME}:predict"
+    assert READY_ROUTE == f"/v1/models/{DEFAULT_MODEL_NAME}/metadata"
 
 
 def test_every_tensorflow_serving_tag_is_the_pinned_version(tf_version: str) -> None:
@@ -106,8 +108,9 @@ def test_every_file_uses_the_same_flags_and_paths() -> None:
         assert f'"{flag}"' in dockerfile
     for path in _deployment_files():
         text = path.read_text()
-        for route in re.findall(r"/v1/models/[\w\-]+", text):
-            assert route in (HEALTH_ROUTE, "/v1/models/NAME"), f"{path}: {route}"
+        for route in re.findall(r"/v1/models/[\w\-]+(?:/metadata)?", text):
+            assert route in (HEALTH_ROUTE, READY_ROUTE, "/v1/models/NAME",
+                             "/v1/models/NAME/metadata"), f"{path}: {route}"
 
 
 def test_one_non_root_uid_everywhere() -> None:

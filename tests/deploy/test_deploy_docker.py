@@ -23,6 +23,7 @@ from headswitch.deploy import (
     HEALTH_ROUTE,
     METRICS_PATH,
     PREDICT_ROUTE,
+    READY_ROUTE,
     REST_PORT,
     SERVER_FLAGS,
 )
@@ -218,16 +219,20 @@ def test_compose_hardening(compose: dict[str, Any]) -> None:
     assert service["cap_drop"] == ["ALL"]
 
 
-def test_compose_healthcheck_asks_for_the_model_status(compose: dict[str, Any]) -> None:
+def test_compose_healthcheck_asks_for_a_loaded_version(compose: dict[str, Any]) -> None:
     check = compose["services"]["serving"]["healthcheck"]
     command = check["test"]
     assert command[:3] == ["CMD", "bash", "-c"], "the image has bash but no curl or wget"
     assert f"/dev/tcp/127.0.0.1/{REST_PORT}" in command[3]
-    assert f"GET {HEALTH_ROUTE} " in command[3]
+    assert f"GET {READY_ROUTE} " in command[3]
     assert "$" not in command[3], "compose would interpolate it"
 
 
-class _Status(BaseHTTPRequestHandler):
+class _TfServing(BaseHTTPRequestHandler):
+    """Answers the two routes as TF Serving 2.19.1 does for a model whose only version is in
+    ``state``: the status route is 200 whatever the state (get_model_status_impl.cc), the
+    metadata route needs an AVAILABLE version (get_model_metadata_impl.cc: 404 otherwise)."""
+
     state = "AVAILABLE"
 
     def do_GET(self) -> None:
@@ -236,8 +241,13 @@ class _Status(BaseHTTPRequestHandler):
                 "version": "1", "state": self.state,
                 "status": {"error_code": "OK", "error_message": ""}}]}, indent=1)
             self.send_response(200)
+        elif self.path == READY_ROUTE and self.state == "AVAILABLE":
+            body = json.dumps({"model_spec": {"name": DEFAULT_MODEL_NAME, "version": "1"},
+                               "metadata": {"signature_def": {}}})
+            self.send_response(200)
         else:
-            body = json.dumps({"error": f"Servable not found for request: {self.path}"})
+            body = json.dumps(
+                {"error": f"Servable not found for request: Latest({DEFAULT_MODEL_NAME})"})
             self.send_response(404)
         data = body.encode()
         self.send_header("Content-Type", "application/json")
@@ -251,11 +261,11 @@ class _Status(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def status_server() -> Iterator[Callable[[str], int]]:
-    """A loopback stand-in for TF Serving's GET /v1/models/NAME, in a given state."""
+    """A loopback stand-in for TF Serving's status and metadata routes, in a given state."""
     servers: list[ThreadingHTTPServer] = []
 
     def start(state: str) -> int:
-        handler = type("Handler", (_Status,), {"state": state})
+        handler = type("Handler", (_TfServing,), {"state": state})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
@@ -270,7 +280,8 @@ def status_server() -> Iterator[Callable[[str], int]]:
 def test_compose_healthcheck_command_runs(compose: dict[str, Any],
                                           status_server: Callable[[str], int]) -> None:
     """The healthcheck's bash line against a server replying as TF Serving does: healthy only
-    once a version is AVAILABLE, and never while loading or before the port opens."""
+    while a version is AVAILABLE: not while loading, not once every version failed or was
+    removed (END), and not before the port opens."""
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is not installed here")
@@ -283,6 +294,7 @@ def test_compose_healthcheck_command_runs(compose: dict[str, Any],
 
     assert run(status_server("AVAILABLE")) == 0
     assert run(status_server("LOADING")) != 0
+    assert run(status_server("END")) != 0
     with socket.socket() as probe:  # a port nobody listens on: the server is still loading
         probe.bind(("127.0.0.1", 0))
         closed = int(probe.getsockname()[1])

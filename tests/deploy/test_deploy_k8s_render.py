@@ -16,6 +16,7 @@ from headswitch.deploy import (
     HEALTH_ROUTE,
     METRICS_PATH,
     MODEL_NAME,
+    READY_ROUTE,
     REST_PORT,
     SERVER_FLAGS,
 )
@@ -74,9 +75,15 @@ def test_service_ports_and_probes_agree(name: str, rendered: Render) -> None:
     service = _one(docs, "Service")
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]} == {
         "grpc": (GRPC_PORT, "grpc"), "http": (REST_PORT, "http")}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    # Startup and readiness fail while no version is AVAILABLE (the metadata route needs a
+    # loaded version); liveness only asks whether the server answers (the status route).
+    for probe, route in (
+        ("startupProbe", READY_ROUTE),
+        ("readinessProbe", READY_ROUTE),
+        ("livenessProbe", HEALTH_ROUTE),
+    ):
         get = container[probe]["httpGet"]
-        assert get["path"] == HEALTH_ROUTE and ports[get["port"]] == REST_PORT, probe
+        assert get["path"] == route and ports[get["port"]] == REST_PORT, probe
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, "covers a model load"
     annotations = _one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from headswitch.export import ExportError, export_models
 
 
@@ -26,6 +25,7 @@ def test_versions_increment_and_never_overwrite(example_models: Any, tmp_path: P
     (base / "7" / "marker").write_text("keep")
     first = export_models(example_models.paths[:2], base)
     assert first.version == 8
+    assert not (base / "8" / ".headswitch-owner").exists()  # the owner record stays behind
     with pytest.raises(ExportError, match="already exists"):
         export_models(example_models.paths[:2], base, version=8)
     assert (base / "7" / "marker").read_text() == "keep"
@@ -71,3 +71,43 @@ def test_killed_export_leaves_no_numbered_folder(example_models: Any, tmp_path: 
     report = export_models(example_models.paths[:2], base)
     assert report.version == 1
     assert not [p for p in base.iterdir() if p.name.startswith(".headswitch-tmp-")]
+
+
+def test_stale_temporaries_only_from_this_host_or_old(tmp_path: Path) -> None:
+    """Shared storage: another host's export in progress (its process id means nothing here)
+    is kept; this host's dead exports and anything older than a day are removed."""
+    import json
+    import socket
+
+    from headswitch.export._publish import (
+        OWNER_FILE,
+        STALE_AGE_SECONDS,
+        TEMP_PREFIX,
+        remove_stale_temporaries,
+    )
+
+    here = socket.gethostname()
+    dead_pid = 2**22 + 12345  # above the default pid_max: never a live process
+    now = time.time()
+
+    def temp(name: str, owner: dict[str, Any] | None, age: float = 0.0) -> Path:
+        path = tmp_path / f"{TEMP_PREFIX}{name}"
+        path.mkdir()
+        if owner is not None:
+            (path / OWNER_FILE).write_text(json.dumps(owner))
+        os.utime(path, (now - age, now - age))
+        return path
+
+    other_host = temp("1-a", {"host": here + "-other", "pid": dead_pid, "started": now})
+    mine_dead = temp("2-b", {"host": here, "pid": dead_pid, "started": now})
+    mine_alive = temp("3-c", {"host": here, "pid": os.getpid(), "started": now})
+    other_old = temp("4-d", {"host": here + "-other", "pid": 1,
+                             "started": now - STALE_AGE_SECONDS - 60})
+    legacy_new = temp("5-e", None)
+    legacy_old = temp("6-f", None, age=STALE_AGE_SECONDS + 60)
+    (tmp_path / "7").mkdir()
+
+    removed = set(remove_stale_temporaries(tmp_path))
+    assert removed == {mine_dead, other_old, legacy_old}
+    assert other_host.exists() and mine_alive.exists() and legacy_new.exists()
+    assert (tmp_path / "7").exists()

@@ -7,13 +7,33 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 MODEL = "m"
 KINDS = ["embedded", "tfserving-docker"]
 TFSERVING_IMAGE = os.environ.get("TFSERVING_IMAGE", "tensorflow/serving:2.19.1")
+
+
+# Where TF Serving 2.19.1 decides what a conformance test expects. Paths are relative to the
+# tensorflow/serving repository at tag 2.19.1 unless they name another project (the versions TF
+# Serving pins: rapidjson 1.1.0, libevent 2.1.12, TensorFlow 2.19).
+TF_SERVING_TAG = "2.19.1"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def source(*citations: str) -> Callable[[F], F]:
+    """Cite the source that specifies a conformance test's expectations, as
+    ``"file: behaviour"`` (facts, not code). Every conformance test carries at least one;
+    ``test_conformance_cites_source`` checks it."""
+
+    def mark(function: F) -> F:
+        function.tf_serving_source = citations  # type: ignore[attr-defined]
+        return function
+
+    return mark
 
 
 def add_version(base: Path, version: int | str, template: Path) -> Path:

@@ -208,9 +208,12 @@ def test_sigterm_drains_in_flight_requests(models_root: Path, model_template: Pa
             thread.join(timeout=60)
     assert code == 0
     assert [r[2] for r in records if r[2].startswith("lost")] == []
-    in_flight = [r for r in records if r[0] < sigterm_at < r[1]]
+    # A request whose connection the server never took ("refused": it was sent just before
+    # SIGTERM but connected after the ports closed, which a loaded machine makes likely) was
+    # not in flight; every request the server took was answered.
+    in_flight = [r for r in records if r[0] < sigterm_at < r[1] and r[2] != "refused"]
     assert len(in_flight) >= 8
     assert all(r[2] == "ok" for r in in_flight)  # accepted before SIGTERM: answered
-    assert all(r[2] == "ok" for r in records if r[0] < sigterm_at)
+    assert all(r[2] in ("ok", "refused") for r in records if r[0] < sigterm_at)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{rest_url}/v1/models/{MODEL}", timeout=5)

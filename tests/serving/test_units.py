@@ -3,7 +3,9 @@ configuration files, version folder rules."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -17,16 +19,16 @@ from headswitch.serving._config import (
     load_monitoring_options,
     parse_batching_parameters,
 )
-from headswitch.serving._json import (
+from headswitch.serving._json import fill_inputs, json_tensor_to_array, parse_document
+from headswitch.serving._json_writer import (
     COLUMNAR,
     ROW,
     debug_string,
     error_body,
-    fill_inputs,
     format_decimal,
     make_response,
-    parse_document,
 )
+from headswitch.serving._limits import Limits
 from headswitch.serving._manager import aspired_versions, parse_version
 
 
@@ -70,15 +72,24 @@ def test_row_and_columnar_layout() -> None:
     assert error_body("bad") == b'{\n    "error": "bad"\n}'
 
 
+def _doc(value: object) -> Any:
+    return parse_document(json.dumps(value).encode())
+
+
+def _fill(value: object, dtypes: dict[str, str]) -> tuple[str, dict[str, np.ndarray]]:
+    fmt, tensors = fill_inputs(_doc(value), dtypes)
+    return fmt, {k: json_tensor_to_array(k, t, Limits()) for k, t in tensors.items()}
+
+
 def test_debug_string_is_truncated() -> None:
-    long = {"instances": list(range(500))}
+    long = _doc({"instances": list(range(500))})
     text = debug_string(long)
     assert text.startswith('{\n    "instances": [0, 1, 2')
     assert 256 <= len(text) < 270
 
 
 def test_fill_inputs_shapes_and_types() -> None:
-    fmt, inputs = fill_inputs(
+    fmt, inputs = _fill(
         {"instances": [{"x": [1.0, 2.0], "s": {"b64": "AAE="}}, {"x": [3, 4], "s": "t"}]},
         {"x": "float", "s": "string"},
     )
@@ -86,21 +97,21 @@ def test_fill_inputs_shapes_and_types() -> None:
     assert inputs["x"].dtype == np.float32 and inputs["x"].shape == (2, 2)
     assert list(inputs["s"]) == [b"\x00\x01", b"t"]
     with pytest.raises(ServingError) as info:
-        fill_inputs({"instances": [{"x": [1.0]}, {"x": [1.0, 2.0]}]}, {"x": "float"})
+        _fill({"instances": [{"x": [1.0]}, {"x": [1.0, 2.0]}]}, {"x": "float"})
     assert info.value.message == (
         "Failed to process element: 1 key: x of 'instances' list. Error: INVALID_ARGUMENT: "
         "Expecting tensor size: 1 but got: 2"
     )
     with pytest.raises(ServingError) as info:
-        fill_inputs({"inputs": {"x": [[1], [2, 3]]}}, {"x": "int32"})
+        _fill({"inputs": {"x": [[1], [2, 3]]}}, {"x": "int32"})
     assert (
         info.value.message == "Encountered list at unexpected size: 2 at level: 1 expected size: 1"
     )
     with pytest.raises(ServingError) as info:
-        fill_inputs({"inputs": [1]}, {"x": "half"})
+        _fill({"inputs": [1]}, {"x": "half"})
     assert info.value.code == grpc.StatusCode.UNIMPLEMENTED
     with pytest.raises(ServingError) as info:
-        fill_inputs({"inputs": [{"b64": "!!"}]}, {"x": "string"})
+        _fill({"inputs": [{"b64": "!!"}]}, {"x": "string"})
     assert info.value.message == "Unable to base64 decode"
 
 
@@ -230,3 +241,17 @@ def test_version_folders(tmp_path: Path) -> None:
         ModelConfig("m", str(tmp_path), VersionPolicy("specific", versions=(1, 5)))
     )
     assert list(specific) == [1]
+
+
+def test_conformance_cites_source() -> None:
+    """Every conformance expectation names the TF Serving source that specifies it."""
+    import test_grpc_conformance
+    import test_rest_conformance
+
+    for module in (test_rest_conformance, test_grpc_conformance):
+        tests = [getattr(module, n) for n in dir(module) if n.startswith("test_")]
+        assert tests
+        for test in tests:
+            citations = getattr(test, "tf_serving_source", ())
+            assert citations, f"{module.__name__}.{test.__name__} cites no source"
+            assert all(": " in c for c in citations), test.__name__

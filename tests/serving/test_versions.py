@@ -270,6 +270,14 @@ def test_load_retries(embedded_factory: Factory, models_root: Path, model_templa
     partial = base / "2"
     partial.mkdir()
     _wait_for(lambda: _statuses(target).get("2", {}).get("state") == "LOADING", 10, "loading")
+    # The failed attempt shows in status at once (TF Serving shows it only when the last retry
+    # has failed): still LOADING, with the error.
+    _wait_for(
+        lambda: _statuses(target)["2"]["status"]["error_code"] == "NOT_FOUND", 10, "the error"
+    )
+    status = _statuses(target)["2"]
+    assert status["state"] == "LOADING"
+    assert "Could not find SavedModel .pb or .pbtxt" in status["status"]["error_message"]
     # Folders first, saved_model.pb last: a retry during the copy fails again, harmlessly.
     for item in sorted(
         model_template.iterdir(), key=lambda p: (p.is_file(), p.name == "saved_model.pb")
@@ -314,3 +322,79 @@ def test_stop_while_waiting_for_first_version(models_root: Path) -> None:
     assert isinstance(errors[0], ServingError)
     assert errors[0].code == grpc.StatusCode.UNAVAILABLE
     assert server.wait(timeout=1)
+
+
+def _compose_healthcheck(target: Target) -> int:
+    """docker-compose.yml's healthcheck line, pointed at this target's REST port and model."""
+    import shutil
+    import subprocess
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed here")
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    script = compose["services"]["serving"]["healthcheck"]["test"][3]
+    port = urlsplit(target.rest_url).port
+    script = script.replace("/8501", f"/{port}").replace("/v1/models/headswitch", f"/v1/models/{MODEL}")
+    return subprocess.run([bash, "-c", script], check=False, capture_output=True, timeout=20).returncode
+
+
+def test_readiness_follows_available_versions(
+    factory: Factory, models_root: Path, model_template: Path
+) -> None:
+    """What the k8s readiness/startup probes and the compose healthcheck rely on: the metadata
+    route needs an AVAILABLE version (get_model_metadata_impl.cc takes a servable handle: 404
+    otherwise), while the status route stays 200 once any version is known
+    (get_model_status_impl.cc)."""
+    base = models_root / MODEL
+    add_version(base, 1, model_template)
+    target = factory.start(base=base, poll_seconds=0.3)
+    assert target.get(f"/v1/models/{MODEL}/metadata").status_code == 200
+    assert _compose_healthcheck(target) == 0
+
+    (base / "1").rename(base / "removed-1")  # no version left on disk: version 1 unloads
+    _wait_for(lambda: _statuses(target)["1"]["state"] == "END", 30, "version 1 to unload")
+    assert target.get(f"/v1/models/{MODEL}").status_code == 200  # not a readiness signal
+    metadata = target.get(f"/v1/models/{MODEL}/metadata")
+    assert metadata.status_code == 404
+    assert metadata.json() == {"error": f"Servable not found for request: Latest({MODEL})"}
+    predict = target.post(
+        f"/v1/models/{MODEL}:predict", json={"instances": [{"text": "a", "task_id": 0}]}
+    )
+    assert predict.status_code == 404
+    assert _compose_healthcheck(target) != 0
+
+    add_version(base, 2, model_template)
+    _wait_for(
+        lambda: target.get(f"/v1/models/{MODEL}/metadata").status_code == 200, 60, "version 2"
+    )
+    assert _compose_healthcheck(target) == 0
+
+
+def test_corrupt_version_is_reported(
+    factory: Factory, models_root: Path, model_template: Path
+) -> None:
+    """A version whose saved_model.pb is not a SavedModel: its status carries the loader's
+    error (TensorFlow cc/saved_model/reader.cc ReadSavedModel -> ReadBinaryProto: DATA_LOSS
+    "Can't parse PATH as binary proto"; get_model_status_impl.cc reports the servable's health)
+    while the previous version keeps serving."""
+    base = models_root / MODEL
+    add_version(base, 1, model_template)
+    target = factory.start(base=base, poll_seconds=0.3)
+    staging = base / "temp-2"
+    staging.mkdir()
+    (staging / "saved_model.pb").write_bytes(bytes(range(256)) * 16)
+    (staging / "variables").mkdir()
+    staging.rename(base / "2")
+    _wait_for(lambda: _statuses(target).get("2", {}).get("state") == "END", 30, "version 2")
+    status = _statuses(target)["2"]["status"]
+    assert status == {
+        "error_code": "DATA_LOSS",
+        "error_message": f"Can't parse {factory.server_path(base / '2')}/saved_model.pb as "
+        "binary proto",
+    }
+    assert target.prediction.Predict(_predict_request(), timeout=30).model_spec.version.value == 1
