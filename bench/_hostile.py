@@ -214,7 +214,8 @@ def _idle_keep_alive(target: Target) -> Outcome:
             while sock.recv(65536):
                 pass
         except OSError:
-            return Outcome("open", detail=f"still open after {time.perf_counter() - answered:.0f} s")
+            waited = time.perf_counter() - answered
+            return Outcome("open", detail=f"still open after {waited:.0f} s")
     seconds = time.perf_counter() - answered
     return Outcome("closed", detail=f"closed {seconds:.1f} s after the answer",
                    seconds=time.perf_counter() - started)
@@ -283,7 +284,8 @@ def rest_cases() -> list[Case]:
         c("task_id NaN", lambda t: b'{"instances": [{"text": "a", "task_id": NaN}]}', "400"),
         c("task_id 1e400",
           lambda t: b'{"instances": [{"text": "a", "task_id": 1e400}]}', "400"),
-        c("task_id 2^64", lambda t: b'{"instances": [{"text": "a", "task_id": 18446744073709551616}]}',
+        c("task_id 2^64",
+          lambda t: b'{"instances": [{"text": "a", "task_id": 18446744073709551616}]}',
           "400"),
         c("task_id out of range (model check)",
           lambda t: _json({"instances": [{"text": "a", "task_id": 10**6}]}), "400"),

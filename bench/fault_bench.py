@@ -43,7 +43,8 @@ import _hostile
 from _measure import machine, percentile, write_json
 
 MODEL = "headswitch"
-WORDS = ["the", "match", "was", "great", "and", "the", "striker", "scored", "twice", "before", "halftime", "refund", "please", "my", "order", "never", "arrived", "free", "prize", "click", "now", "the", "meeting", "moved", "to", "friday"]
+WORDS = ("the match was great and the striker scored twice before halftime refund please my "
+         "order never arrived free prize click now the meeting moved to friday").split()
 
 
 # ------------------------------------------------------------------------------------------
@@ -280,9 +281,11 @@ def _examples_limit_memory(tree: Tree, base: Path, work: Path, rss_cap: int) -> 
     limit = server.target.max_examples
     rng = random.Random(0)
 
+    def text() -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20)))
+
     def body(n: int) -> dict[str, Any]:
-        return {"instances": [{"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 20))),
-                               "task_id": rng.randrange(7)} for _ in range(n)]}
+        return {"instances": [{"text": text(), "task_id": rng.randrange(7)} for _ in range(n)]}
 
     with httpx.Client(timeout=300) as client:
         url = f"{server.target.rest_url}/v1/models/{MODEL}:predict"

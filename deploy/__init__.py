@@ -19,7 +19,6 @@ from ._serving import (
     MODEL_NAME,
     PREDICT_ROUTE,
     READY_ROUTE,
-    REST_PORT,
     SERVER_FLAGS,
     server_args,
     serving_tensorflow_version,

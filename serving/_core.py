@@ -167,7 +167,8 @@ class ServingCore:
             raise invalid_argument("Missing ModelSpec")
         name = request.model_spec.name
         with self.servable(request.model_spec) as servable:
-            return classify(servable, request, self.limits, self._runtime_recorder(name, "Classify"))
+            recorder = self._runtime_recorder(name, "Classify")
+            return classify(servable, request, self.limits, recorder)
 
     def regress(self, request: Any) -> Any:
         """``PredictionService.Regress`` (``TensorflowRegressionServiceImpl``)."""

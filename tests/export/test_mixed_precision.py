@@ -3,6 +3,7 @@ originals compute, with float32 outputs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,11 @@ def _models(api: Any, policy: str, seed: int) -> list[Any]:
               layers.Embedding(len(WORDS) + 2, 8, dtype=policy),
               layers.GlobalAveragePooling1D(dtype=policy),
               layers.Dense(8, activation="relu", dtype=policy, name="features")]
-    heads = [lambda x: layers.Dense(3, activation="softmax", dtype=policy)(x),
-             lambda x: layers.Dense(2, dtype="float32")(x),
-             lambda x: layers.Dense(2, activation="softmax", dtype="float32")(
-                 layers.Dense(4, activation="relu", dtype=policy)(x))]
+    heads: list[Callable[[Any], Any]] = [
+        lambda x: layers.Dense(3, activation="softmax", dtype=policy)(x),
+        lambda x: layers.Dense(2, dtype="float32")(x),
+        lambda x: layers.Dense(2, activation="softmax", dtype="float32")(
+            layers.Dense(4, activation="relu", dtype=policy)(x))]
     models = []
     for head in heads:
         text = api.Input(shape=(), dtype="string")

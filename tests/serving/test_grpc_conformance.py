@@ -90,7 +90,8 @@ def test_predict_version_and_output_filter(target: Target) -> None:
     assert error.details() == "duplicate output tensor alias: scores"
 
 
-@source("servables/tensorflow/predict_util.cc: the request's signature_name selects the SignatureDef")
+@source("servables/tensorflow/predict_util.cc: the request's signature_name selects the "
+        "SignatureDef")
 def test_predict_other_signature(target: Target) -> None:
     tf = _tf()
     request = _request(signature_name="tasks")
@@ -319,7 +320,7 @@ def test_wrong_input_dtype(target: Target) -> None:
     assert target.prediction.Predict(_request(["a"], [0]), timeout=30).model_spec.version.value
 
 
-def _typed(dtype: int, field: str, values: list, dims: list[int]) -> object:
+def _typed(dtype: int, field: str, values: list[Any], dims: list[int]) -> object:
     from tensorflow.core.framework import tensor_pb2
 
     proto = tensor_pb2.TensorProto(dtype=dtype)

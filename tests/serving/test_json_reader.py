@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from headswitch.serving._json_reader import JsonObject, JsonSyntaxError, parse, to_bytes
 
 

@@ -18,7 +18,7 @@ PREDICT = f"/v1/models/{MODEL}:predict"
 OUTPUTS = {"labels", "num_classes", "scores", "top_label", "top_score"}
 
 
-def _check_row(prediction: dict[str, Any], text: str, task_id: int) -> None:
+def _check_row(prediction: dict[str, Any], text: str | bytes, task_id: int) -> None:
     want = fm.expected(text, task_id)
     assert set(prediction) == OUTPUTS
     assert prediction["labels"] == want["labels"]
@@ -407,7 +407,7 @@ def test_query_strings(target: Target) -> None:
 # | kParseStopWhenDoneFlag, no kParseValidateEncodingFlag)
 
 
-def _predict_raw(target: Target, text: bytes, task_id: bytes = b"0") -> object:
+def _predict_raw(target: Target, text: bytes, task_id: bytes = b"0") -> Any:
     return target.post(
         PREDICT, content=b'{"instances": [{"text": "' + text + b'", "task_id": ' + task_id + b"}]}"
     )
@@ -455,9 +455,8 @@ def test_strings_as_rapidjson_reads_them(target: Target) -> None:
         "error": "JSON Parse error: Missing a closing quotation mark in string. at offset: "
         f"{_TEXT_OFFSET + 2}"
     }
-    bom = target.post(
-        PREDICT, content=b"\xef\xbb\xbf" + json.dumps({"instances": [{"text": "abc", "task_id": 1}]}).encode()
-    )
+    body = json.dumps({"instances": [{"text": "abc", "task_id": 1}]}).encode()
+    bom = target.post(PREDICT, content=b"\xef\xbb\xbf" + body)
     assert bom.status_code == 200, bom.text
     _check_row(bom.json()["predictions"][0], "abc", 1)
 
@@ -562,7 +561,7 @@ def test_deep_nesting(target: Target) -> None:
     "'Expected one output Tensor.'",
 )
 def test_classify_and_regress(target: Target) -> None:
-    def post(action: str, body: bytes, model: str = MODEL) -> object:
+    def post(action: str, body: bytes, model: str = MODEL) -> Any:
         return target.post(f"/v1/models/{model}:{action}", content=body)
 
     examples = b'{"examples": [{"text": "abc", "n": [1, 2]}]}'

@@ -76,7 +76,7 @@ def _doc(value: object) -> Any:
     return parse_document(json.dumps(value).encode())
 
 
-def _fill(value: object, dtypes: dict[str, str]) -> tuple[str, dict[str, np.ndarray]]:
+def _fill(value: object, dtypes: dict[str, str]) -> tuple[str, dict[str, np.ndarray[Any, Any]]]:
     fmt, tensors = fill_inputs(_doc(value), dtypes)
     return fmt, {k: json_tensor_to_array(k, t, Limits()) for k, t in tensors.items()}
 

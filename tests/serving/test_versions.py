@@ -339,8 +339,10 @@ def _compose_healthcheck(target: Target) -> int:
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
     script = compose["services"]["serving"]["healthcheck"]["test"][3]
     port = urlsplit(target.rest_url).port
-    script = script.replace("/8501", f"/{port}").replace("/v1/models/headswitch", f"/v1/models/{MODEL}")
-    return subprocess.run([bash, "-c", script], check=False, capture_output=True, timeout=20).returncode
+    script = script.replace("/8501", f"/{port}")
+    script = script.replace("/v1/models/headswitch", f"/v1/models/{MODEL}")
+    done = subprocess.run([bash, "-c", script], check=False, capture_output=True, timeout=20)
+    return done.returncode
 
 
 def test_readiness_follows_available_versions(
