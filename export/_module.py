@@ -315,16 +315,51 @@ def _shown(names: list[str]) -> str:
         ", ..." if len(names) > _MAX_NAMES_IN_ERRORS else "")
 
 
+FEATURES = "features"
+"""The module's backbone function (text string[b] -> features), saved with the module but not a
+signature: TF Serving does not serve it; ``tf.saved_model.load(version).features(texts)`` runs
+it, and a later version built ``--from`` this one reuses it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedBackbone:
+    """A backbone read back from a saved version: its ``features`` function as
+    ``tf.saved_model.load`` restored it, the variables and resources that function reads, and
+    its output width. A module built on it saves the same function again, so a chain of
+    versions never nests backbone calls."""
+
+    features: Any
+    width: int
+    variables: list[Any]
+    resources: list[Any]
+
+
+def _features_function(tf: Any, backbone: Any) -> tuple[Any, int, list[Any], list[Any]]:
+    """(features function, output width, variables, resources) of a Keras backbone or a
+    SavedBackbone."""
+    if isinstance(backbone, SavedBackbone):
+        return (backbone.features, backbone.width, list(backbone.variables),
+                list(backbone.resources))
+    features = tf.function(lambda text: backbone(text, training=False), autograph=False,
+                           input_signature=[tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT)])
+    variables, resources = keras_state(tf, backbone)
+    return features, int(backbone.outputs[0].shape[-1]), variables, resources
+
+
 def build_module(backbone: Any, tasks: list[TaskEntry],
                  removed: Mapping[int, tuple[str, str]] | None = None) -> Any:
     """The tf.Module to save: the backbone once, the heads grouped and stacked.
 
+    ``backbone``: a Keras model taking text string[b], or a ``SavedBackbone``. Either way the
+    module's ``features`` function runs it (``FEATURES``).
     ``removed`` maps ids of retired tasks to (name, message): their ids and names answer with
     that message and are never given to another task.
     """
     from headswitch._quiet import import_tensorflow
 
     tf: Any = import_tensorflow()
+    features_fn, features_width, backbone_variables, backbone_resources = \
+        _features_function(tf, backbone)
     retired = dict(removed or {})
     rows = Rows(max([t.task_id for t in tasks] + list(retired)) + 1)
     width = max(t.head.width for t in tasks)
@@ -349,7 +384,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     generic_tasks = shapes.pop(("generic",), [])
     stacked = sorted(shapes.values(), key=lambda group: -len(group))
     store = _Store()
-    n_in = int(backbone.outputs[0].shape[-1]) + 1
+    n_in = features_width + 1
     main = _StackedGroup(store, rows, stacked[0] if stacked else [], width, n_in,
                          others=[t for group in stacked[1:] for t in group] + generic_tasks)
     groups: list[_StackedGroup | _SingleTask] = [main]
@@ -398,7 +433,9 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     class TaskSwitch(tf.Module):
         def __init__(self) -> None:
             super().__init__(name="headswitch")
-            self._backbone_variables, self._backbone_resources = keras_state(tf, backbone)
+            self._backbone_variables = backbone_variables
+            self._backbone_resources = backbone_resources
+            self.features = features_fn  # FEATURES
             if generic is not None:
                 self._generic_variables = generic.variables
                 self._generic_resources = generic.resources
@@ -425,7 +462,7 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             tf.TensorSpec([None], tf.int32, name="row")])
         def _predict(self, text: Any, row: Any) -> dict[str, Any]:
             w = self._weights()
-            features = backbone(text, training=False)
+            features = self.features(text)
             part = self._parts(w, row)
             columns = part["columns"]
             # Stacked heads compute in float32 (DenseChainHead.compute_dtype): float16/bfloat16

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from headswitch.contract import OUTPUT_ERROR, OUTPUT_SCORES, OUTPUT_TOP_LABEL, OUTPUT_TOP_SCORE
 from headswitch.export._heads import DenseChainHead, DenseStep
-from headswitch.export._module import TaskEntry, build_module, signatures
+from headswitch.export._module import SavedBackbone, TaskEntry, build_module, signatures
 
 WIDTH = 6  # the backbone's feature width
 TEXTS = ["alpha beta", "", "gamma delta alpha", "unknown words", "beta " * 50, "delta"]
@@ -160,3 +160,32 @@ def test_runs_in_a_tf1_session(saved: Saved) -> None:
     want = loaded.signatures["serving_default"](text=tf.constant(texts),
                                                 task_id=tf.constant(ids))[OUTPUT_SCORES]
     np.testing.assert_allclose(got, want.numpy(), atol=1e-6)
+
+
+def test_features_function_and_a_module_built_on_it(saved: Saved, tmp_path: Path) -> None:
+    """``features`` (not a signature) runs the backbone exactly; a module built on the restored
+    function (a later version, ``SavedBackbone``) saves, loads in a TF1 session and answers as
+    the first one."""
+    loaded, backbone, tasks, _ = saved
+    texts = tf.constant(TEXTS)
+    features = loaded.features(texts).numpy()
+    # Bit for bit against the backbone run as a graph (an eager Keras call rounds differently).
+    graph = tf.function(lambda text: backbone(text, training=False), autograph=False)
+    assert np.array_equal(features, graph(texts).numpy())
+    assert "features" not in loaded.signatures
+    reused = SavedBackbone(loaded.features, WIDTH, list(loaded._backbone_variables),
+                           list(loaded._backbone_resources))
+    module = build_module(reused, tasks[:3])
+    path = tmp_path / "2"
+    tf.saved_model.save(module, str(path), signatures=signatures(module))
+    again = tf.saved_model.load(str(path))
+    assert np.array_equal(again.features(texts).numpy(), features)
+    ids = np.array([0, 1, 2, 0, 1, 2], np.int32)
+    first = loaded.signatures["serving_default"](text=texts, task_id=tf.constant(ids))
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(path))
+        sig = meta.signature_def["serving_default"]
+        got = session.run(sig.outputs[OUTPUT_SCORES].name,
+                          {sig.inputs["text"].name: np.array(TEXTS, dtype=object),
+                           sig.inputs["task_id"].name: ids})
+    np.testing.assert_allclose(got[:, :3], first[OUTPUT_SCORES].numpy()[:, :3], atol=1e-6)
