@@ -353,7 +353,8 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     ``backbone``: a Keras model taking text string[b], or a ``SavedBackbone``. Either way the
     module's ``features`` function runs it (``FEATURES``).
     ``removed`` maps ids of retired tasks to (name, message): their ids and names answer with
-    that message and are never given to another task.
+    that message and are never given to another task (a retired name may be a live task's
+    again: it then names that task).
     """
     from headswitch._quiet import import_tensorflow
 
@@ -444,8 +445,12 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             self._errors = store.add("errors", errors.astype(str))
             self._valid = store.add("valid", valid) if zero_invalid else ""
             store.build(tf, self)
-            keys = names + [name for name, _ in retired.values()]
-            values = task_rows + [rows.of(i) for i in retired]
+            # A retired name a live task took again is that task's; a name retired twice
+            # answers with its latest id's message.
+            live = set(names)
+            by_name = {name: i for i, (name, _) in sorted(retired.items()) if name not in live}
+            keys = names + list(by_name)
+            values = task_rows + [rows.of(i) for i in by_name.values()]
             self._name_to_row = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(
                     tf.constant(keys, tf.string), tf.constant(values, tf.int32)),
