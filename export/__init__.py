@@ -17,14 +17,19 @@ if TYPE_CHECKING:
     from ._errors import ExportError
     from ._exporter import DEFAULT_BASE, ExportReport, TaskResult, export_models
     from ._inspect import InspectError, inspect_export
+    from ._keras_backbone import BackboneReport, export_backbone
+    from ._next import export_from
     from ._report import render as render_report
 
 __all__ = [
     "DEFAULT_BASE",
+    "BackboneReport",
     "ExportError",
     "ExportReport",
     "InspectError",
     "TaskResult",
+    "export_backbone",
+    "export_from",
     "export_models",
     "inspect_export",
     "render_report",
@@ -32,10 +37,13 @@ __all__ = [
 
 _WHERE = {
     "DEFAULT_BASE": ("_exporter", "DEFAULT_BASE"),
+    "BackboneReport": ("_keras_backbone", "BackboneReport"),
     "ExportError": ("_errors", "ExportError"),
     "ExportReport": ("_exporter", "ExportReport"),
     "InspectError": ("_inspect", "InspectError"),
     "TaskResult": ("_exporter", "TaskResult"),
+    "export_backbone": ("_keras_backbone", "export_backbone"),
+    "export_from": ("_next", "export_from"),
     "export_models": ("_exporter", "export_models"),
     "inspect_export": ("_inspect", "inspect_export"),
     "render_report": ("_report", "render"),

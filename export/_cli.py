@@ -17,12 +17,23 @@ def register(subparsers: Any) -> None:
         "export", help="merge Keras models that share a backbone into one SavedModel version",
         description="Merge N Keras models that share a backbone into BASE/<version>/, a "
         "task-switching SavedModel for TensorFlow Serving. Task ids follow argument order; a "
-        "model with several outputs gives one task per output.")
+        "model with several outputs gives one task per output. With --from, build the next "
+        "version from a published one: add, replace and remove tasks without the other "
+        "original files.")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help=".keras or .h5 files or SavedModel folders (Keras 3 or Keras 2 / "
                    "tf_keras), task 0 first")
-    p.add_argument("--out", default=str(DEFAULT_BASE), metavar="BASE",
-                   help=f"model base folder (default: {DEFAULT_BASE})")
+    p.add_argument("--out", metavar="BASE",
+                   help=f"model base folder (default: {DEFAULT_BASE}, or the base of --from)")
+    p.add_argument("--from", dest="from_version", metavar="BASE[/VERSION]",
+                   help="build the next version from this one (default: its newest version): "
+                   "its tasks keep their ids; MODEL files add tasks with new ids; no other "
+                   "original file is needed")
+    p.add_argument("--replace", action="append", default=[], metavar="NAME=FILE",
+                   help="with --from: give task NAME the head of the model in FILE (same id)")
+    p.add_argument("--remove", action="append", default=[], metavar="NAME",
+                   help="with --from: remove task NAME (or id); its id is never reused and "
+                   "answers that it was removed")
     p.add_argument("--split-layer", metavar="NAME",
                    help="layer whose output feeds every head (default: found automatically)")
     p.add_argument("--version", type=int, metavar="N",
@@ -48,6 +59,56 @@ def register(subparsers: Any) -> None:
     q.add_argument("--json", action="store_true", help="print JSON")
     q.set_defaults(func=_inspect)
 
+    b = subparsers.add_parser(
+        "backbone", help="write a version's shared backbone as a frozen Keras model",
+        description="Write the exact backbone a version serves (preprocessing included) as a "
+        "frozen Keras model, checked bit for bit against the version's features, to train new "
+        "heads on; `headswitch export --from` accepts a model built on it as it is.")
+    b.add_argument("version", metavar="BASE[/VERSION]")
+    b.add_argument("--out", required=True, metavar="FILE",
+                   help="the model to write, e.g. backbone.keras (a tf_keras backbone may also "
+                   "go to a SavedModel folder)")
+    b.add_argument("--unsafe-deserialization", action="store_true",
+                   help="let Keras run Python code stored in the backbone (Lambda layers)")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.set_defaults(func=_backbone)
+
+    d = subparsers.add_parser("diff", help="what changed between two versions",
+                              description="Tasks added, removed, replaced and unchanged, backbone "
+                              "fingerprints and sizes of two versions.")
+    d.add_argument("a", metavar="BASE/A")
+    d.add_argument("b", metavar="BASE/B")
+    d.add_argument("--all", action="store_true", help="list unchanged tasks too")
+    d.add_argument("--json", action="store_true", help="print JSON")
+    d.set_defaults(func=_diff)
+
+
+def _replacements(pairs: list[str]) -> dict[str, str]:
+    replace: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, file = pair.partition("=")
+        if not sep or not name or not file:
+            raise ExportError(f"--replace {pair!r}: expected NAME=FILE",
+                              hint="e.g. --replace topic=topic_v2.keras")
+        if name in replace:
+            raise ExportError(f"--replace names task {name!r} twice")
+        replace[name] = file
+    return replace
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    if args.from_version is None:
+        for flag, value in (("--replace", args.replace), ("--remove", args.remove)):
+            if value:
+                raise ExportError(f"{flag} needs --from BASE[/VERSION]",
+                                  hint="--from names the version whose tasks change")
+        return
+    for flag, value in (("--split-layer", args.split_layer),
+                        ("--accept-shorter-backbone", args.accept_shorter_backbone)):
+        if value:
+            raise ExportError(f"{flag} does not apply with --from: the backbone is the "
+                              "previous version's", hint=f"drop {flag}")
+
 
 def _export(args: argparse.Namespace) -> int:
     from rich import progress as bars
@@ -56,6 +117,7 @@ def _export(args: argparse.Namespace) -> int:
     from headswitch._quiet import import_tensorflow
 
     from ._exporter import export_models
+    from ._next import export_from
     from ._report import render
 
     err = Console(stderr=True)
@@ -70,12 +132,21 @@ def _export(args: argparse.Namespace) -> int:
             def progress(done: int, total: int, name: str) -> None:
                 bar.update(task, completed=done, total=total, description=name)
 
-            report = export_models(args.models, args.out, split_layer=args.split_layer,
-                                   version=args.version, manifest=args.manifest,
-                                   tolerance=args.tolerance, model_name=args.model_name,
-                                   progress=progress,
-                                   unsafe_deserialization=args.unsafe_deserialization,
-                                   accept_shorter_backbone=args.accept_shorter_backbone)
+            _check_flags(args)
+            if args.from_version is not None:
+                report = export_from(args.from_version, args.models, args.out,
+                                     replace=_replacements(args.replace), remove=args.remove,
+                                     version=args.version, manifest=args.manifest,
+                                     tolerance=args.tolerance, model_name=args.model_name,
+                                     progress=progress,
+                                     unsafe_deserialization=args.unsafe_deserialization)
+            else:
+                report = export_models(args.models, args.out or str(DEFAULT_BASE),
+                                       split_layer=args.split_layer, version=args.version,
+                                       manifest=args.manifest, tolerance=args.tolerance,
+                                       model_name=args.model_name, progress=progress,
+                                       unsafe_deserialization=args.unsafe_deserialization,
+                                       accept_shorter_backbone=args.accept_shorter_backbone)
     except ExportError as e:
         report_error(e, "export failed")
         return 2
@@ -101,4 +172,43 @@ def _inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         render_inspection(info, Console())
+    return 0
+
+
+def _backbone(args: argparse.Namespace) -> int:
+    from headswitch._quiet import import_tensorflow
+
+    from ._keras_backbone import export_backbone
+
+    import_tensorflow()
+    try:
+        report = export_backbone(args.version, args.out,
+                                 unsafe_deserialization=args.unsafe_deserialization)
+    except ExportError as e:
+        report_error(e, "backbone failed")
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(f"wrote {report.path}: the backbone of version {report.version} ({report.keras}, "
+              f"{report.layers} layers, {report.parameters:,} weights, frozen), "
+              f"{report.features_width} features; identical to the version's on its "
+              f"{report.probe_texts} probe texts")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ._diff import diff_versions, render_diff
+
+    try:
+        info = diff_versions(args.a, args.b)
+    except ExportError as e:
+        report_error(e, "diff failed")
+        return 2
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        render_diff(info, Console(), all_tasks=args.all)
     return 0

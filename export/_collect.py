@@ -53,7 +53,8 @@ class Collected:
     reference: list[_graph.OpSnapshot]
 
 
-def _head(model: Any, split: int, where: str) -> Head:
+def read_head(model: Any, split: int, where: str) -> Head:
+    """The head of a task model split at position ``split``: stacked Dense weights or generic."""
     ops = _graph.operations(model)
     head = _graph.head_model(model, ops[split]) if split < len(ops) else None
     if head is None:
@@ -90,7 +91,7 @@ def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tol
                 compared += 1
             split = splitter.current()
             tasks.append(Task(order, name, labels, source, output, k, loaded.format,
-                              loaded.notes, _head(model, split, where), split, answers[k],
+                              loaded.notes, read_head(model, split, where), split, answers[k],
                               tolerated, sha, size))
         if index:
             revived = loaded.kit is TF_KERAS
@@ -108,7 +109,7 @@ def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tol
         source = sources[path_index]
         loaded = first_loaded if path_index == 0 else _formats.load(source, unsafe=unsafe)
         for task in (t for t in stale if t.source.index == path_index):
-            task.head = _head(loaded.tasks[task.output_index].model, split,
+            task.head = read_head(loaded.tasks[task.output_index].model, split,
                               label(source.path, task.output))
             task.head_split = split
         del loaded

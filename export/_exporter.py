@@ -27,18 +27,18 @@ from headswitch.contract import (
     DEFAULT_BASE as _DEFAULT_BASE,
 )
 
-from . import _graph, _publish, _sources, _verify, _warmup
+from . import _graph, _keras_backbone, _leaves, _publish, _sources, _verify, _warmup
 from ._collect import Progress, Task, collect
 from ._errors import ExportError
+from ._head_store import HEADS_DIR, HEADS_FILE, HeadWriter
 from ._heads import DenseChainHead, Head
-from ._inspect import folder_bytes
+from ._inspect import folder_bytes, served_bytes
 from ._keras import kit_of
 from ._module import TaskEntry, build_module, keras_state, signatures
 from ._serving_ops import SERVING_IMAGE, TF_TEXT_IN_SERVING, check_servable
 
 DEFAULT_BASE = Path(_DEFAULT_BASE)
-FORMAT_VERSION = 1
-
+FORMAT_VERSION = 2  # 2: stored heads, probe texts, backbone leaves, task history
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,12 @@ class TaskResult:
     source_format: str = ""  # e.g. "tf_keras SavedModel folder"
     output: str | None = None  # the output of a multi-output model this task is
     compute_dtype: str = "float32"  # the dtype the head computes in
+    change: str = "added"  # what this version did to the task: "added", "replaced", "unchanged"
+    since: int | None = None  # the version that first published the task
+    head_since: int | None = None  # the version whose export read its head from its file
+    checked_against: str = "file"  # what max_abs_diff compares with: "file" or "version N"
+    stored: dict[str, Any] = dataclasses.field(default_factory=dict)  # its head-store entry
+    head_sha256: str = ""  # digest of the stored head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +73,7 @@ class ExportReport:
     split_mode: str  # "given" or "auto"
     tasks: list[TaskResult]
     originals_bytes: int
-    merged_bytes: int
+    merged_bytes: int  # the whole version folder, assets.extra included
     backbone_bytes: int
     heads_bytes: int
     backbone_fingerprint: str
@@ -76,6 +82,10 @@ class ExportReport:
     tensorflow_version: str
     features_dtype: str = "float32"  # the backbone output's dtype
     non_core_ops: list[str] = dataclasses.field(default_factory=list)  # TF Text ops used
+    previous_version: int | None = None  # the version this one was built from (--from)
+    removed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # removed by it
+    heads_store_bytes: int = 0  # the stored heads (assets.extra/heads.npy and heads/)
+    served_bytes: int = 0  # what TF Serving loads: saved_model.pb, variables/, assets/
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -161,7 +171,8 @@ def export_models(
                               len(got.first.inputs[0].shape))
     module = build_module(backbone, entries)
     names = [e.name for e in entries]
-    records = _warmup.warmup_records(model_name, names, got.texts)
+    ids = [e.task_id for e in entries]
+    records = _warmup.warmup_records(model_name, names, got.texts, ids)
 
     if version is None:
         version = _publish.next_version(base)
@@ -174,32 +185,80 @@ def export_models(
         worst = _verify.check_merged(loaded, names, [t.expected for t in got.tasks], got.texts,
                                      labels=[e.labels for e in entries],
                                      tolerated=[t.tolerated for t in got.tasks],
-                                     tolerance=tolerance)
+                                     tolerance=tolerance, ids=ids)
         _verify.replay_warmup(loaded, records)
+        features = loaded.features(tf.constant(got.texts, tf.string))
+        writer = HeadWriter(assets_extra)
+        stored = [store_head(writer, e, features, unsafe_deserialization) for e in entries]
+        heads_entry = writer.finish()
+        saved_variables = list(module._backbone_variables)
+        keras_model = _keras_backbone.write(assets_extra, _keras_backbone.describe(
+            _keras_backbone.handed_out_model(got.first, split_op), saved_variables))
         backbone_bytes = _backbone_saved_bytes(tf, backbone)
         results = [
             TaskResult(e.task_id, e.name, e.labels, e.activation,
                        "stacked" if isinstance(e.head, DenseChainHead) else "generic",
                        e.head.nbytes, str(t.source.path), t.sha256, t.bytes, w,
-                       t.format, t.output, e.head.compute_dtype)
-            for e, t, w in zip(entries, got.tasks, worst)
+                       t.format, t.output, e.head.compute_dtype, since=version,
+                       head_since=version, stored=record, head_sha256=digest)
+            for e, t, w, (record, digest) in zip(entries, got.tasks, worst, stored)
         ]
         originals = {str(t.source.path): t.bytes for t in got.tasks}
+        fingerprint = _fingerprint(got.reference[: got.split + 1])
+        features_dtype = _graph.output_dtype(got.first, split_op)
         report_fields = dict(
             version=version, model_name=model_name, split_layer=split_op.name,
             split_mode="given" if split_layer else "auto", tasks=results,
             originals_bytes=sum(originals.values()), backbone_bytes=backbone_bytes,
             heads_bytes=sum(e.head.nbytes for e in entries),
-            backbone_fingerprint=_fingerprint(got.reference[: got.split + 1]),
+            backbone_fingerprint=fingerprint,
             max_abs_diff=max(worst), tensorflow_version=tf.__version__,
-            features_dtype=_graph.output_dtype(got.first, split_op),
-            non_core_ops=non_core_ops,
+            features_dtype=features_dtype, non_core_ops=non_core_ops,
+            heads_store_bytes=heads_store_bytes(assets_extra),
         )
-        manifest_data = _manifest(report_fields, got.texts, got.split_ops)
+        backbone_entry = {
+            "split_layer": split_op.name,
+            "split_mode": report_fields["split_mode"],
+            "layers": [op.name for op in got.split_ops],
+            "features_dtype": features_dtype,
+            "features_width": int(features.shape[-1]),
+            "fingerprint_sha256": fingerprint,
+            "saved_bytes": backbone_bytes,
+            "keras_model": keras_model,
+            "leaves": _leaves.record(got.first, got.split, saved_variables),
+        }
+        lineage = {
+            "history": [history_entry(version, None, added=ids)],
+            "removed": [],
+            "next_task_id": max(ids) + 1,
+            "heads": heads_entry,
+        }
+        manifest_data = build_manifest(report_fields, got.texts, backbone_entry, lineage)
         (assets_extra / MANIFEST_FILE).write_text(json.dumps(manifest_data, separators=(",", ":")))
         merged_bytes = folder_bytes(staged)
-    return ExportReport(path=base / str(version), merged_bytes=merged_bytes,
+        served = served_bytes(staged)
+    return ExportReport(path=base / str(version), merged_bytes=merged_bytes, served_bytes=served,
                         seconds=time.perf_counter() - started, **report_fields)
+
+
+def store_head(writer: HeadWriter, entry: TaskEntry, features: Any, unsafe: bool
+               ) -> tuple[dict[str, Any], str]:
+    """Store a head read from a model file: its ``stored`` entry and digest."""
+    if isinstance(entry.head, DenseChainHead):
+        return writer.dense(entry.head)
+    return writer.keras(entry.task_id, entry.head, features, unsafe=unsafe)
+
+
+def heads_store_bytes(assets_extra: Path) -> int:
+    files = [assets_extra / HEADS_FILE, *(assets_extra / HEADS_DIR).glob("*")]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
+def history_entry(version: int, previous: int | None, *, added: Sequence[int] = (),
+                  replaced: Sequence[int] = (), removed: Sequence[int] = ()) -> dict[str, Any]:
+    return {"version": version, "from": previous,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "added": list(added), "replaced": list(replaced), "removed": list(removed)}
 
 
 def _backbone_saved_bytes(tf: Any, backbone: Any) -> int:
@@ -216,7 +275,22 @@ def _backbone_saved_bytes(tf: Any, backbone: Any) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any]) -> dict[str, Any]:
+def task_entry(t: TaskResult) -> dict[str, Any]:
+    """A task's entry in ``headswitch.json``."""
+    return {"id": t.task_id, "name": t.name, "labels": t.labels, "num_classes": len(t.labels),
+            "activation": t.activation, "head": t.head, "head_bytes": t.head_bytes,
+            "dtype": t.compute_dtype, "max_abs_diff": float(f"{t.max_abs_diff:.3g}"),
+            "checked_against": t.checked_against, "since": t.since, "head_since": t.head_since,
+            "source": {"file": os.path.basename(t.source), "format": t.source_format,
+                       **({"output": t.output} if t.output is not None else {}),
+                       "sha256": t.source_sha256, "bytes": t.source_bytes},
+            "stored": t.stored, "head_sha256": t.head_sha256}
+
+
+def build_manifest(fields: dict[str, Any], texts: list[str], backbone: dict[str, Any],
+             lineage: dict[str, Any]) -> dict[str, Any]:
+    """``headswitch.json``: ``fields`` are the ExportReport's; ``backbone`` its section;
+    ``lineage``: ``history``, ``removed``, ``next_task_id`` and ``heads``."""
     import sys
 
     import keras
@@ -232,14 +306,7 @@ def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any])
         "model_name": fields["model_name"],
         "version": fields["version"],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "backbone": {
-            "split_layer": fields["split_layer"],
-            "split_mode": fields["split_mode"],
-            "layers": [op.name for op in backbone_ops],
-            "features_dtype": fields["features_dtype"],
-            "fingerprint_sha256": fields["backbone_fingerprint"],
-            "saved_bytes": fields["backbone_bytes"],
-        },
+        "backbone": backbone,
         "signatures": {
             signature: {"inputs": {name: f"{dtype}[-1]" for name, dtype in inputs.items()}}
             for signature, inputs in SIGNATURE_INPUTS.items()
@@ -249,15 +316,9 @@ def _manifest(fields: dict[str, Any], texts: list[str], backbone_ops: list[Any])
             "non_core_ops": fields["non_core_ops"],
             "non_core_ops_from": f"TF Text {TF_TEXT_IN_SERVING}, linked by tensorflow_model_server",
         },
-        "tasks": [
-            {"id": t.task_id, "name": t.name, "labels": t.labels, "num_classes": len(t.labels),
-             "activation": t.activation, "head": t.head, "head_bytes": t.head_bytes,
-             "dtype": t.compute_dtype, "max_abs_diff": float(f"{t.max_abs_diff:.3g}"),
-             "source": {"file": os.path.basename(t.source), "format": t.source_format,
-                        **({"output": t.output} if t.output is not None else {}),
-                        "sha256": t.source_sha256, "bytes": t.source_bytes}}
-            for t in tasks
-        ],
+        "tasks": [task_entry(t) for t in tasks],
+        **lineage,
+        "probe_texts": texts,
         "verification": {
             "passed": True,
             "atol": _verify.ATOL,

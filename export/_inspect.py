@@ -47,6 +47,14 @@ def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def served_bytes(version_dir: Path) -> int:
+    """What TF Serving loads of a version: saved_model.pb, variables/ and assets/ (not
+    assets.extra/, whose warmup records, manifest and stored heads it does not keep)."""
+    files = [version_dir / "saved_model.pb", *(version_dir / "variables").rglob("*"),
+             *(version_dir / "assets").rglob("*")]
+    return sum(f.stat().st_size for f in files if f.is_file())
+
+
 def inspect_export(path: str | Path) -> dict[str, Any]:
     """Versions, signatures, tasks and sizes of ``BASE`` (newest version) or ``BASE/VERSION``."""
     path = Path(path)
@@ -108,14 +116,16 @@ def render_inspection(info: dict[str, Any], console: Any) -> None:
     if manifest:
         tasks = Table(title=f"Tasks (TensorFlow {manifest['tensorflow_version']}, split at "
                       f"{manifest['backbone']['split_layer']!r})", title_justify="left")
-        for column in ("id", "task", "labels", "activation", "head"):
+        for column in ("id", "task", "labels", "activation", "head", "since", "head from"):
             tasks.add_column(column)
         for t in manifest["tasks"]:
             labels = ", ".join(t["labels"][:8]) + (", …" if len(t["labels"]) > 8 else "")
             head = t["head"] if t.get("dtype", "float32") == "float32" else \
                 f"{t['head']} ({t['dtype']})"
-            tasks.add_row(str(t["id"]), t["name"], labels, t["activation"], head)
+            tasks.add_row(str(t["id"]), t["name"], labels, t["activation"], head,
+                          str(t.get("since", "")), str(t.get("head_since", "")))
         console.print(tasks)
+        _render_history(manifest, console)
         console.print(f"verified: max |merged - original| = "
                       f"{manifest['verification']['max_abs_diff']:.2e}")
         serving = manifest.get("serving")
@@ -123,3 +133,27 @@ def render_inspection(info: dict[str, Any], console: Any) -> None:
             ops = ", ".join(serving["non_core_ops"]) or "none"
             console.print(f"non-core ops: {ops} (served by {serving['image']}: "
                           f"{serving['non_core_ops_from']})")
+
+
+def _render_history(manifest: dict[str, Any], console: Any) -> None:
+    """The versions this one descends from, and the tasks each added, replaced and removed."""
+    from rich.table import Table
+
+    history = manifest.get("history")
+    if not history:
+        return
+    names = {t["id"]: t["name"] for t in manifest.get("removed", [])}
+    names.update({t["id"]: t["name"] for t in manifest["tasks"]})
+
+    def listed(ids: list[int]) -> str:
+        shown = [f"{names.get(i, '?')} ({i})" for i in ids[:6]]
+        return ", ".join(shown) + (f", … ({len(ids)} in all)" if len(ids) > 6 else "")
+
+    table = Table(title="Task history", title_justify="left")
+    for column in ("version", "from", "created", "added", "replaced", "removed"):
+        table.add_column(column)
+    for h in history:
+        table.add_row(str(h["version"]), "" if h["from"] is None else str(h["from"]),
+                      h["created"], listed(h["added"]), listed(h["replaced"]),
+                      listed(h["removed"]))
+    console.print(table)

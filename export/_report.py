@@ -21,21 +21,34 @@ def human_bytes(n: float) -> str:
 def render(report: ExportReport, console: Any) -> None:
     from rich.table import Table
 
+    since = report.previous_version
     tasks = Table(title=f"Tasks in {report.path} (model {report.model_name!r}, version "
-                  f"{report.version})", title_justify="left")
-    for column in ("id", "task", "labels", "activation", "head", "max |diff|"):
+                  f"{report.version}" + (f", from version {since}" if since is not None else "")
+                  + ")", title_justify="left")
+    columns = ["id", "task", "labels", "activation", "head", "max |diff|"]
+    if since is not None:
+        columns += ["change", "checked against"]
+    for column in columns:
         tasks.add_column(column, justify="right" if column in ("id", "max |diff|") else "left")
     shown = report.tasks
+    if since is not None:  # changed tasks first: they are what this version is about
+        shown = sorted(shown, key=lambda t: t.change == "unchanged")
     if len(shown) > MAX_TASK_ROWS:
         shown = shown[: MAX_TASK_ROWS - 5] + shown[-5:]
     for i, t in enumerate(shown):
         if len(report.tasks) > MAX_TASK_ROWS and i == MAX_TASK_ROWS - 5:
-            tasks.add_row("…", f"{len(report.tasks) - MAX_TASK_ROWS + 1} more", "", "", "", "")
+            tasks.add_row("…", f"{len(report.tasks) - MAX_TASK_ROWS + 1} more",
+                          *[""] * (len(columns) - 2))
         labels = ", ".join(t.labels[:6]) + (", …" if len(t.labels) > 6 else "")
         head = t.head if t.compute_dtype == "float32" else f"{t.head} ({t.compute_dtype})"
-        tasks.add_row(str(t.task_id), t.name, labels, t.activation, head,
-                      f"{t.max_abs_diff:.1e}")
+        row = [str(t.task_id), t.name, labels, t.activation, head, f"{t.max_abs_diff:.1e}"]
+        if since is not None:
+            row += [t.change, t.checked_against]
+        tasks.add_row(*row)
     console.print(tasks)
+    for r in report.removed:
+        console.print(f"removed: task {r['id']} ({r['name']!r}); its id answers that it was "
+                      f"removed in version {r['version']}")
 
     summary = Table(title="Export summary", title_justify="left")
     summary.add_column("measure")
@@ -46,15 +59,21 @@ def render(report: ExportReport, console: Any) -> None:
         ("tasks",
          f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
         ("split layer", f"{report.split_layer} ({report.split_mode})"),
-        ("worst |merged - original|", f"{report.max_abs_diff:.2e} (limit 1e-05)"),
+        ("worst |merged - original|" if since is None else
+         "worst |merged - file or previous version|",
+         f"{report.max_abs_diff:.2e} (limit 1e-05)"),
         ("read from", ", ".join(f"{n} x {fmt}" for fmt, n in Counter(
             t.source_format for t in report.tasks).items())),
-        ("original model files", human_bytes(report.originals_bytes)),
-        ("merged SavedModel", human_bytes(report.merged_bytes)),
+        ("original model files" if since is None else "new model files read",
+         human_bytes(report.originals_bytes)),
+        ("merged SavedModel (served)", human_bytes(report.served_bytes)),
+        ("  with assets.extra (warmup, manifest, stored heads)",
+         human_bytes(report.merged_bytes)),
         ("  merged / originals", f"{report.merged_bytes / max(report.originals_bytes, 1):.3f}"),
         ("backbone alone (SavedModel)", human_bytes(report.backbone_bytes)),
         ("heads (weights)", human_bytes(report.heads_bytes)),
-        ("  merged / (backbone + heads)", f"{report.merged_bytes / max(merged_floor, 1):.3f}"),
+        ("stored heads (assets.extra)", human_bytes(report.heads_store_bytes)),
+        ("  served / (backbone + heads)", f"{report.served_bytes / max(merged_floor, 1):.3f}"),
         ("backbone features", report.features_dtype),
         ("non-core ops (TF Text)", ", ".join(report.non_core_ops) or "none"),
         ("TensorFlow", report.tensorflow_version),

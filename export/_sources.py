@@ -92,7 +92,7 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
     return tasks
 
 
-def _check_model_path(path: Path) -> None:
+def check_model_path(path: Path) -> None:
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ExportError(f"{path} is a folder without saved_model.pb",
@@ -146,7 +146,7 @@ def resolve(models: list[str | os.PathLike[str]], manifest: str | os.PathLike[st
                           hint="pass .keras/.h5 files or SavedModel folders, or --manifest FILE")
     sources = []
     for index, path in enumerate(paths):
-        _check_model_path(path)
+        check_model_path(path)
         sources.append(ModelSource(index, path, tuple(entries.get(path.resolve(), ())),
                                    manifest_only))
     return sources

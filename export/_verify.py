@@ -43,11 +43,14 @@ def probe_texts(backbone_ops: list[Any], seed: int = 0) -> list[str]:
 
 def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]], texts: list[str],
                  seed: int = 0, labels: list[list[str]] | None = None,
-                 tolerated: list[float] | None = None, tolerance: float = 0.0) -> list[float]:
+                 tolerated: list[float] | None = None, tolerance: float = 0.0,
+                 ids: list[int] | None = None) -> list[float]:
     """Run one mixed-task batch through both predict signatures of the loaded model; return the
     worst absolute difference per task and raise if any exceeds ATOL. Also checks that no
     example reports an error, padding scores are 0, and ``top_score``/``top_label`` name the
     original's best class (where it leads by more than ATOL).
+
+    ``ids``: the tasks' ids (default ``0..n-1``); the tasks checked may be some of the model's.
 
     ``tolerated[t]``: the largest backbone weight difference that ``--tolerance`` let through
     for task t (the merged model runs the first model's backbone for every task)."""
@@ -59,10 +62,11 @@ def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]]
     task_of = (order // p).astype(np.int32)
     text_of = order % p
     batch_text = tf.constant([texts[i] for i in text_of], tf.string)
+    batch_ids = task_of if ids is None else np.asarray(ids, np.int32)[task_of]
     worst = np.zeros(n, np.float64)
     results = {
         c.SIGNATURE_IDS: loaded.signatures[c.SIGNATURE_IDS](
-            **{c.INPUT_TEXT: batch_text, c.INPUT_TASK_ID: tf.constant(task_of)}),
+            **{c.INPUT_TEXT: batch_text, c.INPUT_TASK_ID: tf.constant(batch_ids)}),
         c.SIGNATURE_NAMES: loaded.signatures[c.SIGNATURE_NAMES](
             **{c.INPUT_TEXT: batch_text,
                c.INPUT_TASK: tf.constant([names[t] for t in task_of], tf.string)}),

@@ -17,8 +17,10 @@ from headswitch.contract import (
 )
 
 
-def warmup_records(model_name: str, task_names: list[str], texts: list[str]) -> list[Any]:
-    """PredictionLogs for every signature, at batch size 1 and a small mixed batch."""
+def warmup_records(model_name: str, task_names: list[str], texts: list[str],
+                   task_ids: list[int] | None = None) -> list[Any]:
+    """PredictionLogs for every signature, at batch size 1 and a small mixed batch.
+    ``task_ids``: the tasks' ids (default ``0..n-1``)."""
     import numpy as np
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -38,10 +40,11 @@ def warmup_records(model_name: str, task_names: list[str], texts: list[str]) -> 
 
     for size in (1, 8):
         texts_b = np.array([sample[i % len(sample)] for i in range(size)], dtype=object)
-        ids = np.array([i % n for i in range(size)], dtype=np.int32)
+        at = [i % n for i in range(size)]
+        ids = np.array([task_ids[i] if task_ids else i for i in at], dtype=np.int32)
         add(SIGNATURE_IDS, {INPUT_TEXT: texts_b, INPUT_TASK_ID: ids})
         add(SIGNATURE_NAMES, {INPUT_TEXT: texts_b,
-                              INPUT_TASK: np.array([task_names[i] for i in ids], dtype=object)})
+                              INPUT_TASK: np.array([task_names[i] for i in at], dtype=object)})
     add(SIGNATURE_TASKS, {INPUT_UNUSED: np.zeros(1, np.int32)})
     return records
 

@@ -37,7 +37,7 @@ def test_export_json_then_inspect(example_models: Any, tmp_path: Path) -> None:
 def test_export_table_and_errors(example_models: Any, tmp_path: Path) -> None:
     done = _run("export", str(example_models.paths[0]), "--out", str(tmp_path / "m"))
     assert done.returncode == 0, done.stderr
-    assert "merged / (backbone + heads)" in done.stdout and "published" in done.stdout
+    assert "served / (backbone + heads)" in done.stdout and "published" in done.stdout
     missing = _run("export", str(tmp_path / "nope.keras"), "--out", str(tmp_path / "m"))
     assert missing.returncode == 2
     assert "model file not found" in missing.stderr and "Traceback" not in missing.stderr

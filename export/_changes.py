@@ -1,0 +1,164 @@
+"""What a version built from a previous one changes: tasks added (new model files), replaced
+(``--replace NAME=FILE``) and removed (``--remove NAME``), checked against the previous version
+before any model is read; then the new models read, each checked against the previous version's
+backbone (``_leaves.match``) and split into its head.
+
+Task ids are stable: a kept or replaced task keeps its id and name, an added task gets the next
+id never used (``next_task_id`` in ``headswitch.json``), and a removed task's id is never given
+again: it answers "task N ('name') was removed in version V".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import _formats, _sources
+from ._collect import Progress, Task, read_head
+from ._errors import ExportError
+from ._keras import TF_KERAS
+from ._leaves import match
+from ._previous import PreviousVersion
+from ._split import label
+
+_GC_EVERY = 16
+
+
+@dataclasses.dataclass
+class Changes:
+    sources: list[_sources.ModelSource]  # new models and replacements, in the order given
+    replace: dict[str, Path]  # task name -> its new model file
+    remove: list[dict[str, Any]]  # the previous version's entries of the tasks removed
+
+
+def _by_name_or_id(previous: PreviousVersion, ref: str, flag: str) -> dict[str, Any]:
+    live = {t["name"]: t for t in previous.tasks}
+    if ref in live:
+        return live[ref]
+    if ref.isdigit():
+        by_id = {t["id"]: t for t in previous.tasks}
+        if int(ref) in by_id:
+            return by_id[int(ref)]
+    gone = [r for r in previous.removed if r["name"] == ref or str(r["id"]) == ref]
+    if gone:
+        raise ExportError(f"{flag} {ref}: task {gone[-1]['id']} ({gone[-1]['name']!r}) was "
+                          f"already removed in version {gone[-1]['version']}")
+    names = ", ".join(list(live)[:20]) + (", ..." if len(live) > 20 else "")
+    raise ExportError(f"{flag} {ref}: {previous.label} has no task {ref!r}",
+                      hint=f"its tasks: {names}")
+
+
+def plan(previous: PreviousVersion, models: Sequence[str | os.PathLike[str]],
+         replace: Mapping[str, str | os.PathLike[str]], remove: Sequence[str],
+         manifest: str | os.PathLike[str] | None) -> Changes:
+    """Check the requested changes against the previous version (no model is read yet)."""
+    removed: list[dict[str, Any]] = []
+    for ref in remove:
+        task = _by_name_or_id(previous, str(ref), "--remove")
+        if task not in removed:
+            removed.append(task)
+    replaced: dict[str, Path] = {}
+    for ref, file in replace.items():
+        task = _by_name_or_id(previous, str(ref), "--replace")
+        if task in removed:
+            raise ExportError(f"task {task['name']!r} is both replaced and removed",
+                              hint="pass it to --replace or to --remove, not both")
+        replaced[task["name"]] = Path(file)
+    if not models and manifest is None and not replaced and not removed:
+        raise ExportError(f"nothing to change in {previous.label}",
+                          hint="pass new model files, --replace NAME=FILE or --remove NAME")
+    sources = _sources.resolve(list(models), manifest) if models or manifest else []
+    for name, path in replaced.items():
+        same = [s for s in sources if s.path.resolve() == path.resolve()]
+        if same:
+            if not any(e.name == name for e in same[0].entries):
+                raise ExportError(f"{path} is given as a new model and as the replacement of "
+                                  f"{name!r}", hint=f"pass it once: --replace {name}={path} (its "
+                                  "labels may go in the manifest: {name: NAME, model: FILE, "
+                                  "labels: [...]})")
+            continue  # the manifest names its task NAME: that task is the replacement
+        _sources.check_model_path(path)
+        sources.append(_sources.ModelSource(len(sources), path, (_sources.Entry(
+            len(sources), name, None, None),), False))
+    if len(previous.tasks) - len(removed) + len(sources) == 0:
+        raise ExportError("removing every task leaves no task to serve",
+                          hint="a version needs at least one task")
+    return Changes(sources, replaced, removed)
+
+
+def collect(changes: Changes, previous: PreviousVersion, *, tolerance: float, unsafe: bool,
+            progress: Progress | None = None) -> list[Task]:
+    """Read the new and replacing models: their tasks, heads and answers on the previous
+    version's probe texts. Each model's backbone must be the previous version's."""
+    stored = previous.manifest["backbone"]["leaves"]
+    values = previous.variable_values()
+    texts = previous.texts
+    tasks: list[Task] = []
+    names: dict[str, Path] = {}
+    for index, source in enumerate(changes.sources):
+        loaded = _formats.load(source, unsafe=unsafe)
+        outputs = [t.output for t in loaded.tasks]
+        named = _sources.task_names(source, [o or "" for o in outputs])
+        answers = loaded.original(texts)
+        sha, size = _sources.sha256(source.path), _sources.size(source.path)
+        for order, name, output, labels in named:
+            _sources.check_name(name, source.path, names)
+            k = outputs.index(output) if output is not None else 0
+            model = loaded.tasks[k].model
+            where = label(source.path, output)
+            split, tolerated = match(model, stored, values, tolerance, where, previous.label)
+            tasks.append(Task(order, name, labels, source, output, k, loaded.format,
+                              loaded.notes, read_head(model, split, where), split, answers[k],
+                              tolerated, sha, size))
+        revived = loaded.kit is TF_KERAS
+        del loaded
+        if revived or index % _GC_EVERY == 0:
+            gc.collect()
+        if progress:
+            progress(index + 1, len(changes.sources), source.path.name)
+    tasks.sort(key=lambda t: t.order)
+    return tasks
+
+
+@dataclasses.dataclass
+class Assigned:
+    """The new version's tasks: the previous version's kept ones and the new tasks with ids."""
+
+    kept: list[dict[str, Any]]  # previous entries, unchanged
+    replaced: list[tuple[dict[str, Any], Task]]  # (previous entry, its new model's task)
+    added: list[tuple[int, Task]]  # (new id, task)
+
+
+def assign(changes: Changes, previous: PreviousVersion, tasks: list[Task]) -> Assigned:
+    """Give each new task its id: a replacement keeps its task's id, an addition takes the next
+    id never used. Refuses a new task named like a kept one."""
+    live = {t["name"]: t for t in previous.tasks}
+    removed = {t["name"] for t in changes.remove}
+    got = {t.name for t in tasks}
+    for name, path in changes.replace.items():
+        if name not in got:
+            raise ExportError(f"--replace {name}={path}: the model gives no task named {name!r}",
+                              hint="a model with several outputs needs a manifest entry "
+                              "{name: NAME, model: FILE, output: OUTPUT}")
+    replaced: list[tuple[dict[str, Any], Task]] = []
+    added: list[tuple[int, Task]] = []
+    next_id = previous.next_id
+    for task in tasks:
+        if task.name in changes.replace:
+            replaced.append((live[task.name], task))
+        elif task.name in live and task.name not in removed:
+            raise ExportError(
+                f"task {task.name!r} (from {task.source.path}) already exists in "
+                f"{previous.label} (id {live[task.name]['id']})",
+                hint=f"to give it a new head: --replace {task.name}={task.source.path}; to add "
+                "another task, give it another name (a manifest sets names)")
+        else:
+            added.append((next_id, task))
+            next_id += 1
+    changed = set(changes.replace) | removed
+    kept = [t for t in previous.tasks if t["name"] not in changed]
+    return Assigned(kept, replaced, added)

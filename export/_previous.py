@@ -1,0 +1,139 @@
+"""A published version read back: its manifest, its SavedModel (the backbone's ``features``
+function and variables), its stored heads and probe texts. The source of a version built
+``--from`` it, of ``headswitch backbone`` and of ``headswitch diff``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from headswitch.contract import ASSETS_EXTRA, MANIFEST_FILE
+
+from ._errors import ExportError
+from ._publish import versions
+
+MIN_FORMAT_VERSION = 2  # the first manifest format with stored heads, probe texts and leaves
+REEXPORT_HINT = ("export it once more from its original model files with this headswitch; "
+                 "later versions can then be built from it")
+
+
+def resolve(spec: str | Path) -> tuple[Path, int, Path]:
+    """(base, version, version folder) of ``BASE`` (its newest version) or ``BASE/VERSION``."""
+    path = Path(spec)
+    if (path / "saved_model.pb").is_file():
+        if not path.name.isdigit():
+            raise ExportError(f"{path} is not a numbered version folder",
+                              hint="pass BASE or BASE/VERSION, e.g. models/headswitch/3")
+        return path.parent, int(path.name), path
+    if not path.is_dir():
+        raise ExportError(f"{path} does not exist",
+                          hint="pass BASE or BASE/VERSION, e.g. models/headswitch/3")
+    found = versions(path)
+    if not found:
+        raise ExportError(f"{path} holds no numbered version folders",
+                          hint="pass BASE or BASE/VERSION, e.g. models/headswitch/3")
+    return path, found[-1], path / str(found[-1])
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / ASSETS_EXTRA / MANIFEST_FILE
+    if not path.is_file():
+        raise ExportError(f"{folder} has no {ASSETS_EXTRA}/{MANIFEST_FILE}: it was not written "
+                          "by headswitch export", hint=REEXPORT_HINT)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ExportError(f"cannot read {path}: {e}") from e
+    return data
+
+
+@dataclasses.dataclass
+class PreviousVersion:
+    base: Path
+    version: int
+    path: Path
+    manifest: dict[str, Any]
+    loaded: Any  # tf.saved_model.load of the version
+
+    @property
+    def label(self) -> str:
+        return f"version {self.version}"
+
+    @property
+    def assets_extra(self) -> Path:
+        return self.path / ASSETS_EXTRA
+
+    @property
+    def tasks(self) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = self.manifest["tasks"]
+        return tasks
+
+    @property
+    def removed(self) -> list[dict[str, Any]]:
+        removed: list[dict[str, Any]] = self.manifest.get("removed", [])
+        return removed
+
+    @property
+    def texts(self) -> list[str]:
+        texts: list[str] = self.manifest["probe_texts"]
+        return texts
+
+    @property
+    def next_id(self) -> int:
+        return int(self.manifest["next_task_id"])
+
+    @property
+    def features(self) -> Any:
+        from ._module import FEATURES
+
+        return getattr(self.loaded, FEATURES)
+
+    def backbone(self) -> Any:
+        """The version's backbone as a ``SavedBackbone``, for a new module."""
+        from ._module import SavedBackbone
+
+        return SavedBackbone(self.features, int(self.manifest["backbone"]["features_width"]),
+                             list(self.loaded._backbone_variables),
+                             list(getattr(self.loaded, "_backbone_resources", [])))
+
+    def variable_values(self) -> list[npt.NDArray[Any]]:
+        return [np.asarray(v.numpy()) for v in self.loaded._backbone_variables]
+
+
+def open_version(spec: str | Path) -> PreviousVersion:
+    """Read a version written by headswitch (format 2 or later) and load its SavedModel."""
+    base, version, path = resolve(spec)
+    manifest = read_manifest(path)
+    fmt = int(manifest.get("format_version", 1))
+    if fmt < MIN_FORMAT_VERSION:
+        raise ExportError(f"version {version} ({path}) was written by an older headswitch "
+                          f"(manifest format {fmt}) that kept neither its heads nor its probe "
+                          "texts", hint=REEXPORT_HINT)
+    if manifest.get("serving", {}).get("non_core_ops"):
+        try:
+            import tensorflow_text  # noqa: F401  (registers the TF Text ops the model uses)
+        except ImportError as e:
+            from ._formats import INSTALL_KERAS_HUB
+
+            raise ExportError(f"version {version} uses TF Text ops and tensorflow-text is not "
+                              "installed", hint=INSTALL_KERAS_HUB) from e
+    from headswitch._quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as e:
+        raise ExportError(f"cannot load version {version} ({path}): {type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:300] if str(e) else ''}",
+                          hint="the version folder may be incomplete or corrupt") from e
+    from ._module import FEATURES
+
+    if not hasattr(loaded, FEATURES) or not hasattr(loaded, "_backbone_variables"):
+        raise ExportError(f"version {version} ({path}) has no backbone function "
+                          f"({FEATURES!r})", hint=REEXPORT_HINT)
+    return PreviousVersion(base, version, path, manifest, loaded)
