@@ -8,6 +8,7 @@ another name (versions of unrelated exports) is ``other task``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def _heads_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in files if f.is_file())
 
 
-def _side(spec: str | Path) -> tuple[Path, int, dict[str, Any]]:
+def _side(spec: str | os.PathLike[str]) -> tuple[Path, int, dict[str, Any]]:
     _, version, folder = resolve(spec)
     return folder, version, read_manifest(folder)
 
@@ -36,7 +37,7 @@ def _task(t: dict[str, Any]) -> dict[str, Any]:
     return {"id": t["id"], "name": t["name"]}
 
 
-def diff_versions(a: str | Path, b: str | Path) -> dict[str, Any]:
+def diff_versions(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[str, Any]:
     """Tasks added, removed, replaced and unchanged from version ``a`` to version ``b``, the
     backbone fingerprints and the sizes."""
     folder_a, version_a, ma = _side(a)

@@ -152,6 +152,8 @@ def state(op: Any) -> tuple[list[tuple[str, Any]], list[Any], list[Any]]:
     import tensorflow as tf
     from tensorflow.saved_model.experimental import TrackableResource
 
+    if not hasattr(op, "weights"):  # a Keras 3 op inside a model graph (GetItem, ...): no state
+        return [], [], []
     kit = kit_of(op)
     variables: list[tuple[str, Any]] = []
     seen: set[int] = set()

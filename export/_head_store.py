@@ -195,8 +195,8 @@ class HeadReader:
 def stored_bytes(record: dict[str, Any], assets_extra: Path) -> int:
     """Bytes a task's stored head takes: its values in the vector, or its file."""
     if record.get("kind") == "dense":
-        return 4 * sum(n_in * n_out + n_out for n_in, n_out, _ in record["layers"])
+        return 4 * sum(int(n_in) * int(n_out) + int(n_out) for n_in, n_out, _ in record["layers"])
     if record.get("kind") == "keras":
-        return (assets_extra / record["file"]).stat().st_size
+        return int((assets_extra / record["file"]).stat().st_size)
     return 0
 

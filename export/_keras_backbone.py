@@ -46,8 +46,7 @@ def describe(model: Any, saved_variables: list[Any]) -> dict[str, Any]:
         config = kit.keras.saving.serialize_keras_object(model)
         json.dumps(config)
     except Exception as e:
-        return {"unavailable": f"{kit.name} cannot serialize the backbone: "
-                f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+        return {"unavailable": f"{kit.name} cannot serialize the backbone: {_culprit(model, e)}"}
     index = {id(v): i for i, v in enumerate(saved_variables)}
     variables = [index.get(id(v), -1) for v in _graph.saved_state(model)[0]]
     if -1 in variables:
@@ -60,6 +59,19 @@ def describe(model: Any, saved_variables: list[Any]) -> dict[str, Any]:
             vocabularies[str(i)] = [str(t) for t in leaf.get_vocabulary()]
     return {"keras": kit.name, "config": config, "variables": variables,
             "vocabularies": vocabularies, "input_rank": len(model.inputs[0].shape)}
+
+
+def _culprit(model: Any, error: Exception) -> str:
+    """Which layer stops the backbone's serialization, and why."""
+    for leaf in _leaves.flatten(model):
+        try:
+            json.dumps(leaf.get_config())
+        except Exception as e:
+            text = str(e).splitlines()[0][:200] if str(e) else ""
+            return (f"layer {leaf.name!r} ({type(leaf).__name__}) has no configuration "
+                    f"({type(e).__name__}{': ' + text if text else ''})")
+    text = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"{type(error).__name__}{': ' + text if text else ''}"
 
 
 def write(assets_extra: Path, description: dict[str, Any]) -> dict[str, Any]:

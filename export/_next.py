@@ -180,11 +180,11 @@ def export_from(
                                       "report it")
                 results[entry.task_id] = _kept_result(entry, old, worst, before.version, stored)
             else:
-                entry, task, old, worst = fresh_by_id[entry.task_id]
+                entry, task, was, worst = fresh_by_id[entry.task_id]
                 stored = store_head(writer, entry, features, unsafe_deserialization)
-                since = version if old is None else old["since"]
+                since = version if was is None else was["since"]
                 results[entry.task_id] = _result(entry, task, worst, version, since, stored,
-                                                 "added" if old is None else "replaced")
+                                                 "added" if was is None else "replaced")
         heads_entry = writer.finish()
         if (before.assets_extra / BACKBONE_FILE).is_file():
             shutil.copyfile(before.assets_extra / BACKBONE_FILE, assets_extra / BACKBONE_FILE)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ REEXPORT_HINT = ("export it once more from its original model files with this he
                  "later versions can then be built from it")
 
 
-def resolve(spec: str | Path) -> tuple[Path, int, Path]:
+def resolve(spec: str | os.PathLike[str]) -> tuple[Path, int, Path]:
     """(base, version, version folder) of ``BASE`` (its newest version) or ``BASE/VERSION``."""
     path = Path(spec)
     if (path / "saved_model.pb").is_file():
@@ -105,7 +106,7 @@ class PreviousVersion:
         return [np.asarray(v.numpy()) for v in self.loaded._backbone_variables]
 
 
-def open_version(spec: str | Path) -> PreviousVersion:
+def open_version(spec: str | os.PathLike[str]) -> PreviousVersion:
     """Read a version written by headswitch (format 2 or later) and load its SavedModel."""
     base, version, path = resolve(spec)
     manifest = read_manifest(path)

@@ -242,3 +242,65 @@ def test_stored_heads_are_their_weights(exported: Any) -> None:
     for task in manifest["tasks"]:
         entry = len(json.dumps({"stored": task["stored"], "head_sha256": task["head_sha256"]}))
         assert task["head_bytes"] + entry <= 1.05 * task["head_bytes"] + 1024
+
+
+def test_cli_loop(base: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """backbone -> a new head -> export --from -> diff and inspect, as a user runs them."""
+    from headswitch.cli import main
+
+    out = tmp_path / "backbone.keras"
+    assert main(["backbone", str(base / "1"), "--out", str(out)]) == 0
+    assert f"wrote {out}" in capfd.readouterr().out
+    assert main(["backbone", str(base), "--out", str(out)]) == 2
+    assert "already exists" in capfd.readouterr().err
+    new = _new_model(out, tmp_path / "intent.keras", "intent")
+    assert main(["export", "--replace", f"topic={new}"]) == 2
+    assert "--replace needs --from" in capfd.readouterr().err
+    assert main(["export", "--from", str(base), str(new), "--remove", "spam", "--json"]) == 0
+    report = json.loads(capfd.readouterr().out)
+    assert report["version"] == 2 and report["removed"][0]["name"] == "spam"
+    assert main(["diff", str(base / "1"), str(base / "2"), "--json"]) == 0
+    diff = json.loads(capfd.readouterr().out)
+    assert diff["counts"] == {"added": 1, "removed": 1, "replaced": 0, "other task": 0,
+                              "unchanged": 6}
+    assert diff["backbone"]["same"] and diff["b"]["served_bytes"] < diff["b"]["total_bytes"]
+    assert main(["diff", str(base / "1"), str(base / "2")]) == 0
+    shown = capfd.readouterr().out
+    assert "intent" in shown and "spam" in shown and "(same)" in shown
+    assert main(["inspect", str(base)]) == 0
+    shown = capfd.readouterr().out
+    assert "Task history" in shown and "intent (7)" in shown and "spam (2)" in shown
+
+
+def test_server_picks_up_the_next_version(base: Path, backbone_file: Path,
+                                          tmp_path: Path) -> None:
+    """The embedded server serves version 2 as soon as it is published; old ids answer the
+    same, the new task answers."""
+    import time
+
+    from headswitch.client import RestClient
+    from headswitch.serving import ModelServer
+
+    texts = TEXTS[:7]
+    new = _new_model(backbone_file, tmp_path / "intent.keras", "intent")
+    with ModelServer(model_name="headswitch", model_base_path=base, grpc_port=0, rest_port=0,
+                     poll_seconds=0.2) as server:
+        server.wait_until_available()
+        url = server.rest_url
+        assert url is not None
+        with RestClient(url) as client:
+            before = client.predict(texts, task=list(range(7)))
+        export_from(base, [new])
+        deadline = time.monotonic() + 60
+        while 2 not in server.loaded_versions() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert 2 in server.loaded_versions()
+        with RestClient(url) as client:
+            after = client.predict(texts, task=list(range(7)))
+            added = client.predict(["the striker scored twice"], task="intent")
+    for old, now in zip(before, after):
+        assert now.task_name == old.task_name and now.top_label == old.top_label
+        assert list(now.scores) == list(old.scores)
+        np.testing.assert_allclose(list(now.scores.values()), list(old.scores.values()),
+                                   atol=1e-6)
+    assert added[0].task_id == 7 and added[0].task_name == "intent"
