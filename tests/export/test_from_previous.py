@@ -304,3 +304,12 @@ def test_server_picks_up_the_next_version(base: Path, backbone_file: Path,
         np.testing.assert_allclose(list(now.scores.values()), list(old.scores.values()),
                                    atol=1e-6)
     assert added[0].task_id == 7 and added[0].task_name == "intent"
+
+
+def test_regression_calls_are_bounded() -> None:
+    from headswitch.export._regression import CHUNK, CHUNK_TEXT_BYTES, _chunks
+
+    assert _chunks([10] * 5) == [(0, 5)]
+    assert _chunks([CHUNK_TEXT_BYTES, 1, CHUNK_TEXT_BYTES]) == [(0, 1), (1, 2), (2, 3)]
+    assert _chunks([1] * (CHUNK + 1)) == [(0, CHUNK), (CHUNK, CHUNK + 1)]
+    assert _chunks([]) == []

@@ -40,6 +40,7 @@ def _tf_keras_models(folder: Path) -> list[tuple[Any, Path]]:
     return made
 
 
+@pytest.mark.slow
 def test_hub_module_backbone(tmp_path: Path) -> None:
     made = _tf_keras_models(tmp_path)
     base = tmp_path / "out"
@@ -61,6 +62,7 @@ def test_hub_module_backbone(tmp_path: Path) -> None:
     assert "compares its backbone with the version" in (info.value.hint or "")
 
 
+@pytest.mark.slow
 def test_kerashub_backbone(tmp_path: Path) -> None:
     keras_hub = pytest.importorskip("keras_hub")
     pytest.importorskip("tensorflow_text")
