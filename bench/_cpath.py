@@ -192,12 +192,22 @@ class CSession:
                 fetch: Sequence[str] | None = None) -> Prepared:
         """Build the input tensors of one call of ``signature`` (fetching every output unless
         ``fetch`` names some)."""
+        # Look names up with ``in`` first: indexing a protobuf map inserts what it misses.
+        if signature not in self.signatures:
+            raise CPathError("NOT_FOUND", f"no signature {signature!r}; the model has "
+                             f"{sorted(self.signatures)}")
         sig = self.signatures[signature]
         missing = set(sig.inputs) - set(feeds)
-        if missing:
-            raise CPathError("INVALID_ARGUMENT", f"missing inputs {sorted(missing)}")
+        unknown = set(feeds) - set(sig.inputs)
+        if missing or unknown:
+            raise CPathError("INVALID_ARGUMENT", f"signature {signature!r} takes inputs "
+                             f"{sorted(sig.inputs)}; missing {sorted(missing)}, unknown "
+                             f"{sorted(unknown)}")
         keys = sorted(feeds)
         names = sorted(sig.outputs) if fetch is None else list(fetch)
+        if set(names) - set(sig.outputs):
+            raise CPathError("INVALID_ARGUMENT", f"signature {signature!r} has outputs "
+                             f"{sorted(sig.outputs)}; asked for {names}")
         inputs = (_Output * len(keys))(*[self._output(sig.inputs[k].name) for k in keys])
         values = (ctypes.c_void_p * len(keys))(
             *[_tensor(self._lib, np.asarray(feeds[k])) for k in keys])
