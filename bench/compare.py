@@ -62,10 +62,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -108,14 +109,16 @@ BERT_REAL_MODELS = 7
 # batches: {backbone: {batch size: distinct prepared requests}}. Few bert requests: each task
 # signature's first call costs ~0.2 s (its graph, backbone included, is optimised then), and
 # every signature the requests use is called once before timing.
-FULL = dict(tasks=[10, 200, 1000], rounds=12, load_repeats=2, load_jobs=1,
-            batches={"small": {1: 16, 64: 16}, "bert": {1: 8, 64: 3}},
-            budget={("small", 1): 30, ("small", 64): 30, ("bert", 1): 50, ("bert", 64): 120},
-            separate_max=200, bert_models=BERT_REAL_MODELS)
-QUICK = dict(tasks=[10, 50], rounds=4, load_repeats=1, load_jobs=2,
-             batches={"small": {1: 6, 64: 6}, "bert": {1: 4, 16: 2}},
-             budget={("small", 1): 4, ("small", 64): 4, ("bert", 1): 5, ("bert", 16): 6},
-             separate_max=10, bert_models=4)
+FULL: dict[str, Any] = {
+    "tasks": [10, 200, 1000], "rounds": 12, "load_repeats": 2, "load_jobs": 1,
+    "batches": {"small": {1: 16, 64: 16}, "bert": {1: 8, 64: 3}},
+    "budget": {("small", 1): 30, ("small", 64): 30, ("bert", 1): 50, ("bert", 64): 120},
+    "separate_max": 200, "bert_models": BERT_REAL_MODELS}
+QUICK: dict[str, Any] = {
+    "tasks": [10, 50], "rounds": 4, "load_repeats": 1, "load_jobs": 2,
+    "batches": {"small": {1: 6, 64: 6}, "bert": {1: 4, 16: 2}},
+    "budget": {("small", 1): 4, ("small", 64): 4, ("bert", 1): 5, ("bert", 16): 6},
+    "separate_max": 10, "bert_models": 4}
 LONG_LOAD = 5.0  # seconds: a load this long is not repeated (it averages over its own length)
 
 CHILD = "import sys; sys.path.insert(0, {bench!r}); import compare; compare.child_main(sys.argv[1])"
@@ -137,12 +140,12 @@ def child_main(spec_path: str) -> None:
     Path(spec["result"]).write_text(json.dumps(result))
 
 
-def _job_import(spec: dict) -> dict:
+def _job_import(spec: dict[str, Any]) -> dict[str, Any]:
     _tf()
     return {}
 
 
-def _job_examples(spec: dict) -> dict:
+def _job_examples(spec: dict[str, Any]) -> dict[str, Any]:
     _tf()
     from headswitch.examples import build_example_models
 
@@ -152,16 +155,16 @@ def _job_examples(spec: dict) -> dict:
             "seconds": time.perf_counter() - started}
 
 
-def _head_record(entry: Any) -> dict:
+def _head_record(entry: Any) -> dict[str, Any]:
     from headswitch.export._heads import DenseChainHead
 
     if not isinstance(entry.head, DenseChainHead):
-        raise RuntimeError(f"task {entry.name}: the comparison needs Dense-chain heads")
+        raise TypeError(f"task {entry.name}: the comparison needs Dense-chain heads")
     return {"name": entry.name, "labels": list(entry.labels),
             "steps": [(s.kernel, s.bias, s.activation) for s in entry.head.steps]}
 
 
-def _job_export(spec: dict) -> dict:
+def _job_export(spec: dict[str, Any]) -> dict[str, Any]:
     """Small backbone: headswitch through the public export_models, once per N. The heads the
     exporter reads are captured (wrapping its build_module) for the other contenders."""
     _tf()
@@ -206,11 +209,11 @@ def _backbone_of(path: str) -> Any:
     return model, _graph.backbone_model(model, model.get_layer("backbone"))
 
 
-def _bert_heads(spec: dict, width: int) -> tuple[list[dict], int]:
+def _bert_heads(spec: dict[str, Any], width: int) -> tuple[list[dict[str, Any]], int]:
     return synthesized_heads(spec["paths"], max(spec["tasks"]), width)
 
 
-def synthesized_heads(paths: list[str], n_max: int, width: int) -> tuple[list[dict], int]:
+def synthesized_heads(paths: list[str], n_max: int, width: int) -> tuple[list[dict[str, Any]], int]:
     """The real heads of a few example models, then random Dense heads of the shapes the
     remaining example tasks have (``task_specs``)."""
     import keras
@@ -298,7 +301,7 @@ def _save_backbone_io(tf: Any, backbone: Any, width: int, path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
 
 
-def _save_multi_output(tf: Any, backbone: Any, heads: list[dict], path: Path) -> None:
+def _save_multi_output(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path) -> None:
     """One signature, every head. The single-Dense heads are ONE concatenated matmul
     [features, sum of widths]; heads with a hidden layer run their own Dense steps. The logits
     are laid out as [b, N, K] (K = widest head, padding masked) and each task's activation is
@@ -357,7 +360,7 @@ def _save_multi_output(tf: Any, backbone: Any, heads: list[dict], path: Path) ->
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
 
 
-def _save_per_task(tf: Any, backbone: Any, heads: list[dict], path: Path,
+def _save_per_task(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path,
                    names: list[str] | None = None) -> None:
     """One signature per task. The backbone is one tf.function every signature calls, so the
     graph holds it once (tracing it per signature would store N copies)."""
@@ -384,7 +387,7 @@ def _save_per_task(tf: Any, backbone: Any, heads: list[dict], path: Path,
     tf.saved_model.save(module, str(path), signatures=sigs)
 
 
-def _save_headswitch(tf: Any, backbone: Any, heads: list[dict], path: Path) -> None:
+def _save_headswitch(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path) -> None:
     """What export_models writes, minus verification, warmup records and assets.extra."""
     from headswitch.export._heads import DenseChainHead, DenseStep
     from headswitch.export._module import TaskEntry, build_module, signatures
@@ -396,11 +399,11 @@ def _save_headswitch(tf: Any, backbone: Any, heads: list[dict], path: Path) -> N
     tf.saved_model.save(module, str(path), signatures=signatures(module))
 
 
-def _heads_bytes(heads: list[dict]) -> int:
+def _heads_bytes(heads: list[dict[str, Any]]) -> int:
     return int(sum(k.nbytes + b.nbytes for h in heads for k, b, _ in h["steps"]))
 
 
-def _job_contenders(spec: dict) -> dict:
+def _job_contenders(spec: dict[str, Any]) -> dict[str, Any]:
     """Every contender but the exported headswitch (small) from one backbone and the heads."""
     tf = _tf()
     _, backbone = _backbone_of(spec["first_model"])
@@ -451,7 +454,7 @@ def _call_once(tf: Any, loaded: Any, contender: str) -> None:
         loaded.signatures["serving_default"](text=text)
 
 
-def _job_load(spec: dict) -> dict:
+def _job_load(spec: dict[str, Any]) -> dict[str, Any]:
     """Load ``copies`` times (each load has its own variables and functions) and answer one
     request with each: time to load, and to the first answer."""
     tf = _tf()
@@ -508,7 +511,7 @@ class _Layout:
         return [(int(t), np.nonzero(ids == t)[0]) for t in np.unique(ids)]
 
 
-def _layout(spec: dict) -> _Layout:
+def _layout(spec: dict[str, Any]) -> _Layout:
     import numpy as np
     from headswitch.examples import sample_texts
 
@@ -524,7 +527,7 @@ def _layout(spec: dict) -> _Layout:
     return _Layout(pool, texts, ids)
 
 
-def _timed(instances: list[_Instance], n_req: int, budget: float, max_rounds: int) -> dict:
+def _timed(instances: list[_Instance], n_req: int, budget: float, max_rounds: int) -> dict[str, Any]:
     """Warm every instance up, then time them round-robin (the order rotates every round), each
     instance getting about the same share of ``budget`` seconds: cheap contenders get more
     samples, the run stays bounded."""
@@ -565,7 +568,18 @@ def _timed(instances: list[_Instance], n_req: int, budget: float, max_rounds: in
                            "calls_per_request": x.calls_per_request} for x in instances]}
 
 
-def _job_latency(spec: dict) -> dict:
+def _eager(signature: Callable[..., Any], output: str, pick: tuple[Any, Any] | None = None,
+           **feeds: list[Any]) -> Callable[[int], Any]:
+    """Request i: call ``signature`` with each feed's i-th tensor, read ``output`` back (and
+    pick each example's row ``pick[1][i]``, as a caller of the multi-output model does)."""
+    def run(i: int) -> Any:
+        out = signature(**{k: v[i] for k, v in feeds.items()})[output].numpy()
+        return out if pick is None else out[pick[0], pick[1][i]]
+
+    return run
+
+
+def _job_latency(spec: dict[str, Any]) -> dict[str, Any]:
     """Eager path: every contender and N of one backbone loaded in this process with
     ``tf.saved_model.load``, called from Python, timed round-robin."""
     tf = _tf()
@@ -609,50 +623,47 @@ def _job_latency(spec: dict) -> dict:
     result: dict[str, Any] = {"path": "eager", "onednn": onednn_enabled(),
                               "load_seconds_in_process": load_seconds,
                               "per_task_first_calls": warm, "batches": {}}
+
+    def grouped(batch: int, n_req: int, n: int, sig_for: Callable[[int], Any]
+                ) -> tuple[Callable[[int], Any], float]:
+        """One call per distinct task in the request, answers put back in order."""
+        plans = [[(sig_for(t), tf.constant(lay.text(batch, r, rows).tolist()), rows)
+                  for t, rows in lay.groups(batch, n, r)] for r in range(n_req)]
+        width = 8
+
+        def run(i: int) -> Any:
+            if len(plans[i]) == 1:  # one task: nothing to reassemble
+                return plans[i][0][0](text=plans[i][0][1])["scores"].numpy()
+            out = np.zeros((batch, width), np.float32)
+            for sig, sub, rows in plans[i]:
+                s = sig(text=sub)["scores"].numpy()
+                out[rows, : s.shape[1]] = s
+            return out
+
+        return run, float(np.mean([len(p) for p in plans]))
+
     gc.collect()
     for batch, n_req in requests.items():
         texts = [tf.constant(lay.text(batch, r).tolist()) for r in range(n_req)]
-        instances = [_Instance("backbone", None,
-                               lambda i, f=backbone: f(text=texts[i])["features"].numpy())]
         task_io = [tf.constant(lay.ids[batch][tasks[0]][r]) for r in range(n_req)]
-        instances.append(_Instance(
-            "backbone_io", None,
-            lambda i, f=backbone_io: f(text=texts[i], task_id=task_io[i])["scores"].numpy()))
-
-        def grouped(n: int, sig_for: Callable[[int], Any]) -> tuple[Callable[[int], Any], float]:
-            """One call per distinct task in the request, answers put back in order."""
-            plans = [[(sig_for(t), tf.constant(lay.text(batch, r, rows).tolist()), rows)
-                      for t, rows in lay.groups(batch, n, r)] for r in range(n_req)]
-            width = 8
-
-            def run(i: int) -> Any:
-                if len(plans[i]) == 1:  # one task: nothing to reassemble
-                    return plans[i][0][0](text=plans[i][0][1])["scores"].numpy()
-                out = np.zeros((batch, width), np.float32)
-                for sig, sub, rows in plans[i]:
-                    s = sig(text=sub)["scores"].numpy()
-                    out[rows, : s.shape[1]] = s
-                return out
-
-            return run, float(np.mean([len(p) for p in plans]))
-
+        every_row = np.arange(batch)
+        instances = [_Instance("backbone", None, _eager(backbone, "features", text=texts)),
+                     _Instance("backbone_io", None, _eager(backbone_io, "scores", text=texts,
+                                                           task_id=task_io))]
         for n in tasks:
             ids = lay.ids[batch][n]
             task_t = [tf.constant(ids[r]) for r in range(n_req)]
-            ar = np.arange(batch)
-            instances.append(_Instance(
-                "headswitch", n,
-                lambda i, f=hs[n], tt=task_t: f(text=texts[i], task_id=tt[i])["scores"].numpy()))
-            instances.append(_Instance(
-                "multi_output", n,
-                lambda i, f=multi[n], ii=ids: f(text=texts[i])["scores"].numpy()[ar, ii[i]]))
-            run, calls = grouped(n, lambda t, sigs=per_task[n]: sigs[t])
+            instances.append(_Instance("headswitch", n, _eager(hs[n], "scores", text=texts,
+                                                               task_id=task_t)))
+            instances.append(_Instance("multi_output", n, _eager(
+                multi[n], "scores", pick=(every_row, ids), text=texts)))
+            run, calls = grouped(batch, n_req, n, per_task[n].__getitem__)
             instances.append(_Instance("per_task_sigs", n, run, calls_per_request=calls))
             if batch > 1:  # at batch 1, one model's latency does not depend on N
-                run, calls = grouped(n, lambda t: separate)
+                run, calls = grouped(batch, n_req, n, lambda t: separate)
                 instances.append(_Instance("separate", n, run, calls_per_request=calls))
         if batch == 1:
-            run, calls = grouped(tasks[0], lambda t: separate)
+            run, calls = grouped(batch, n_req, tasks[0], lambda t: separate)
             instances.append(_Instance("separate", None, run, calls_per_request=calls))
         result["batches"][str(batch)] = _timed(instances, n_req, spec["budget"][str(batch)],
                                                spec["rounds"])
@@ -660,7 +671,7 @@ def _job_latency(spec: dict) -> dict:
     return result
 
 
-def _job_cpath(spec: dict) -> dict:
+def _job_cpath(spec: dict[str, Any]) -> dict[str, Any]:
     """TF Serving's path: every contender and N of one backbone loaded with TensorFlow's C++
     SavedModel loader in this process and run by ``Session::Run`` (``_cpath.CSession``),
     timed round-robin. Inputs are TF_Tensors built once per request; every output of the
@@ -691,51 +702,55 @@ def _job_cpath(spec: dict) -> dict:
                               "load_seconds_in_process": load_seconds,
                               "per_task_first_calls": {}, "batches": {}}
     made: list[tuple[CSession, Prepared]] = []  # input tensors, freed after each batch size
+
+    def single(session: CSession, batch: int, n_req: int, **ids: Any) -> Callable[[int], Any]:
+        prepared = [session.prepare("serving_default", {
+            "text": lay.text(batch, r), **{k: v[r] for k, v in ids.items()}})
+            for r in range(n_req)]
+        made.extend((session, x) for x in prepared)
+        return lambda i: session.run(prepared[i])
+
+    def grouped(contender: str, batch: int, n_req: int, n: int, session: CSession,
+                signature: Callable[[int], str]) -> tuple[Callable[[int], Any], float]:
+        """One run per distinct task of the request, one after the other."""
+        plans: list[list[Prepared]] = [
+            [session.prepare(signature(t), {"text": lay.text(batch, r, rows)})
+             for t, rows in lay.groups(batch, n, r)] for r in range(n_req)]
+        made.extend((session, x) for plan in plans for x in plan)
+        # Each signature's first run builds its executor (TF Serving's warmup does it).
+        t0 = time.perf_counter()
+        for plan in plans:
+            for prepared in plan:
+                session.run(prepared)
+        result["per_task_first_calls"][f"{contender}-{n}-b{batch}"] = {
+            "signatures": len({x.signature for plan in plans for x in plan}),
+            "seconds": time.perf_counter() - t0}
+
+        def run(i: int) -> None:
+            for prepared in plans[i]:
+                session.run(prepared)
+
+        return run, sum(len(p) for p in plans) / n_req
+
     try:
         for batch, n_req in requests.items():
-            def single(session: CSession, **ids: Any) -> Callable[[int], Any]:
-                prepared = [session.prepare("serving_default", {
-                    "text": lay.text(batch, r), **{k: v[r] for k, v in ids.items()}})
-                    for r in range(n_req)]
-                made.extend((session, x) for x in prepared)
-                return lambda i: session.run(prepared[i])
-
-            def grouped(contender: str, n: int, session: CSession,
-                        signature: Callable[[int], str]) -> tuple[Callable[[int], Any], float]:
-                """One run per distinct task of the request, one after the other."""
-                plans: list[list[Prepared]] = [
-                    [session.prepare(signature(t), {"text": lay.text(batch, r, rows)})
-                     for t, rows in lay.groups(batch, n, r)] for r in range(n_req)]
-                made.extend((session, x) for plan in plans for x in plan)
-                # Each signature's first run builds its executor (TF Serving's warmup does it).
-                t0 = time.perf_counter()
-                for plan in plans:
-                    for prepared in plan:
-                        session.run(prepared)
-                result["per_task_first_calls"][f"{contender}-{n}-b{batch}"] = {
-                    "signatures": len({x.signature for plan in plans for x in plan}),
-                    "seconds": time.perf_counter() - t0}
-
-                def run(i: int) -> None:
-                    for prepared in plans[i]:
-                        session.run(prepared)
-
-                return run, sum(len(p) for p in plans) / n_req
-
-            first_ids = lay.ids[batch][tasks[0]]
-            instances = [_Instance("backbone", None, single(backbone)),
-                         _Instance("backbone_io", None, single(backbone_io, task_id=first_ids))]
+            instances = [
+                _Instance("backbone", None, single(backbone, batch, n_req)),
+                _Instance("backbone_io", None, single(backbone_io, batch, n_req,
+                                                      task_id=lay.ids[batch][tasks[0]]))]
             for n in tasks:
-                ids = lay.ids[batch][n]
-                instances.append(_Instance("headswitch", n, single(hs[n], task_id=ids)))
-                instances.append(_Instance("multi_output", n, single(multi[n])))
-                run, calls = grouped("per_task_sigs", n, per_task[n], lambda t: f"task_{t}")
+                instances.append(_Instance("headswitch", n, single(
+                    hs[n], batch, n_req, task_id=lay.ids[batch][n])))
+                instances.append(_Instance("multi_output", n, single(multi[n], batch, n_req)))
+                run, calls = grouped("per_task_sigs", batch, n_req, n, per_task[n],
+                                     lambda t: f"task_{t}")
                 instances.append(_Instance("per_task_sigs", n, run, calls_per_request=calls))
                 if batch > 1:  # at batch 1, one model's latency does not depend on N
-                    run, calls = grouped("separate", n, separate, lambda t: "serving_default")
+                    run, calls = grouped("separate", batch, n_req, n, separate,
+                                         lambda t: "serving_default")
                     instances.append(_Instance("separate", n, run, calls_per_request=calls))
             if batch == 1:
-                run, calls = grouped("separate", tasks[0], separate,
+                run, calls = grouped("separate", batch, n_req, tasks[0], separate,
                                      lambda t: "serving_default")
                 instances.append(_Instance("separate", None, run, calls_per_request=calls))
             result["batches"][str(batch)] = _timed(instances, n_req, spec["budget"][str(batch)],
@@ -750,7 +765,7 @@ def _job_cpath(spec: dict) -> dict:
     return result
 
 
-JOBS: dict[str, Callable[[dict], dict]] = {
+JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "import": _job_import, "examples": _job_examples, "export": _job_export,
     "contenders": _job_contenders, "load": _job_load, "latency": _job_latency,
     "cpath": _job_cpath,
@@ -772,7 +787,7 @@ class _Runner:
     count: int = 0
 
     def job(self, name: str, child: bool | None = None, env: dict[str, str] | None = None,
-            **spec: Any) -> tuple[dict, float, int]:
+            **spec: Any) -> tuple[dict[str, Any], float, int]:
         """Run a job (in a child process with ``env`` added to its environment, or in this
         one); return its result, wall seconds and the child's peak RSS (0 in-process)."""
         with _LOCK:
@@ -806,7 +821,7 @@ def _folder_bytes(path: Path) -> int:
 
 
 def _build(runner: _Runner, backbone: str, tasks: list[int], examples_dir: str | None,
-           bert_models: int) -> dict:
+           bert_models: int) -> dict[str, Any]:
     log = runner.log
     info: dict[str, Any] = {"timings": {}}
     work = runner.work / backbone
@@ -861,11 +876,11 @@ def _build(runner: _Runner, backbone: str, tasks: list[int], examples_dir: str |
     return info
 
 
-def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int,
-                   separate_max: int, jobs: int) -> dict:
+def _measure_loads(runner: _Runner, builds: dict[str, Any], tasks: list[int], repeats: int,
+                   separate_max: int, jobs: int) -> dict[tuple[Any, ...], dict[str, Any]]:
     """A fresh child per measurement, every contender in turn (reversed order on the next
     repeat); best of ``repeats`` (a load longer than LONG_LOAD s is not repeated)."""
-    plan = []
+    plan: list[tuple[tuple[Any, ...], str, int]] = []
     for backbone, info in builds.items():
         paths = info["paths"]
         for single in SINGLE:
@@ -876,9 +891,9 @@ def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int
         for copies in sorted({min(n, separate_max) for n in tasks}):
             plan.append(((backbone, "separate", copies), paths["separate"], copies))
     plan.append((("-", "import_only", None), "", 0))
-    runs: dict[tuple, list[dict]] = {}
+    runs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
-    def measure(item: tuple) -> None:
+    def measure(item: tuple[tuple[Any, ...], str, int]) -> None:
         key, path, copies = item
         if key[1] == "import_only":
             _, secs, rss = runner.job("import", child=True)
@@ -897,7 +912,7 @@ def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int
             order = [p for p in order if runs[p[0]][0]["load_seconds"] < LONG_LOAD]
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(measure, order))
-    best = {}
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, values in runs.items():
         best[key] = {
             "load_seconds": min(v["load_seconds"] for v in values),
@@ -912,7 +927,7 @@ def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int
     return best
 
 
-def _summarise_latency(samples: list[float], batch: int, calls: float) -> dict:
+def _summarise_latency(samples: list[float], batch: int, calls: float) -> dict[str, Any]:
     mean = sum(samples) / len(samples)
     return {"p50_ms": percentile(samples, 50) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
             "mean_ms": mean * 1e3, "throughput": batch / mean, "samples": len(samples),
@@ -920,7 +935,7 @@ def _summarise_latency(samples: list[float], batch: int, calls: float) -> dict:
 
 
 def _floor(name: str, limit: float, values: dict[str, float], headline: str,
-           strict: bool = False, reference: bool = False, **extra: Any) -> dict:
+           strict: bool = False, reference: bool = False, **extra: Any) -> dict[str, Any]:
     """One floor: its value on each path (met or missed), and the headline path's."""
     def met(v: float) -> bool:
         return v < limit if strict else v <= limit
@@ -931,8 +946,8 @@ def _floor(name: str, limit: float, values: dict[str, float], headline: str,
             "value": main["value"], "ok": main["ok"], "reference": reference, **extra}
 
 
-def _floors(backbone: str, rows: list[dict], tasks: list[int], batches: list[int],
-            headline: str, size: dict[int, tuple[int, int]]) -> list[dict]:
+def _floors(backbone: str, rows: list[dict[str, Any]], tasks: list[int], batches: list[int],
+            headline: str, size: dict[int, tuple[int, int]]) -> list[dict[str, Any]]:
     """Issue 11's floors on the C++ paths (p50), and the size floor."""
     paths = [p for p in CPP_PATHS if p in rows[0]["latency"]]
     one = {(r["contender"], r["tasks"]): r for r in rows}
@@ -984,14 +999,15 @@ def _floors(backbone: str, rows: list[dict], tasks: list[int], batches: list[int
     return out
 
 
-def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
-              batches_of: dict[str, list[int]], separate_max: int, headline: str) -> dict:
+def _assemble(builds: dict[str, Any], loads: dict[tuple[Any, ...], dict[str, Any]],
+              latency: dict[str, Any], tasks: list[int], batches_of: dict[str, list[int]],
+              separate_max: int, headline: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backbone, info in builds.items():
         batches = batches_of[backbone]
         paths = info["paths"]
         bb_bytes = saved_model_bytes(paths["backbone"])
-        by_key: dict[tuple, dict] = {}
+        by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
         for path, job in latency[backbone].items():
             for b in batches:
                 for inst in job["batches"][str(b)]["instances"]:
@@ -1004,6 +1020,7 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
                 if contender in SINGLE:
                     row["bytes"] = saved_model_bytes(paths[contender])
                 elif contender == "separate":
+                    assert n is not None
                     one = saved_model_bytes(paths["separate"])
                     row["bytes"] = n * one
                     row["bytes_note"] = f"N x one model ({one} bytes)"
@@ -1011,8 +1028,8 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
                     row["bytes"] = saved_model_bytes(paths[contender][str(n)])
                 if contender == "headswitch":
                     row["bytes_with_assets_extra"] = _folder_bytes(Path(paths[contender][str(n)]))
-                ld = loads[(backbone, contender, min(n, separate_max) if contender == "separate"
-                            else n)]
+                ld = loads[(backbone, contender, min(n, separate_max)
+                            if contender == "separate" and n is not None else n)]
                 row["load_seconds"] = ld["load_seconds"] + ld["first_call_seconds"]
                 row["load_only_seconds"] = ld["load_seconds"]
                 row["first_call_seconds"] = ld["first_call_seconds"]
@@ -1098,7 +1115,7 @@ def _x(r: float) -> str:
     return f"{r:.2f}x" if r < 100 else f"{r:.0f}x"
 
 
-def path_title(result: dict, backbone: str, path: str) -> str:
+def path_title(result: dict[str, Any], backbone: str, path: str) -> str:
     """A latency column's title, with the oneDNN setting its process really had."""
     job = result["backbones"][backbone]["latency_jobs"][path]
     if path == "eager":
@@ -1106,7 +1123,7 @@ def path_title(result: dict, backbone: str, path: str) -> str:
     return f"C++ session, oneDNN {'on' if job['onednn'] else 'off'}"
 
 
-def floors_table(result: dict, backbone: str, references: bool = False) -> list[str]:
+def floors_table(result: dict[str, Any], backbone: str, references: bool = False) -> list[str]:
     data = result["backbones"][backbone]
     paths = [p for p in CPP_PATHS if p in data["latency_jobs"]]
     head = " | ".join(f"{path_title(result, backbone, p)} | met" for p in paths)
@@ -1123,31 +1140,31 @@ def floors_table(result: dict, backbone: str, references: bool = False) -> list[
     return lines
 
 
-def markdown(result: dict) -> str:
+def markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
     headline = s["headline"]
     lines = [f"# headswitch vs the alternatives{' (quick mode)' if s['quick'] else ''}", "",
-             f"Machine: {result['machine']}; TensorFlow {result['tensorflow']}. "
-             f"Run took {result['total_seconds'] / 60:.1f} min. Load average (1/5/15 min) at "
-             f"start {result['load_average_start']}, at end {result['load_average_end']}.", "",
-             "**Latency path.** Unless a column says otherwise, latency is TF Serving's execution "
-             "path: the SavedModel loaded by TensorFlow's C++ loader and run by `Session::Run` "
-             "with the signature's tensor names (TensorFlow's C API through ctypes, "
-             "`bench/_cpath.py`), inputs built once, every output of the signature fetched "
-             "(TF Serving fetches them all) and not read back; nothing of a server's request "
-             "handling. Headline column: "
-             f"{PATHS[headline][0]}. The 'Python call' column is the loaded signature called "
-             "from Python (`tf.saved_model.load`, outputs read back with `.numpy()`). Each "
-             "column is measured in its own process, every contender and N interleaved round by "
-             "round.", "",
-             "A request of batch b carries b texts with a uniformly random task each (the same "
-             "texts and tasks for every contender and path); one client, sequential requests; "
-             "p50/p99 per request. x = ratio to the backbone alone on the same path. Size = "
-             "saved_model.pb + variables/ (+ assets/). Load = tf.saved_model.load + first "
-             f"answer, in a fresh process (best of {s['load_repeats']}); peak RSS of that "
-             "process (TF runtime alone: "
-             f"{_fmt_bytes(result['import_only_peak_rss'])}); 'RSS added' = resident memory "
-             "after the load and first answer minus before the load.", ""]
+             (f"Machine: {result['machine']}; TensorFlow {result['tensorflow']}. "
+              f"Run took {result['total_seconds'] / 60:.1f} min. Load average (1/5/15 min) at "
+              f"start {result['load_average_start']}, at end {result['load_average_end']}."), "",
+             ("**Latency path.** Unless a column says otherwise, latency is TF Serving's execution "
+              "path: the SavedModel loaded by TensorFlow's C++ loader and run by `Session::Run` "
+              "with the signature's tensor names (TensorFlow's C API through ctypes, "
+              "`bench/_cpath.py`), inputs built once, every output of the signature fetched "
+              "(TF Serving fetches them all) and not read back; nothing of a server's request "
+              "handling. Headline column: "
+              f"{PATHS[headline][0]}. The 'Python call' column is the loaded signature called "
+              "from Python (`tf.saved_model.load`, outputs read back with `.numpy()`). Each "
+              "column is measured in its own process, every contender and N interleaved round by "
+              "round."), "",
+             ("A request of batch b carries b texts with a uniformly random task each (the same "
+              "texts and tasks for every contender and path); one client, sequential requests; "
+              "p50/p99 per request. x = ratio to the backbone alone on the same path. Size = "
+              "saved_model.pb + variables/ (+ assets/). Load = tf.saved_model.load + first "
+              f"answer, in a fresh process (best of {s['load_repeats']}); peak RSS of that "
+              "process (TF runtime alone: "
+              f"{_fmt_bytes(result['import_only_peak_rss'])}); 'RSS added' = resident memory "
+              "after the load and first answer minus before the load."), ""]
     for backbone, data in result["backbones"].items():
         paths = list(data["latency_jobs"])
         others = [p for p in paths if p != headline]
@@ -1163,7 +1180,7 @@ def markdown(result: dict) -> str:
         for b in data["batches"]:
             rounds = data["latency_jobs"][headline]["batches"][str(b)]["rounds"]
             lines += [f"### Batch {b} ({rounds} interleaved rounds)", "",
-                      f"| contender | N | p50 ms | x | p99 ms | x | "
+                      "| contender | N | p50 ms | x | p99 ms | x | "
                       + " | ".join(f"{path_title(result, backbone, p)}: p50 ms | x"
                                    for p in others)
                       + " | examples/s | calls/req | samples |",
@@ -1179,9 +1196,9 @@ def markdown(result: dict) -> str:
                     f"{lt['calls_per_request']:.1f} | {lt['samples']} |")
             lines.append("")
         lines += ["### Floors (issue 11; C++ path, p50)", ""] + floors_table(result, backbone)
-        lines += ["", "Where the cost over the backbone goes (reference, not floors): the "
-                  "signature itself (headswitch's inputs and outputs around the backbone, no task "
-                  "switch), the task switch on top of it, and the other sizes:", ""]
+        lines += ["", ("Where the cost over the backbone goes (reference, not floors): the "
+                       "signature itself (headswitch's inputs and outputs around the backbone, no task "
+                       "switch), the task switch on top of it, and the other sizes:"), ""]
         lines += floors_table(result, backbone, references=True)
         lines += ["", "### Size, load time and memory", "",
                   "| contender | N | size | x | load s | x | peak RSS | x | RSS added | x |",
@@ -1196,40 +1213,39 @@ def markdown(result: dict) -> str:
                 f"{_fmt_bytes(row['peak_rss'])}{star} | {_x(r['peak_rss'])} | "
                 f"{_fmt_bytes(row['rss_added'])}{star} | {_x(r['rss_added'])} |")
         if any(r.get("extrapolated") for r in data["rows"]):
-            lines += ["", f"\\* extrapolated linearly from loading {s['separate_max']} models "
-                      f"(N > {s['separate_max']})."]
+            lines += ["", (f"\\* extrapolated linearly from loading {s['separate_max']} models "
+                           f"(N > {s['separate_max']}).")]
         lines.append("")
     lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
     return "\n".join(lines)
 
 
-def readme_table(result: dict) -> str:
+def readme_table(result: dict[str, Any]) -> str:
     """The README's summary: headline-path p50 ratios to the backbone, per backbone and N."""
     headline = result["settings"]["headline"]
-    lines = ["| backbone | N | headswitch size | headswitch p50, batch 1 / big | all heads p50, "
-             "batch 1 / big | N signatures p50, batch 1 / big | N SavedModels: size, load |",
+    lines = [("| backbone | N | headswitch size | headswitch p50, batch 1 / big | all heads p50, "
+              "batch 1 / big | N signatures p50, batch 1 / big | N SavedModels: size, load |"),
              "|---|---|---|---|---|---|---|"]
     for backbone, data in result["backbones"].items():
         rows = {(r["contender"], r["tasks"]): r for r in data["rows"]}
         b1, big = min(data["batches"]), max(data["batches"])
         base = rows[("backbone", None)]["latency"][headline]
         for n in result["settings"]["tasks"]:
-            def pair(contender: str, n: int = n) -> str:
-                lt = rows[(contender, n)]["latency"][headline]
-                return f"{_x(lt[str(b1)]['p50_x'])} / {_x(lt[str(big)]['p50_x'])}"
-
+            pair = {c: f"{_x(rows[(c, n)]['latency'][headline][str(b1)]['p50_x'])} / "
+                       f"{_x(rows[(c, n)]['latency'][headline][str(big)]['p50_x'])}"
+                    for c in ("headswitch", "multi_output", "per_task_sigs")}
             sep = rows[("separate", n)]["ratio"]
             label = (f"{backbone} ({_fmt_ms(base[str(b1)]['p50_ms'])} / "
                      f"{_fmt_ms(base[str(big)]['p50_ms'])} ms, batch {b1} / {big})"
                      if n == min(result["settings"]["tasks"]) else backbone)
             lines.append(f"| {label} | {n} | {_x(rows[('headswitch', n)]['ratio']['bytes'])} | "
-                         f"{pair('headswitch')} | {pair('multi_output')} | "
-                         f"{pair('per_task_sigs')} | {_x(sep['bytes'])}, "
+                         f"{pair['headswitch']} | {pair['multi_output']} | "
+                         f"{pair['per_task_sigs']} | {_x(sep['bytes'])}, "
                          f"{_x(sep['load_seconds'])} |")
     return "\n".join(lines)
 
 
-def plot(result: dict, path: Path) -> None:
+def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1357,7 +1373,7 @@ def main(argv: list[str] | None = None) -> int:
                 budget = {str(batch): preset["budget"][(b, batch)] * args.budget_scale
                           * (1.0 if path == args.headline else SECONDARY_BUDGET)
                           for batch in batches[b]}
-                latency[b][path], secs, rss = runner.job(
+                latency[b][path], _, rss = runner.job(
                     "latency" if path == "eager" else "cpath",
                     child=None if path == "eager" else True, env=PATHS[path][1], path=path,
                     paths=builds[b]["paths"], tasks=tasks, batches=preset["batches"][b],
@@ -1404,40 +1420,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def notes(preset: dict) -> list[str]:
+def notes(preset: dict[str, Any]) -> list[str]:
     m, cap = preset["bert_models"], preset["separate_max"]
     out = [
-        "small backbone: headswitch is the public export_models output (one export per N). The "
-        "other contenders use the backbone of the first .keras file and the heads export_models "
-        "read (captured from its largest export), so every contender computes the same "
-        "functions.",
-        f"bert backbone: {m} example .keras files are built (a bert .keras is ~21 MB, so not N of "
-        "them); their heads are read with the exporter's head analysis and the other tasks get "
-        "random Dense weights of their example task's shape. headswitch is build_module + "
-        "tf.saved_model.save with its signatures (export_models' graph without the verification "
-        "and warmup records).",
-        "multi_output: the single-Dense heads are one concatenated matmul; `language` (Dense(16, "
-        "relu) -> Dense(4)) runs its two Dense steps; the scores are gathered into [b, N, K] with "
-        "each task's activation. On the C++ path the run returns all N heads' scores (a server "
-        "would also serialize them: not counted); on the Python-call path the caller picks its "
-        "task's row (numpy indexing, timed).",
-        "per_task_sigs: the backbone is one tf.function called by every signature (stored once); "
-        "a batch mixing k tasks is k runs, one after the other (on the Python-call path the "
-        "answers are also reassembled in numpy, timed). Every signature used runs once before "
-        "timing (a server's warmup would do it).",
-        "separate: latency is one model's (backbone + head of task 0), called once per distinct "
-        "task of the request, like k different models of identical cost; size = N x that model; "
-        "load time/RSS measured by loading that SavedModel N times in one process (each load has "
-        f"its own variables and functions), up to N={cap}, and scaled linearly above.",
-        "C++ path: TF_Tensors built before timing for every request; the timing covers "
-        "TF_SessionRun (every output of the signature fetched) and freeing the outputs, one "
-        "ctypes call each. Python-call path: input tensors built before timing; the timing "
-        "covers the signature call(s), .numpy() of the scores and the caller's "
-        "picking/reassembly.",
-        "oneDNN: TensorFlow compiles oneDNN ops into every x86 Linux build (the wheel and "
-        "TF Serving's release build alike) and turns them on by default on CPUs with "
-        "AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (tensorflow/core/util/port.cc); "
-        "TF_ENABLE_ONEDNN_OPTS overrides it. Each path's column title says which it ran.",
+        ("small backbone: headswitch is the public export_models output (one export per N). The "
+         "other contenders use the backbone of the first .keras file and the heads export_models "
+         "read (captured from its largest export), so every contender computes the same "
+         "functions."),
+        (f"bert backbone: {m} example .keras files are built (a bert .keras is ~21 MB, so not N of "
+         "them); their heads are read with the exporter's head analysis and the other tasks get "
+         "random Dense weights of their example task's shape. headswitch is build_module + "
+         "tf.saved_model.save with its signatures (export_models' graph without the verification "
+         "and warmup records)."),
+        ("multi_output: the single-Dense heads are one concatenated matmul; `language` (Dense(16, "
+         "relu) -> Dense(4)) runs its two Dense steps; the scores are gathered into [b, N, K] with "
+         "each task's activation. On the C++ path the run returns all N heads' scores (a server "
+         "would also serialize them: not counted); on the Python-call path the caller picks its "
+         "task's row (numpy indexing, timed)."),
+        ("per_task_sigs: the backbone is one tf.function called by every signature (stored once); "
+         "a batch mixing k tasks is k runs, one after the other (on the Python-call path the "
+         "answers are also reassembled in numpy, timed). Every signature used runs once before "
+         "timing (a server's warmup would do it)."),
+        ("separate: latency is one model's (backbone + head of task 0), called once per distinct "
+         "task of the request, like k different models of identical cost; size = N x that model; "
+         "load time/RSS measured by loading that SavedModel N times in one process (each load has "
+         f"its own variables and functions), up to N={cap}, and scaled linearly above."),
+        ("C++ path: TF_Tensors built before timing for every request; the timing covers "
+         "TF_SessionRun (every output of the signature fetched) and freeing the outputs, one "
+         "ctypes call each. Python-call path: input tensors built before timing; the timing "
+         "covers the signature call(s), .numpy() of the scores and the caller's "
+         "picking/reassembly."),
+        ("oneDNN: TensorFlow compiles oneDNN ops into every x86 Linux build (the wheel and "
+         "TF Serving's release build alike) and turns them on by default on CPUs with "
+         "AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (tensorflow/core/util/port.cc); "
+         "TF_ENABLE_ONEDNN_OPTS overrides it. Each path's column title says which it ran."),
         "The two backbones' builds run at the same time (build times are information only).",
     ]
     if preset["load_jobs"] > 1:

@@ -75,7 +75,7 @@ CHILD = ("import sys; sys.path.insert(0, {bench!r}); import overhead; "
 # Variants
 
 
-def one_kind(heads: list[dict], width: int) -> list[dict]:
+def one_kind(heads: list[dict[str, Any]], width: int) -> list[dict[str, Any]]:
     """The same tasks and output widths, every head a single softmax Dense: the real
     single-Dense softmax heads as they are, the others random (Glorot-uniform) weights."""
     import numpy as np
@@ -93,7 +93,7 @@ def one_kind(heads: list[dict], width: int) -> list[dict]:
     return out
 
 
-def save_minimal(tf: Any, backbone: Any, heads: list[dict], path: Path) -> None:
+def save_minimal(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path) -> None:
     """serving_default(text, task_id) -> scores: each example gathers its task's output
     kernel [features + 1, K] (bias last; padding columns have bias -inf, so softmax gives them
     0), one einsum, softmax. Single-Dense softmax heads only."""
@@ -166,7 +166,7 @@ def before_main(spec_path: str) -> None:
         tf.saved_model.save(module, out, signatures=module_module.signatures(module))
 
 
-def build(tf: Any, backbone: Any, first_model: str, heads: list[dict], tasks: list[int],
+def build(tf: Any, backbone: Any, first_model: str, heads: list[dict[str, Any]], tasks: list[int],
           work: Path, log: Callable[[str], None]) -> tuple[dict[tuple[str, int | None], str],
                                                            str | None]:
     """Save every variant for every N; return their paths and why ``before`` is missing."""
@@ -256,8 +256,12 @@ def profile(session: Any, prepared: Any, repeats: int) -> dict[str, Any]:
     }
 
 
+def _runner(session: Any, requests: list[Any]) -> Callable[[int], None]:
+    return lambda i: session.run(requests[i])
+
+
 def measure(paths: dict[tuple[str, int | None], str], tasks: list[int], batches: list[int],
-            budget: float, rounds: int, traces: int, log: Callable[[str], None]) -> dict:
+            budget: float, rounds: int, traces: int, log: Callable[[str], None]) -> dict[str, Any]:
     """Every variant and N loaded in this process, timed interleaved per batch size, then
     traced."""
     from _cpath import CSession
@@ -271,13 +275,12 @@ def measure(paths: dict[tuple[str, int | None], str], tasks: list[int], batches:
             instances, first = [], {}
             for (variant, n), session in sessions.items():
                 ids = lay.ids[batch][n or tasks[0]]
-                prepared = [session.prepare("serving_default", {
+                requests = [session.prepare("serving_default", {
                     "text": lay.text(batch, r), **({} if variant == "backbone"
                                                    else {"task_id": ids[r]})})
                     for r in range(16)]
-                first[(variant, n)] = prepared[0]
-                instances.append(compare._Instance(
-                    variant, n, lambda i, s=session, p=prepared: s.run(p[i])))
+                first[(variant, n)] = requests[0]
+                instances.append(compare._Instance(variant, n, _runner(session, requests)))
             log(f"batch {batch}: timing {len(instances)} variants interleaved ...")
             timed = compare._timed(instances, 16, budget, rounds)
             log(f"batch {batch}: tracing ...")
@@ -307,7 +310,7 @@ def measure(paths: dict[tuple[str, int | None], str], tasks: list[int], batches:
     return runs
 
 
-def floors(runs: dict, tasks: list[int], batches: list[int]) -> list[dict]:
+def floors(runs: dict[str, Any], tasks: list[int], batches: list[int]) -> list[dict[str, Any]]:
     """Issue 11: headswitch with 1 head kind / with 4 head kinds, p50, batch 64, >= 0.95."""
     out = []
     for n in tasks:
@@ -324,15 +327,15 @@ def floors(runs: dict, tasks: list[int], batches: list[int]) -> list[dict]:
 # Output
 
 
-def tables(result: dict) -> str:
+def tables(result: dict[str, Any]) -> str:
     tasks, batches = result["tasks"], result["batches"]
     variants = [v for v in VARIANTS if v in result["variants_built"]]
     keys = [(n, b) for n in tasks for b in batches]
     runs = result["runs"]
-    lines = [f"## C++ path (C++ loader + Session::Run), oneDNN "
-             f"{'on' if result['onednn'] else 'off'}, {result['backbone']} backbone", "",
-             f"Load average (1/5/15 min): start {result['load_average_start']}, end "
-             f"{result['load_average_end']}.", "",
+    lines = [(f"## C++ path (C++ loader + Session::Run), oneDNN "
+              f"{'on' if result['onednn'] else 'off'}, {result['backbone']} backbone"), "",
+             (f"Load average (1/5/15 min): start {result['load_average_start']}, end "
+              f"{result['load_average_end']}."), "",
              "### p50 latency, us (x backbone alone)", "",
              "| variant | " + " | ".join(f"N={n}, batch {b}" for n, b in keys) + " |",
              "|---|" + "---|" * len(keys)]
@@ -340,8 +343,8 @@ def tables(result: dict) -> str:
         lines.append(f"| {TITLES[v]} | " + " | ".join(
             f"{runs[f'N={n},batch={b}']['p50_us'][v]:.0f} "
             f"({runs[f'N={n},batch={b}']['p50_x_backbone'][v]:.2f}x)" for n, b in keys) + " |")
-    lines += ["", "### Nodes executed per call (all / compute: not Const, Identity, _Arg, "
-              "_Retval, VarHandleOp, ReadVariableOp, NoOp)", "",
+    lines += ["", ("### Nodes executed per call (all / compute: not Const, Identity, _Arg, "
+                   "_Retval, VarHandleOp, ReadVariableOp, NoOp)"), "",
               "| variant | " + " | ".join(f"N={n}, batch {b}" for n, b in keys) + " |",
               "|---|" + "---|" * len(keys)]
     for v in variants:
@@ -359,8 +362,8 @@ def tables(result: dict) -> str:
     for n, b in ((max(tasks), min(batches)), (max(tasks), max(batches))):
         trace = runs[f"N={n},batch={b}"]["trace"]
         shown = [v for v in variants if trace.get(v)]
-        lines += ["", f"### Op time per part of the graph, N={n}, batch {b} (FULL_TRACE, median "
-                  "per node, us; nodes run on 2 inter-op threads, so sums exceed wall time)", "",
+        lines += ["", (f"### Op time per part of the graph, N={n}, batch {b} (FULL_TRACE, median "
+                       "per node, us; nodes run on 2 inter-op threads, so sums exceed wall time)"), "",
                   "| part | " + " | ".join(f"{v} us | nodes" for v in shown) + " |",
                   "|---|" + "---|---|" * len(shown)]
         for part in PARTS + ("traced step (wall)",):
@@ -375,8 +378,8 @@ def tables(result: dict) -> str:
         ops = sorted({o for v in shown for o in trace[v]["by_op"]},
                      key=lambda o: -max(trace[v]["by_op"].get(o, {"us": 0})["us"]
                                         for v in shown if v != "backbone"))
-        lines += ["", f"Per op type, N={n}, batch {b} (us / nodes; the 20 dearest outside "
-                  "the backbone variant):", "",
+        lines += ["", (f"Per op type, N={n}, batch {b} (us / nodes; the 20 dearest outside "
+                       "the backbone variant):"), "",
                   "| op | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
         for op in ops[:20]:
             cells = []

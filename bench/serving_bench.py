@@ -118,7 +118,7 @@ def _load(make: Callable[[], Call], concurrency: int, seconds: float, count: int
     window = {"stop": 0.0}
     ready = threading.Barrier(concurrency,
                               action=lambda: window.update(stop=time.perf_counter() + seconds))
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
 
     def worker(k: int) -> None:
         try:
@@ -135,7 +135,7 @@ def _load(make: Callable[[], Call], concurrency: int, seconds: float, count: int
                 mine.append(time.perf_counter() - t0)
             with lock:
                 latencies.extend(mine)
-        except BaseException as e:  # reported below, after the other threads stop
+        except Exception as e:  # noqa: BLE001  (re-raised below, after the other threads stop)
             errors.append(e)
             ready.abort()
 
@@ -149,7 +149,7 @@ def _load(make: Callable[[], Call], concurrency: int, seconds: float, count: int
     return latencies
 
 
-def _reply_bytes(rest_port: int, grpc_port: int, texts: list[str], tasks: int) -> dict:
+def _reply_bytes(rest_port: int, grpc_port: int, texts: list[str], tasks: int) -> dict[str, Any]:
     """Reply bytes per example of one 64-example request with mixed tasks, per model."""
     import grpc
     import httpx
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (transport, c, model), lat in samples.items():
         rows.append({"transport": transport, "concurrency": c, "model": model,
                      "requests": len(lat), "throughput": len(lat) / windows[(transport, c, model)],
@@ -290,14 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def markdown(data: dict) -> str:
-    lines = [f"## End to end: embedded server, batching on (docker/batching_parameters.txt), "
-             f"{data['tasks']} tasks, small backbone", "",
-             f"{data['machine']}; load generator on the same cores; load average (1/5/15 min) "
-             f"start {data['load_average_start']}, end {data['load_average_end']}. One example "
-             "per request, random text and task; "
-             f"{data['seconds_per_cell_and_model']:g} s per cell and model over "
-             f"{data['rounds']} alternating rounds.", "",
+def markdown(data: dict[str, Any]) -> str:
+    lines = [(f"## End to end: embedded server, batching on (docker/batching_parameters.txt), "
+              f"{data['tasks']} tasks, small backbone"), "",
+             (f"{data['machine']}; load generator on the same cores; load average (1/5/15 min) "
+              f"start {data['load_average_start']}, end {data['load_average_end']}. One example "
+              "per request, random text and task; "
+              f"{data['seconds_per_cell_and_model']:g} s per cell and model over "
+              f"{data['rounds']} alternating rounds."), "",
              "| transport | concurrency | model | requests/s | p50 ms | p99 ms |",
              "|---|---|---|---|---|---|"]
     for r in sorted(data["rows"], key=lambda r: (r["transport"], r["concurrency"], r["model"])):

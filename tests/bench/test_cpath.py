@@ -23,6 +23,7 @@ from headswitch.contract import (
     SIGNATURE_TASKS,
     TASKS_OUTPUT_LABELS,
 )
+from numpy.typing import NDArray
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 SERVING_TESTS = Path(__file__).resolve().parents[1] / "serving"
@@ -48,11 +49,11 @@ def session(cpath: Any, exported: Any) -> Any:
         yield s
 
 
-def _texts(texts: list[str]) -> np.ndarray:
+def _texts(texts: list[str]) -> NDArray[Any]:
     return np.array([t.encode() for t in texts], dtype=object)
 
 
-def _same(got: dict[str, np.ndarray], want: dict[str, Any]) -> None:
+def _same(got: dict[str, NDArray[Any]], want: dict[str, Any]) -> None:
     assert set(got) == set(PREDICT_OUTPUTS) == set(want)
     for name in PREDICT_OUTPUTS:
         expected = want[name].numpy()
@@ -141,7 +142,7 @@ def test_frees_what_it_allocates(session: Any) -> None:
     """Inputs: each prepare copies ~0.5 MiB of strings into TF_Tensors; outputs: each run of
     ``tasks`` for 2048 examples returns ~2 MiB of tensors. A leak of either would add hundreds
     of MiB over the loops; both are cheap for the graph."""
-    texts = _texts([("word%d " % i) * 2000 for i in range(32)])  # 32 texts of ~14 KB
+    texts = _texts([f"word{i} " * 2000 for i in range(32)])  # 32 texts of ~14 KB
     feeds = {INPUT_TEXT: texts, INPUT_TASK_ID: np.arange(32, dtype=np.int32) % 7}
     many = session.prepare(SIGNATURE_TASKS, {INPUT_UNUSED: np.zeros(2048, np.int32)})
     few = {INPUT_UNUSED: np.zeros(4, np.int32)}
