@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import shutil
 import statistics
 import subprocess
@@ -216,10 +217,16 @@ def _category(name: str, op: str) -> str:
 PARTS = ("backbone", "task switch and outputs", "plumbing")
 
 
+def _short(text: str) -> str:
+    """Node names without the call prefixes the session's function inlining adds."""
+    return re.sub(r"(Func/)?(StatefulPartitionedCall(_\d+)?/)+", "", text)
+
+
 def profile(session: Any, prepared: Any, repeats: int) -> dict[str, Any]:
     """Nodes executed per call and per-node time from the step stats of ``repeats`` traced
     runs (median per node), summed per op type and per part of the graph."""
     per_node: dict[tuple[str, str], list[float]] = defaultdict(list)
+    labels: dict[str, str] = {}
     steps = []
     for _ in range(repeats):
         meta = session.trace(prepared)
@@ -231,6 +238,7 @@ def profile(session: Any, prepared: Any, repeats: int) -> dict[str, Any]:
                 label = node.timeline_label  # "name = Op(args)"
                 op = label.split("= ", 1)[1].split("(", 1)[0] if "= " in label else "?"
                 per_node[(node.node_name, op)].append(node.all_end_rel_micros)
+                labels[node.node_name] = label
                 starts.append(node.all_start_micros)
                 ends.append(node.all_start_micros + node.all_end_rel_micros)
         steps.append(max(ends) - min(starts))
@@ -245,8 +253,9 @@ def profile(session: Any, prepared: Any, repeats: int) -> dict[str, Any]:
     own = sorted(((statistics.median(t), name, op) for (name, op), t in per_node.items()
                   if _category(name, op) == "task switch and outputs"), reverse=True)
     return {
-        "top_nodes": [{"node": name.rsplit("StatefulPartitionedCall/", 1)[-1], "op": op,
-                       "us": us} for us, name, op in own[:12]],
+        "top_nodes": [{"node": _short(name), "op": op, "us": us,
+                       "inputs": _short(labels[name].split("(", 1)[-1].rstrip(")"))}
+                      for us, name, op in own[:12]],
         "nodes": nodes,
         "compute_nodes": sum(int(v[1]) for k, v in by_part.items() if k != "plumbing"),
         "traced_step_us": statistics.median(steps),
@@ -388,8 +397,8 @@ def tables(result: dict[str, Any]) -> str:
                 cells.append(f"{x['us']:.0f} / {x['nodes']}" if x else "-")
             lines.append(f"| {op} | " + " | ".join(cells) + " |")
         lines += ["", f"headswitch's dearest nodes outside the backbone, N={n}, batch {b}:", "",
-                  "| node | op | us |", "|---|---|---|"]
-        lines += [f"| {x['node']} | {x['op']} | {x['us']:.0f} |"
+                  "| node | op | us | inputs |", "|---|---|---|---|"]
+        lines += [f"| {x['node']} | {x['op']} | {x['us']:.0f} | {x['inputs'][:90]} |"
                   for x in trace["headswitch"]["top_nodes"]]
     return "\n".join(lines)
 
