@@ -15,6 +15,7 @@ bench:
 	.venv/bin/python bench/serving_bench.py
 	.venv/bin/python bench/client_bench.py
 	.venv/bin/python bench/compare.py
+	.venv/bin/python bench/overhead.py
 
 bench-quick:
 	scripts/install
