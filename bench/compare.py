@@ -1179,21 +1179,23 @@ def markdown(result: dict[str, Any]) -> str:
             f"{j['load_average_end']}" for p, j in data["latency_jobs"].items()) + ".", ""]
         for b in data["batches"]:
             rounds = data["latency_jobs"][headline]["batches"][str(b)]["rounds"]
+            head = ["contender", "N", "p50 ms", "x", "p99 ms", "x"]
+            for p in others:
+                head += [f"{path_title(result, backbone, p)}: p50 ms", "x"]
+            head += ["examples/s", "calls/req", "samples"]
             lines += [f"### Batch {b} ({rounds} interleaved rounds)", "",
-                      "| contender | N | p50 ms | x | p99 ms | x | "
-                      + " | ".join(f"{path_title(result, backbone, p)}: p50 ms | x"
-                                   for p in others)
-                      + " | examples/s | calls/req | samples |",
-                      "|---|---|---|---|---|---|" + "---|---|" * len(others) + "---|---|---|"]
+                      "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for row in data["rows"]:
                 lt = row["latency"][headline][str(b)]
-                cells = [f"{_fmt_ms(row['latency'][p][str(b)]['p50_ms'])} | "
-                         f"{_x(row['latency'][p][str(b)]['p50_x'])}" for p in others]
-                lines.append(
-                    f"| {TITLES[row['contender']]} | {row['tasks'] or '-'} | "
-                    f"{_fmt_ms(lt['p50_ms'])} | {_x(lt['p50_x'])} | {_fmt_ms(lt['p99_ms'])} | "
-                    f"{_x(lt['p99_x'])} | " + " | ".join(cells) + f" | {lt['throughput']:.0f} | "
-                    f"{lt['calls_per_request']:.1f} | {lt['samples']} |")
+                cells = [TITLES[row["contender"]], str(row["tasks"] or "-"),
+                         _fmt_ms(lt["p50_ms"]), _x(lt["p50_x"]), _fmt_ms(lt["p99_ms"]),
+                         _x(lt["p99_x"])]
+                for p in others:
+                    other = row["latency"][p][str(b)]
+                    cells += [_fmt_ms(other["p50_ms"]), _x(other["p50_x"])]
+                cells += [f"{lt['throughput']:.0f}", f"{lt['calls_per_request']:.1f}",
+                          str(lt["samples"])]
+                lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
         lines += ["### Floors (issue 11; C++ path, p50)", ""] + floors_table(result, backbone)
         lines += ["", ("Where the cost over the backbone goes (reference, not floors): the "
