@@ -537,13 +537,15 @@ def _timed(instances: list[_Instance], n_req: int, budget: float, max_rounds: in
         t0 = time.perf_counter()
         inst.run(1 % n_req)
         cost = time.perf_counter() - t0
-        if cost < 0.05:  # cheap: warm up a little more and time a few calls
-            for i in range(n_req):
+        if cost < 0.05:  # cheap: warm up a little more; the median of a few calls, so that
+            for i in range(n_req):  # one stall on a busy machine does not size the share
                 inst.run(i)
-            t0 = time.perf_counter()
-            for i in range(3):
-                inst.run(i)
-            cost = (time.perf_counter() - t0) / 3
+            times = []
+            for i in range(5):
+                t0 = time.perf_counter()
+                inst.run(i % n_req)
+                times.append(time.perf_counter() - t0)
+            cost = sorted(times)[2]
         costs.append(cost)
     # Fewer rounds when even one request per contender per round would overrun the budget.
     rounds = max(3, min(max_rounds, int(budget / sum(costs))))
