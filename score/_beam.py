@@ -1,0 +1,338 @@
+"""Batch scoring as an Apache Beam pipeline: RunInference with headswitch's own ModelHandler.
+
+    MatchFiles -> ReadMatches -> Read rows (bad rows to errors) -> Reshuffle (spread rows over
+    workers) -> RunInference (batches of at most --batch-size rows of mixed tasks; the model's
+    task table refuses unknown tasks before the model runs) -> Split -> WriteToText x 2
+
+Runs on Beam's in-process FnApiRunner (``direct``: offline, SDK workers as local processes),
+Dataflow, Flink or Spark. This module imports Apache Beam; it is imported only when one of these
+runners is chosen.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io import fileio
+from apache_beam.io.fileio import EmptyMatchTreatment
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.metrics.metric import Metrics, MetricsFilter
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from ._errors import ScoreError
+from ._job import RUNNERS, ScoreOptions, Summary
+from ._model import Scorer, locate_model, prepare, scored_record
+from ._rows import Row, detect_format, json_line, open_decompressed, read_rows
+
+NAMESPACE = "headswitch"
+ERRORS = "errors"
+SHARDS = "-SSSSS-of-NNNNN"
+_COUNTERS = ("rows", "scored", "errors")
+_KIND = "errors_"  # counters of errors by kind: errors_unknown_task, ...
+
+
+def output_patterns(prefix: str) -> tuple[str, str]:
+    """Beam's sharded outputs as glob patterns: scored rows and error rows."""
+    shards = "-?????-of-?????"
+    return f"{prefix}{shards}.jsonl", f"{prefix}.errors{shards}.jsonl"
+
+
+class ReadRows(beam.DoFn):
+    """One input file -> its rows (plain tuples, cheap to shuffle) and, tagged ``errors``, the
+    rows that cannot be read."""
+
+    def __init__(self, fmt: str | None, spec: Any) -> None:
+        self._fmt = fmt
+        self._spec = spec
+        self._rows = Metrics.counter(NAMESPACE, "rows")
+        self._errors = Metrics.counter(NAMESPACE, "errors")
+
+    def process(self, readable: Any) -> Iterator[Any]:
+        path = readable.metadata.path
+        fmt = self._fmt or detect_format(path) or "jsonl"
+        rows = errors = 0
+        last = -1
+        kinds: dict[str, int] = {}
+        with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            for item in read_rows(open_decompressed(raw, path), path, fmt, self._spec):
+                if item.line != last:
+                    rows += 1
+                    last = item.line
+                if isinstance(item, Row):
+                    yield tuple(item)
+                else:
+                    errors += 1
+                    kinds[item.kind] = kinds.get(item.kind, 0) + 1
+                    yield beam.pvalue.TaggedOutput(ERRORS, item.to_dict())
+        self._rows.inc(rows)
+        self._errors.inc(errors)
+        for kind, n in kinds.items():
+            Metrics.counter(NAMESPACE, f"{_KIND}{kind}").inc(n)
+
+
+class HeadswitchModelHandler(ModelHandler):
+    """Loads a headswitch SavedModel once per worker process and scores batches of rows with
+    ``serving_default(text, task_id)``; rows of any task mix in one batch. Each row's task is
+    checked against the model's task table first: a row with an unknown task gets an error
+    result and never reaches the model, so it cannot fail its batch.
+
+    Elements are rows as tuples ``(fields, text, task, source, line)``; each result's inference
+    is the output record (a dict) or a :class:`RowError`.
+    """
+
+    def __init__(self, model_path: str, *, batch_size: int = 256,
+                 with_scores: bool = False) -> None:
+        super().__init__(min_batch_size=1, max_batch_size=batch_size)
+        self._model_path = model_path
+        self._with_scores = with_scores
+
+    def load_model(self) -> Scorer:
+        return Scorer(self._model_path)
+
+    def run_inference(self, batch: Sequence[Any], model: Scorer,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[PredictionResult]:
+        rows = [Row(*element) for element in batch]
+        prepared = prepare(rows, model.tasks)
+        predictions = model.predict(prepared.texts, prepared.task_ids)
+        results = [PredictionResult(row, scored_record(row, task_id, predictions, i,
+                                                       model.tasks, self._with_scores))
+                   for i, (row, task_id) in enumerate(zip(prepared.rows, prepared.task_ids))]
+        results.extend(PredictionResult(None, error) for error in prepared.errors)
+        return results
+
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        return sum(len(element[1]) for element in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return f"{NAMESPACE}_inference"
+
+
+class SplitResults(beam.DoFn):
+    """Scored records to the main output as JSON lines; errors, tagged ``errors``, as dicts."""
+
+    def __init__(self) -> None:
+        self._scored = Metrics.counter(NAMESPACE, "scored")
+        self._errors = Metrics.counter(NAMESPACE, "errors")
+
+    def process(self, result: PredictionResult) -> Iterator[Any]:
+        record: Any = result.inference
+        if type(record) is dict:
+            self._scored.inc()
+            yield json_line(record)
+        else:
+            self._errors.inc()
+            Metrics.counter(NAMESPACE, f"{_KIND}{record.kind}").inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, record.to_dict())
+
+
+def build(pipeline: beam.Pipeline, options: ScoreOptions, model_path: str) -> None:
+    """Add the scoring steps to ``pipeline``."""
+    patterns = pipeline | "Input patterns" >> beam.Create(list(options.inputs))
+    read = (patterns
+            | "Match input files" >> fileio.MatchAll(EmptyMatchTreatment.DISALLOW)
+            | "Open files" >> fileio.ReadMatches()
+            | "Read rows" >> beam.ParDo(ReadRows(options.fmt, options.spec))
+            .with_outputs(ERRORS, main="rows"))
+    handler = HeadswitchModelHandler(model_path, batch_size=options.batch_size,
+                                     with_scores=options.with_scores)
+    results = (read.rows
+               | "Spread rows over workers" >> beam.Reshuffle()
+               | "Score" >> RunInference(handler)
+               | "Split results" >> beam.ParDo(SplitResults()).with_outputs(ERRORS, main="scored"))
+    scored_out, errors_out = output_patterns(options.output)
+    _ = (results.scored
+         | "Write scored rows" >> beam.io.WriteToText(
+             options.output, file_name_suffix=".jsonl", shard_name_template=SHARDS,
+             coder=beam.coders.BytesCoder()))
+    _ = ((read[ERRORS], results[ERRORS])
+         | "All errors" >> beam.Flatten()
+         | "Errors as JSON" >> beam.Map(json_line)
+         | "Write error rows" >> beam.io.WriteToText(
+             f"{options.output}.errors", file_name_suffix=".jsonl", shard_name_template=SHARDS,
+             coder=beam.coders.BytesCoder()))
+
+
+def _known_beam_flags(flags: Sequence[str]) -> list[str]:
+    """The flags Beam does not know (every PipelineOptions class's arguments are checked)."""
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    parser = _BeamArgumentParser(allow_abbrev=False)
+    seen: dict[str, Any] = {}
+    for cls in PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(flags))
+    return [u for u in unknown if u.startswith("-")]
+
+
+@dataclass
+class BeamPlan:
+    """A Beam job, ready to run or to describe."""
+
+    runner: str
+    options: ScoreOptions
+    model: str  # the version folder, or a description when it is resolved at launch
+    model_pinned: bool
+    pipeline_options: PipelineOptions
+    notes: list[str] = field(default_factory=list)
+
+    def flags(self) -> dict[str, Any]:
+        return dict(self.pipeline_options.get_all_options(drop_default=True))
+
+
+def plan(options: ScoreOptions, runner: str, beam_args: Sequence[str], *,
+         dry_run: bool = False) -> BeamPlan:
+    """Check the job and pin the model version (not in a dry run of a remote model: nothing
+    remote is contacted then)."""
+    if runner not in RUNNERS:
+        raise ScoreError(f"unknown runner {runner!r}", hint=f"--runner {'|'.join(RUNNERS)}")
+    unknown = _known_beam_flags(beam_args)
+    if unknown:
+        raise ScoreError(f"unrecognised option(s): {' '.join(unknown)} (neither headswitch "
+                         "score nor Apache Beam knows them)",
+                         hint="`headswitch score --help` lists headswitch's options; Beam's are "
+                         "in its PipelineOptions documentation")
+    flags = list(beam_args)
+    given = PipelineOptions(flags).get_all_options(drop_default=True)
+    overrides: dict[str, Any] = {}
+    notes: list[str] = []
+    if runner == "direct":
+        overrides["direct_num_workers"] = given.get("direct_num_workers") or (os.cpu_count() or 1)
+        overrides["direct_running_mode"] = given.get("direct_running_mode") or "multi_processing"
+    else:
+        overrides["runner"] = RUNNERS[runner]
+    if runner == "dataflow":
+        notes += _check_dataflow(options, given)
+    elif "-" in options.inputs:
+        raise ScoreError("standard input cannot feed a Beam pipeline",
+                         hint="write the rows to a file and give it to --input")
+    remote_model = "://" in options.model
+    if dry_run and remote_model:
+        model = f"{options.model.rstrip('/')}/<newest numbered version, pinned at launch>"
+        pinned = False
+        if _looks_versioned(options.model):
+            model, pinned = options.model.rstrip("/"), True
+    else:
+        location = locate_model(options.model)
+        model, pinned = location.path, True
+    pipeline_options = PipelineOptions(flags, **overrides)
+    return BeamPlan(runner, options, model, pinned, pipeline_options, notes)
+
+
+def _looks_versioned(path: str) -> bool:
+    return path.rstrip("/").rsplit("/", 1)[-1].isdigit()
+
+
+def _check_dataflow(options: ScoreOptions, given: dict[str, Any]) -> list[str]:
+    local = [p for p in (options.model, options.output, *options.inputs) if "://" not in p]
+    if local:
+        raise ScoreError(f"{local[0]} is a local path; Dataflow workers read and write "
+                         "Cloud Storage only",
+                         hint="copy it to gs://BUCKET/... (gcloud storage cp -r) and give the "
+                         "gs:// path")
+    missing = [f"--{name}" for name in ("project", "region", "temp_location")
+               if not given.get(name)]
+    if missing:
+        raise ScoreError(f"Dataflow needs {', '.join(missing)}",
+                         hint="e.g. --project my-project --region europe-west4 "
+                         "--temp_location gs://BUCKET/tmp")
+    if not any(given.get(k) for k in ("sdk_container_image", "setup_file", "requirements_file",
+                                      "extra_packages")):
+        raise ScoreError("Dataflow workers need TensorFlow and headswitch: give "
+                         "--sdk_container_image",
+                         hint="build score/docker/Dockerfile and push it (README: Batch scoring "
+                         "on Dataflow), then --sdk_container_image REGION-docker.pkg.dev/"
+                         "PROJECT/REPO/headswitch-beam:TAG")
+    return []
+
+
+def new_pipeline(plan_: BeamPlan) -> beam.Pipeline:
+    if plan_.runner == "direct":
+        return beam.Pipeline(runner=_offline_runner(plan_.pipeline_options),
+                             options=plan_.pipeline_options)
+    return beam.Pipeline(options=plan_.pipeline_options)
+
+
+def _offline_runner(options: PipelineOptions) -> Any:
+    """Beam's FnApiRunner, as the DirectRunner builds it for batch pipelines, but chosen
+    directly: the DirectRunner would first try the Prism runner, which downloads a binary."""
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
+def describe(plan_: BeamPlan) -> str:
+    """The job's options and steps, as a dry run prints them."""
+    pipeline = new_pipeline(plan_)
+    build(pipeline, plan_.options, plan_.model)
+    scored, errors = output_patterns(plan_.options.output)
+    runner = RUNNERS[plan_.runner] + (" (in-process, offline)" if plan_.runner == "direct" else "")
+    lines = [
+        f"runner:   {runner}",
+        f"model:    {plan_.model}",
+        f"input:    {', '.join(plan_.options.inputs)}"
+        f" ({plan_.options.fmt or 'format from each file name'})",
+        f"outputs:  {scored}",
+        f"          {errors}",
+        f"batches:  at most {plan_.options.batch_size} rows, tasks mixed",
+        "",
+        "pipeline options:",
+    ]
+    for name, value in sorted(plan_.flags().items()):
+        lines.append(f"  --{name}={value}")
+    lines += ["", "steps:"]
+    for depth, label, kind in _steps(pipeline):
+        lines.append(f"  {'  ' * depth}{label}  [{kind}]")
+    lines += plan_.notes
+    return "\n".join(lines)
+
+
+def _steps(pipeline: beam.Pipeline) -> list[tuple[int, str, str]]:
+    out: list[tuple[int, str, str]] = []
+
+    def walk(node: Any, depth: int) -> None:
+        for part in node.parts:
+            out.append((depth, part.full_label.rsplit("/", 1)[-1], type(part.transform).__name__))
+            if depth < 1:
+                walk(part, depth + 1)
+
+    walk(pipeline.transforms_stack[0], 0)
+    return out
+
+
+def run(plan_: BeamPlan, *, on_started: Any = None) -> Summary:
+    """Run the job to the end and sum up its counters."""
+    started = time.perf_counter()
+    pipeline = new_pipeline(plan_)
+    build(pipeline, plan_.options, plan_.model)
+    result = pipeline.run()
+    if on_started is not None:
+        on_started(result)
+    result.wait_until_finish()
+    state = str(result.state)
+    if "DONE" not in state:
+        raise ScoreError(f"the Beam job ended in state {state}",
+                         hint="the runner's log (Dataflow: the job page) says why")
+    counts: Counter[str] = Counter()
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counts[counter.key.metric.name] += int(value or 0)
+    kinds = Counter({name[len(_KIND):]: n for name, n in counts.items()
+                     if name.startswith(_KIND)})
+    return Summary(runner=RUNNERS[plan_.runner], model=plan_.model, rows=counts["rows"],
+                   scored=counts["scored"], errors=counts["errors"], error_kinds=kinds,
+                   seconds=time.perf_counter() - started,
+                   outputs=output_patterns(plan_.options.output))
