@@ -12,6 +12,8 @@ runners is chosen.
 from __future__ import annotations
 
 import os
+import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,6 +37,7 @@ NAMESPACE = "headswitch"
 ERRORS = "errors"
 SHARDS = "-SSSSS-of-NNNNN"
 _COUNTERS = ("rows", "scored", "errors")
+_GCS_PATH = re.compile(r"^gs://[a-z0-9][-_.a-z0-9]{1,61}[a-z0-9](/.*)?$")
 _KIND = "errors_"  # counters of errors by kind: errors_unknown_task, ...
 
 
@@ -205,9 +208,12 @@ def plan(options: ScoreOptions, runner: str, beam_args: Sequence[str], *,
     given = PipelineOptions(flags).get_all_options(drop_default=True)
     overrides: dict[str, Any] = {}
     notes: list[str] = []
-    if runner == "direct":
-        overrides["direct_num_workers"] = given.get("direct_num_workers") or (os.cpu_count() or 1)
-        overrides["direct_running_mode"] = given.get("direct_running_mode") or "multi_processing"
+    if runner == "direct":  # every core, as local processes, unless the flags say otherwise
+        named = {f.split("=", 1)[0] for f in flags}
+        if "--direct_num_workers" not in named:
+            overrides["direct_num_workers"] = os.cpu_count() or 1
+        if "--direct_running_mode" not in named:
+            overrides["direct_running_mode"] = "multi_processing"
     else:
         overrides["runner"] = RUNNERS[runner]
     if runner == "dataflow":
@@ -224,6 +230,17 @@ def plan(options: ScoreOptions, runner: str, beam_args: Sequence[str], *,
     else:
         location = locate_model(options.model)
         model, pinned = location.path, True
+    if not dry_run and not options.overwrite:
+        from . import _fs
+
+        taken = [f for pattern in output_patterns(options.output) for f in _fs.glob(pattern)]
+        if taken:
+            raise ScoreError(f"{taken[0]} exists", hint="--overwrite replaces the outputs, or "
+                             "choose another --output prefix")
+    if runner == "dataflow":
+        notes.append(f"\nthe worker image must run Python {sys.version_info.major}."
+                     f"{sys.version_info.minor} and Apache Beam {beam.__version__}, as this "
+                     "launcher does (Dockerfile.beam builds it)")
     pipeline_options = PipelineOptions(flags, **overrides)
     return BeamPlan(runner, options, model, pinned, pipeline_options, notes)
 
@@ -243,13 +260,19 @@ def _check_dataflow(options: ScoreOptions, given: dict[str, Any]) -> list[str]:
                if not given.get(name)]
     if missing:
         raise ScoreError(f"Dataflow needs {', '.join(missing)}",
-                         hint="e.g. --project my-project --region europe-west4 "
-                         "--temp_location gs://BUCKET/tmp")
+                         hint="e.g. --project=my-project --region=europe-west4 "
+                         "--temp_location=gs://BUCKET/tmp")
+    for name in ("temp_location", "staging_location"):
+        value = given.get(name)
+        if value and not _GCS_PATH.match(value):
+            raise ScoreError(f"--{name}={value} is not a Cloud Storage path",
+                             hint=f"--{name}=gs://BUCKET/tmp (a bucket name has 3 to 63 "
+                             "characters: lowercase letters, digits, - _ .)")
     if not any(given.get(k) for k in ("sdk_container_image", "setup_file", "requirements_file",
                                       "extra_packages")):
         raise ScoreError("Dataflow workers need TensorFlow and headswitch: give "
                          "--sdk_container_image",
-                         hint="build score/docker/Dockerfile and push it (README: Batch scoring "
+                         hint="build Dockerfile.beam and push it (README: Batch scoring "
                          "on Dataflow), then --sdk_container_image REGION-docker.pkg.dev/"
                          "PROJECT/REPO/headswitch-beam:TAG")
     return []
@@ -275,8 +298,10 @@ def _offline_runner(options: PipelineOptions) -> Any:
 
 
 def describe(plan_: BeamPlan) -> str:
-    """The job's options and steps, as a dry run prints them."""
-    pipeline = new_pipeline(plan_)
+    """The job's options and steps, as a dry run prints them. The steps are built on the local
+    runner: a Dataflow pipeline object checks its buckets on Cloud Storage as it is made."""
+    pipeline = beam.Pipeline(runner=_offline_runner(plan_.pipeline_options),
+                             options=plan_.pipeline_options)
     build(pipeline, plan_.options, plan_.model)
     scored, errors = output_patterns(plan_.options.output)
     runner = RUNNERS[plan_.runner] + (" (in-process, offline)" if plan_.runner == "direct" else "")

@@ -107,7 +107,7 @@ class Summary:
         table = Table(title=f"scored with {self.model} ({self.runner})", title_justify="left",
                       show_header=False)
         table.add_column("what")
-        table.add_column("value", justify="right")
+        table.add_column("value", justify="right", overflow="fold")
         table.add_column("", style="dim")
         table.add_row("rows", f"{self.rows:,}", "")
         table.add_row("scored", f"{self.scored:,}", "")

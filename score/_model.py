@@ -124,6 +124,18 @@ def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, task
     return record
 
 
+def _model_message(message: str) -> str:
+    """The line of a TensorFlow error that says what is wrong (an assertion's text), without
+    the graph's node names and stack notes around it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("assertion failed:"):
+            return line[len("assertion failed:"):].strip()
+    skip = ("Graph execution error", "Detected at node", "<stack traces", "[[{{node")
+    useful = [line for line in lines if not line.startswith(skip)]
+    return (useful or lines or ["the model refused this row"])[0]
+
+
 class Scorer:
     """A loaded headswitch SavedModel: its task table (read once, from the ``tasks``
     signature) and batched calls of ``serving_default`` with both inputs."""
@@ -184,7 +196,7 @@ class Scorer:
             return self._call(texts, task_ids)
         except self._tf.errors.OpError as exc:
             if len(texts) == 1:
-                message = (exc.message or str(exc)).strip().split("\n")[0]
+                message = _model_message(exc.message or str(exc))
                 return Predictions(np.full((1, self.width), np.nan, np.float32), [""],
                                    np.full((1,), np.nan, np.float32), [message])
         half = len(texts) // 2

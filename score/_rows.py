@@ -110,16 +110,27 @@ def _rows_of(fields: dict[str, Any], text: Any, source: str, line: int, spec: Ro
         yield Row(fields, text, task, source, line)
 
 
+class _NotUnicode(ValueError):
+    pass
+
+
 def _loads(raw: bytes) -> Any:
     """orjson (5x faster than the standard library here), except where it would change a value:
     it reads integers past 64 bits as floats, so lines with 20 digits in a row, and lines it
-    refuses (a byte order mark, NaN), go to the standard library."""
+    refuses (a byte order mark, NaN, a lone surrogate), go to the standard library. A string
+    with a lone surrogate (``"\\ud800"``) is refused here: it is not text, and no file, model
+    or Beam coder can take it."""
     if _LONG_NUMBER.search(raw) is None:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(raw)
+    item = json.loads(raw)
+    try:
+        json.dumps(item, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _NotUnicode(f"a string holds a lone surrogate ({exc.object[exc.start]!r})") from exc
+    return item
 
 
 def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[Row | RowError]:
@@ -133,7 +144,8 @@ def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[R
         except ValueError as exc:  # UnicodeDecodeError is one too
             if not raw.strip():
                 continue
-            reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "not JSON"
+            reason = ("not UTF-8" if isinstance(exc, UnicodeDecodeError) else
+                      "not valid Unicode" if isinstance(exc, _NotUnicode) else "not JSON")
             yield RowError(source, number, "bad_json", f"{reason}: {exc}", _raw_text(raw))
             continue
         if type(item) is dict:
@@ -234,11 +246,13 @@ def parse_task_option(values: Sequence[str]) -> tuple[int | str, ...]:
 
 
 def json_line(record: dict[str, Any]) -> bytes:
-    """One compact JSON line (no newline), UTF-8, non-ASCII kept as is; NaN is written null."""
+    """One compact JSON line (no newline), UTF-8, non-ASCII kept as is; NaN is written null.
+    Values orjson refuses (integers past 64 bits, lone surrogates from a ``\\ud800`` escape)
+    are written by the standard library, escaped to ASCII: the line reads back the same."""
     try:
         return orjson.dumps(record)
-    except TypeError:  # an integer past 64 bits, read by the standard library
-        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(record, separators=(",", ":")).encode("ascii")
 
 
 __all__ = ["FORMATS", "Row", "RowError", "RowSpec", "detect_format", "json_line",
