@@ -1,8 +1,12 @@
 """Batch scoring as an Apache Beam pipeline: RunInference with headswitch's own ModelHandler.
 
-    MatchFiles -> ReadMatches -> Read rows (bad rows to errors) -> Reshuffle (spread rows over
-    workers) -> RunInference (batches of at most --batch-size rows of mixed tasks; the model's
-    task table refuses unknown tasks before the model runs) -> Split -> WriteToText x 2
+    MatchAll -> ReadMatches -> Read rows (in batches of at most --batch-size rows, tasks mixed;
+    unreadable rows to errors) -> Reshuffle (spread the batches over workers) -> RunInference
+    (headswitch's ModelHandler: the model's task table refuses unknown tasks before the model
+    runs; one model call per batch) -> Split -> WriteToText x 2
+
+Beam moves batches, not rows: its per-element cost (a few microseconds per transform) would
+otherwise be paid per row, several times over what the model itself costs per row.
 
 Runs on Beam's in-process FnApiRunner (``direct``: offline, SDK workers as local processes),
 Dataflow, Flink or Spark. This module imports Apache Beam; it is imported only when one of these
@@ -18,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import apache_beam as beam
 from apache_beam.io import fileio
@@ -48,12 +52,13 @@ def output_patterns(prefix: str) -> tuple[str, str]:
 
 
 class ReadRows(beam.DoFn):
-    """One input file -> its rows (plain tuples, cheap to shuffle) and, tagged ``errors``, the
-    rows that cannot be read."""
+    """One input file -> batches of at most ``batch_size`` rows (lists of plain tuples, cheap to
+    shuffle) and, tagged ``errors``, the rows that cannot be read."""
 
-    def __init__(self, fmt: str | None, spec: Any) -> None:
+    def __init__(self, fmt: str | None, spec: Any, batch_size: int) -> None:
         self._fmt = fmt
         self._spec = spec
+        self._batch_size = batch_size
         self._rows = Metrics.counter(NAMESPACE, "rows")
         self._errors = Metrics.counter(NAMESPACE, "errors")
 
@@ -63,17 +68,23 @@ class ReadRows(beam.DoFn):
         rows = errors = 0
         last = -1
         kinds: dict[str, int] = {}
+        batch: list[tuple[Any, ...]] = []
         with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
             for item in read_rows(open_decompressed(raw, path), path, fmt, self._spec):
                 if item.line != last:
                     rows += 1
                     last = item.line
                 if isinstance(item, Row):
-                    yield tuple(item)
+                    batch.append(tuple(item))
+                    if len(batch) >= self._batch_size:
+                        yield batch
+                        batch = []
                 else:
                     errors += 1
                     kinds[item.kind] = kinds.get(item.kind, 0) + 1
                     yield beam.pvalue.TaggedOutput(ERRORS, item.to_dict())
+        if batch:
+            yield batch
         self._rows.inc(rows)
         self._errors.inc(errors)
         for kind, n in kinds.items():
@@ -86,8 +97,8 @@ class HeadswitchModelHandler(ModelHandler):
     checked against the model's task table first: a row with an unknown task gets an error
     result and never reaches the model, so it cannot fail its batch.
 
-    Elements are rows as tuples ``(fields, text, task, source, line)``; each result's inference
-    is the output record (a dict) or a :class:`RowError`.
+    Elements are rows as tuples ``(fields, text, task, source, line)``, batched by Beam (at most
+    ``batch_size``); each result's inference is the output record (a dict) or a ``RowError``.
     """
 
     def __init__(self, model_path: str, *, batch_size: int = 256,
@@ -99,17 +110,19 @@ class HeadswitchModelHandler(ModelHandler):
     def load_model(self) -> Scorer:
         return Scorer(self._model_path)
 
-    def run_inference(self, batch: Sequence[Any], model: Scorer,
-                      inference_args: dict[str, Any] | None = None
-                      ) -> Iterable[PredictionResult]:
+    def _score(self, batch: Sequence[Any], model: Scorer) -> tuple[list[Row], list[Any]]:
         rows = [Row(*element) for element in batch]
         prepared = prepare(rows, model.tasks)
         predictions = model.predict(prepared.texts, prepared.task_ids)
-        results = [PredictionResult(row, scored_record(row, task_id, predictions, i,
-                                                       model.tasks, self._with_scores))
+        records = [scored_record(row, task_id, predictions, i, model.tasks, self._with_scores)
                    for i, (row, task_id) in enumerate(zip(prepared.rows, prepared.task_ids))]
-        results.extend(PredictionResult(None, error) for error in prepared.errors)
-        return results
+        return prepared.rows + [None] * len(prepared.errors), records + prepared.errors
+
+    def run_inference(self, batch: Sequence[Any], model: Scorer,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[PredictionResult]:
+        examples, results = self._score(batch, model)
+        return [PredictionResult(example, result) for example, result in zip(examples, results)]
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
         return sum(len(element[1]) for element in batch)
@@ -118,22 +131,49 @@ class HeadswitchModelHandler(ModelHandler):
         return f"{NAMESPACE}_inference"
 
 
+class ScoredBatch(NamedTuple):
+    """What the pipeline's handler returns for one batch: its scored rows as JSON lines
+    (``b"\\n"``-joined, one text element for WriteToText) and its errors."""
+
+    lines: bytes
+    scored: int
+    errors: list[dict[str, Any]]
+
+
+class BatchHandler(HeadswitchModelHandler):
+    """The pipeline's handler: elements are batches already (from ReadRows, at most
+    ``--batch-size`` rows; RunInference is told so with ``with_no_batching``), and each batch's
+    result is one :class:`ScoredBatch`, so that Beam moves one element per batch, not per row."""
+
+    def run_inference(self, batch: Sequence[Any], model: Scorer,
+                      inference_args: dict[str, Any] | None = None
+                      ) -> Iterable[PredictionResult]:
+        _, results = self._score(batch, model)
+        lines = [json_line(r) for r in results if type(r) is dict]
+        errors = [r.to_dict() for r in results if type(r) is not dict]
+        return [PredictionResult(None, ScoredBatch(b"\n".join(lines), len(lines), errors))]
+
+    def get_num_bytes(self, batch: Sequence[Any]) -> int:
+        return sum(len(element[1]) for element in batch)
+
+
 class SplitResults(beam.DoFn):
-    """Scored records to the main output as JSON lines; errors, tagged ``errors``, as dicts."""
+    """A batch's scored lines to the main output; its errors, tagged ``errors``, one by one."""
 
     def __init__(self) -> None:
         self._scored = Metrics.counter(NAMESPACE, "scored")
         self._errors = Metrics.counter(NAMESPACE, "errors")
 
     def process(self, result: PredictionResult) -> Iterator[Any]:
-        record: Any = result.inference
-        if type(record) is dict:
-            self._scored.inc()
-            yield json_line(record)
-        else:
-            self._errors.inc()
-            Metrics.counter(NAMESPACE, f"{_KIND}{record.kind}").inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, record.to_dict())
+        batch: ScoredBatch = result.inference
+        if batch.scored:
+            self._scored.inc(batch.scored)
+            yield batch.lines
+        if batch.errors:
+            self._errors.inc(len(batch.errors))
+            for error in batch.errors:
+                Metrics.counter(NAMESPACE, f"{_KIND}{error['error']}").inc()
+                yield beam.pvalue.TaggedOutput(ERRORS, error)
 
 
 def build(pipeline: beam.Pipeline, options: ScoreOptions, model_path: str) -> None:
@@ -142,15 +182,14 @@ def build(pipeline: beam.Pipeline, options: ScoreOptions, model_path: str) -> No
     read = (patterns
             | "Match input files" >> fileio.MatchAll(EmptyMatchTreatment.DISALLOW)
             | "Open files" >> fileio.ReadMatches()
-            | "Read rows" >> beam.ParDo(ReadRows(options.fmt, options.spec))
-            .with_outputs(ERRORS, main="rows"))
-    handler = HeadswitchModelHandler(model_path, batch_size=options.batch_size,
-                                     with_scores=options.with_scores)
-    results = (read.rows
-               | "Spread rows over workers" >> beam.Reshuffle()
+            | "Read rows" >> beam.ParDo(ReadRows(options.fmt, options.spec, options.batch_size))
+            .with_outputs(ERRORS, main="batches"))
+    handler = BatchHandler(model_path, batch_size=options.batch_size,
+                           with_scores=options.with_scores).with_no_batching()
+    results = (read.batches
+               | "Spread batches over workers" >> beam.Reshuffle()
                | "Score" >> RunInference(handler)
                | "Split results" >> beam.ParDo(SplitResults()).with_outputs(ERRORS, main="scored"))
-    scored_out, errors_out = output_patterns(options.output)
     _ = (results.scored
          | "Write scored rows" >> beam.io.WriteToText(
              options.output, file_name_suffix=".jsonl", shard_name_template=SHARDS,

@@ -8,9 +8,17 @@ each result's ``inference`` is the output record (a dict) or a ``RowError``.
 """
 
 try:
-    from ._beam import HeadswitchModelHandler, ReadRows, SplitResults, build
+    from ._beam import (
+        BatchHandler,
+        HeadswitchModelHandler,
+        ReadRows,
+        ScoredBatch,
+        SplitResults,
+        build,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f'headswitch.score.beam needs Apache Beam: pip install "headswitch[beam]" '
                       f"({exc})") from exc
 
-__all__ = ["HeadswitchModelHandler", "ReadRows", "SplitResults", "build"]
+__all__ = ["BatchHandler", "HeadswitchModelHandler", "ReadRows", "ScoredBatch", "SplitResults",
+           "build"]

@@ -118,7 +118,7 @@ def test_dataflow_dry_run_prints_options_and_steps_offline(
                  "--sdk_container_image=europe-docker.pkg.dev/my-project/hs/headswitch-beam:1"):
         assert flag in out
     steps = out[out.index("steps:"):]
-    for step in ("Match input files", "Read rows", "Spread rows over workers", "Score",
+    for step in ("Match input files", "Read rows", "Spread batches over workers", "Score",
                  "RunInference", "Split results", "Write scored rows", "Write error rows"):
         assert step in steps
     assert "gs://bucket/scored/run1-?????-of-?????.jsonl" in out
