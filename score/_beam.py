@@ -1,12 +1,14 @@
 """Batch scoring as an Apache Beam pipeline: RunInference with headswitch's own ModelHandler.
 
-    MatchAll -> ReadMatches -> Read rows (in batches of at most --batch-size rows, tasks mixed;
-    unreadable rows to errors) -> Reshuffle (spread the batches over workers) -> RunInference
-    (headswitch's ModelHandler: the model's task table refuses unknown tasks before the model
-    runs; one model call per batch) -> Split -> WriteToText x 2
+    MatchAll -> cut files in parts (16 MiB of whole lines; a big file is read by many workers)
+    -> Reshuffle (spread the parts over workers) -> Read rows (batches of at most --batch-size
+    rows, tasks mixed; unreadable rows to errors) -> RunInference (headswitch's ModelHandler:
+    the model's task table refuses unknown tasks before the model runs; one model call per
+    batch) -> Split -> WriteToText x 2
 
-Beam moves batches, not rows: its per-element cost (a few microseconds per transform) would
-otherwise be paid per row, several times over what the model itself costs per row.
+Beam moves parts of files and batches, never single rows: its per-element cost (a few
+microseconds per transform, more through a shuffle) would otherwise be paid per row, several
+times what the model itself costs per row.
 
 Runs on Beam's in-process FnApiRunner (``direct``: offline, SDK workers as local processes),
 Dataflow, Flink or Spark. This module imports Apache Beam; it is imported only when one of these
@@ -15,6 +17,7 @@ runners is chosen.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -28,6 +31,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.fileio import EmptyMatchTreatment
 from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -35,13 +39,22 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from ._errors import ScoreError
 from ._job import RUNNERS, ScoreOptions, Summary
 from ._model import Scorer, locate_model, prepare, scored_record
-from ._rows import Row, detect_format, json_line, open_decompressed, read_rows
+from ._rows import (
+    COMPRESSED,
+    Row,
+    detect_format,
+    json_line,
+    open_decompressed,
+    read_chunks,
+    split_lines,
+)
 
 NAMESPACE = "headswitch"
 ERRORS = "errors"
 SHARDS = "-SSSSS-of-NNNNN"
 _COUNTERS = ("rows", "scored", "errors")
 _GCS_PATH = re.compile(r"^gs://[a-z0-9][-_.a-z0-9]{1,61}[a-z0-9](/.*)?$")
+PART_BYTES = 16 << 20
 _KIND = "errors_"  # counters of errors by kind: errors_unknown_task, ...
 
 
@@ -51,9 +64,31 @@ def output_patterns(prefix: str) -> tuple[str, str]:
     return f"{prefix}{shards}.jsonl", f"{prefix}.errors{shards}.jsonl"
 
 
-class ReadRows(beam.DoFn):
-    """One input file -> batches of at most ``batch_size`` rows (lists of plain tuples, cheap to
-    shuffle) and, tagged ``errors``, the rows that cannot be read."""
+class PlanReads(beam.DoFn):
+    """A matched file -> the parts it is read in, ``(path, start, end, first line)``. Files of
+    JSON lines past ``part_bytes`` are cut at line ends, so that several workers read one big
+    file; CSV/TSV (a quoted field may hold a newline) and compressed files are one part
+    (``end`` -1)."""
+
+    def __init__(self, fmt: str | None, part_bytes: int) -> None:
+        self._fmt = fmt
+        self._part_bytes = part_bytes
+
+    def process(self, metadata: Any) -> Iterator[tuple[str, int, int, int]]:
+        path = metadata.path
+        fmt = self._fmt or detect_format(path) or "jsonl"
+        if (fmt != "jsonl" or path.lower().endswith(COMPRESSED)
+                or metadata.size_in_bytes <= self._part_bytes):
+            yield path, 0, -1, 1
+            return
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for start, end, first_line in split_lines(f, self._part_bytes):
+                yield path, start, end, first_line
+
+
+class ReadPart(beam.DoFn):
+    """A part of a file -> batches of at most ``batch_size`` rows (lists of plain tuples) and,
+    tagged ``errors``, the rows that cannot be read."""
 
     def __init__(self, fmt: str | None, spec: Any, batch_size: int) -> None:
         self._fmt = fmt
@@ -62,29 +97,26 @@ class ReadRows(beam.DoFn):
         self._rows = Metrics.counter(NAMESPACE, "rows")
         self._errors = Metrics.counter(NAMESPACE, "errors")
 
-    def process(self, readable: Any) -> Iterator[Any]:
-        path = readable.metadata.path
+    def process(self, part: tuple[str, int, int, int]) -> Iterator[Any]:
+        path, start, end, first_line = part
         fmt = self._fmt or detect_format(path) or "jsonl"
         rows = errors = 0
-        last = -1
         kinds: dict[str, int] = {}
-        batch: list[tuple[Any, ...]] = []
-        with readable.open(compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-            for item in read_rows(open_decompressed(raw, path), path, fmt, self._spec):
-                if item.line != last:
-                    rows += 1
-                    last = item.line
-                if isinstance(item, Row):
-                    batch.append(tuple(item))
-                    if len(batch) >= self._batch_size:
-                        yield batch
-                        batch = []
-                else:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+            if end < 0:
+                stream = open_decompressed(raw, path)
+            else:
+                raw.seek(start)
+                stream = io.BytesIO(raw.read(end - start))
+            for chunk in read_chunks(stream, path, fmt, self._spec, self._batch_size,
+                                     first_line=first_line):
+                rows += chunk.read
+                if chunk.rows:
+                    yield [tuple(row) for row in chunk.rows]
+                for error in chunk.errors:
                     errors += 1
-                    kinds[item.kind] = kinds.get(item.kind, 0) + 1
-                    yield beam.pvalue.TaggedOutput(ERRORS, item.to_dict())
-        if batch:
-            yield batch
+                    kinds[error.kind] = kinds.get(error.kind, 0) + 1
+                    yield beam.pvalue.TaggedOutput(ERRORS, error.to_dict())
         self._rows.inc(rows)
         self._errors.inc(errors)
         for kind, n in kinds.items():
@@ -181,13 +213,13 @@ def build(pipeline: beam.Pipeline, options: ScoreOptions, model_path: str) -> No
     patterns = pipeline | "Input patterns" >> beam.Create(list(options.inputs))
     read = (patterns
             | "Match input files" >> fileio.MatchAll(EmptyMatchTreatment.DISALLOW)
-            | "Open files" >> fileio.ReadMatches()
-            | "Read rows" >> beam.ParDo(ReadRows(options.fmt, options.spec, options.batch_size))
+            | "Cut files in parts" >> beam.ParDo(PlanReads(options.fmt, PART_BYTES))
+            | "Spread parts over workers" >> beam.Reshuffle()
+            | "Read rows" >> beam.ParDo(ReadPart(options.fmt, options.spec, options.batch_size))
             .with_outputs(ERRORS, main="batches"))
     handler = BatchHandler(model_path, batch_size=options.batch_size,
                            with_scores=options.with_scores).with_no_batching()
     results = (read.batches
-               | "Spread batches over workers" >> beam.Reshuffle()
                | "Score" >> RunInference(handler)
                | "Split results" >> beam.ParDo(SplitResults()).with_outputs(ERRORS, main="scored"))
     _ = (results.scored

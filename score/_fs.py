@@ -48,7 +48,7 @@ def listdir(path: str) -> list[str]:
 def glob(pattern: str) -> list[str]:
     """Files matching ``pattern`` (``*``, ``?``, ``[...]``; ``**`` locally), sorted."""
     if is_remote(pattern):
-        return sorted(p for p in _gfile().glob(pattern) if not _gfile().isdir(p))
+        return sorted(p for p in _gfile().glob(pattern) if not p.endswith("/"))
     return sorted(p for p in _glob.glob(pattern, recursive=True) if os.path.isfile(p))
 
 

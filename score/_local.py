@@ -18,7 +18,7 @@ from typing import IO, Any
 from . import _fs
 from ._job import STDIN, ScoreOptions, Summary, check_outputs_free, match_inputs, output_paths
 from ._model import Predictions, Prepared, Scorer, locate_model, prepare, scored_record
-from ._rows import Row, RowError, json_line, open_decompressed, read_rows
+from ._rows import Chunk, RowError, json_line, open_decompressed, read_chunks
 
 _QUEUE_BATCHES = 8
 _DONE = None
@@ -88,45 +88,29 @@ class _Pipeline:
                 self.stop.set()
         return run
 
-    def _rows(self) -> Iterator[Row | RowError]:
+    def _chunks(self) -> Iterator[Chunk]:
         done_bytes = 0
+        size = self.options.batch_size
         for path in self.files:
             if path == STDIN:
-                yield from read_rows(sys.stdin.buffer, "<stdin>", self.options.fmt or "jsonl",
-                                     self.options.spec)
+                yield from read_chunks(sys.stdin.buffer, "<stdin>", self.options.fmt or "jsonl",
+                                       self.options.spec, size)
                 continue
             with _fs.open_read(path) as raw:
                 stream = open_decompressed(raw, path)
                 fmt = self.options.format_of(path)
-                for n, item in enumerate(read_rows(stream, path, fmt, self.options.spec)):
-                    if n % 1024 == 0:
-                        self.progress.bytes_read = done_bytes + raw.tell()
-                    yield item
+                for chunk in read_chunks(stream, path, fmt, self.options.spec, size):
+                    self.progress.bytes_read = done_bytes + raw.tell()
+                    yield chunk
             done_bytes += _fs.size(path)
             self.progress.bytes_read = done_bytes
 
     def read(self) -> None:
-        batch_size = self.options.batch_size
+        """Chunks of rows (at most --batch-size, within one file) -> checked batches."""
         tasks = self.scorer.tasks
-        pending: list[Row] = []
-        refused: list[RowError] = []
-        last: tuple[str, int] = ("", 0)
-        rows = 0
-        sequence = 0
-        for item in self._rows():
-            where = (item.source, item.line)
-            if where != last:
-                rows += 1
-                last = where
-            if type(item) is Row:
-                pending.append(item)
-                if len(pending) >= batch_size:
-                    self._put(self.to_model, (sequence, prepare(pending, tasks), refused, rows))
-                    sequence += 1
-                    pending, refused, rows = [], [], 0
-            else:
-                refused.append(item)  # type: ignore[arg-type]
-        self._put(self.to_model, (sequence, prepare(pending, tasks), refused, rows))
+        for sequence, chunk in enumerate(self._chunks()):
+            self._put(self.to_model, (sequence, prepare(chunk.rows, tasks), chunk.errors,
+                                      chunk.read))
         for _ in range(self.threads):
             self._put(self.to_model, _DONE)
 
@@ -160,7 +144,8 @@ class _Pipeline:
             lines: list[bytes] = []
             errors = list(prepared.errors) + refused
             for i, (row, task_id) in enumerate(zip(prepared.rows, prepared.task_ids)):
-                record = scored_record(row, task_id, predictions, i, tasks, with_scores)
+                record = scored_record(row, task_id, predictions, i, tasks, with_scores,
+                                       in_place=True)
                 if type(record) is dict:
                     lines.append(json_line(record))
                 else:

@@ -90,8 +90,11 @@ def prepare(rows: Sequence[Row], tasks: TaskTable) -> Prepared:
     ids: list[int] = []
     errors: list[RowError] = []
     resolve = tasks.resolve
+    known: dict[int | str, int | str] = {}  # a batch names few distinct tasks
     for row in rows:
-        task_id = resolve(row.task)
+        task_id = known.get(row.task)
+        if task_id is None:
+            task_id = known[row.task] = resolve(row.task)
         if type(task_id) is not int:
             errors.append(RowError(row.source, row.line, "unknown_task", str(task_id), row.fields))
             continue
@@ -108,13 +111,15 @@ def prepare(rows: Sequence[Row], tasks: TaskTable) -> Prepared:
 
 
 def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
-                  with_scores: bool) -> dict[str, Any] | RowError:
+                  with_scores: bool, *, in_place: bool = False) -> dict[str, Any] | RowError:
     """The output line of row ``i`` of a model call: the row's own fields, ``top_label``,
-    ``top_score``, and with ``with_scores`` the task's ``scores`` and ``labels``."""
+    ``top_score``, and with ``with_scores`` the task's ``scores`` and ``labels``. With
+    ``in_place`` the row's own field dict becomes the record (for rows parsed for this output
+    alone); otherwise it is copied."""
     error = predictions.errors[i]
     if error:
         return RowError(row.source, row.line, "model_error", error, row.fields)
-    record = dict(row.fields)
+    record = row.fields if in_place else dict(row.fields)
     record["top_label"] = predictions.top_label[i]
     record["top_score"] = float(predictions.top_score[i])
     if with_scores:

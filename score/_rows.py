@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - the "score" extra is missing; the CLI 
 FORMATS = ("jsonl", "csv", "tsv")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
                ".tsv": "tsv", ".tab": "tsv"}
-_COMPRESSIONS = (".gz", ".bz2")
+COMPRESSED = (".gz", ".bz2")
 _MISSING = object()
 _LONG_NUMBER = re.compile(rb"[0-9]{20}")
 
@@ -66,7 +66,7 @@ class RowSpec:
 def detect_format(path: str) -> str | None:
     """``jsonl``, ``csv`` or ``tsv`` from the file name (``.gz``/``.bz2`` allowed), else None."""
     name = path.lower()
-    for suffix in _COMPRESSIONS:
+    for suffix in COMPRESSED:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     dot = name.rfind(".")
@@ -133,12 +133,24 @@ def _loads(raw: bytes) -> Any:
     return item
 
 
-def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[Row | RowError]:
-    """Rows of a JSON lines stream; blank lines are skipped."""
+class Chunk(NamedTuple):
+    """Consecutive rows of one file: at most ``size`` rows to score, the errors among them, and
+    how many input rows (lines or records) they came from."""
+
+    rows: list[Row]
+    errors: list[RowError]
+    read: int
+
+
+def _jsonl_chunks(lines: Iterator[bytes], source: str, spec: RowSpec, size: int,
+                  first_line: int = 1) -> Iterator[Chunk]:
     loads = _loads
     text_field, task_field = spec.text_field, spec.task_field
     fast = not spec.tasks
-    for number, raw in enumerate(lines, 1):
+    rows: list[Row] = []
+    errors: list[RowError] = []
+    read = 0
+    for number, raw in enumerate(lines, first_line):
         try:
             item = loads(raw)
         except ValueError as exc:  # UnicodeDecodeError is one too
@@ -146,27 +158,56 @@ def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[R
                 continue
             reason = ("not UTF-8" if isinstance(exc, UnicodeDecodeError) else
                       "not valid Unicode" if isinstance(exc, _NotUnicode) else "not JSON")
-            yield RowError(source, number, "bad_json", f"{reason}: {exc}", _raw_text(raw))
+            errors.append(RowError(source, number, "bad_json", f"{reason}: {exc}",
+                                   _raw_text(raw)))
+            read += 1
             continue
+        read += 1
         if type(item) is dict:
             text = item.get(text_field, _MISSING)
-            if fast and type(text) is str:
-                task = item.get(task_field)
-                if type(task) is str or type(task) is int:
-                    yield Row(item, text, task, source, number)
-                    continue
-            yield from _rows_of(item, text, source, number, spec)
+            task = item.get(task_field)
+            if fast and type(text) is str and (type(task) is str or type(task) is int):
+                rows.append(Row(item, text, task, source, number))
+                if len(rows) >= size:
+                    yield Chunk(rows, errors, read)
+                    rows, errors, read = [], [], 0
+                continue
+            for out in _rows_of(item, text, source, number, spec):
+                if type(out) is Row:
+                    rows.append(out)
+                    if len(rows) >= size:
+                        yield Chunk(rows, errors, read)
+                        rows, errors, read = [], [], 0
+                else:
+                    errors.append(out)  # type: ignore[arg-type]
             continue
-        yield RowError(source, number, "not_an_object",
-                       f"expected a JSON object like {{\"{text_field}\": ..., "
-                       f"\"{task_field}\": ...}}, got {_describe(item)}", _raw_text(raw))
+        errors.append(RowError(source, number, "not_an_object",
+                               f"expected a JSON object like {{\"{text_field}\": ..., "
+                               f"\"{task_field}\": ...}}, got {_describe(item)}",
+                               _raw_text(raw)))
+    if rows or errors or read:
+        yield Chunk(rows, errors, read)
+
+
+def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[Row | RowError]:
+    """Rows of a JSON lines stream, in order; blank lines are skipped."""
+    for chunk in _jsonl_chunks(lines, source, spec, 1024):
+        yield from sorted([*chunk.rows, *chunk.errors], key=lambda r: r.line)
 
 
 def read_delimited(stream: IO[bytes], source: str, spec: RowSpec, delimiter: str
                    ) -> Iterator[Row | RowError]:
     """Rows of a CSV or TSV stream whose first record names the columns."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.reader(text, delimiter=delimiter)
+    try:
+        yield from _delimited_rows(csv.reader(text, delimiter=delimiter), source, spec,
+                                   delimiter)
+    finally:
+        text.detach()  # the caller's stream stays open
+
+
+def _delimited_rows(reader: Any, source: str, spec: RowSpec, delimiter: str
+                    ) -> Iterator[Row | RowError]:
     try:
         header = next(reader)
     except StopIteration:
@@ -220,6 +261,32 @@ def read_rows(stream: IO[bytes], source: str, fmt: str, spec: RowSpec
     return read_delimited(stream, source, spec, "," if fmt == "csv" else "\t")
 
 
+def read_chunks(stream: IO[bytes], source: str, fmt: str, spec: RowSpec, size: int, *,
+                first_line: int = 1) -> Iterator[Chunk]:
+    """The rows of one (already decompressed) binary stream in chunks of at most ``size`` rows
+    to score; JSON lines take a loop with no per-row generator step. ``first_line`` numbers the
+    stream's first line (a part of a file of JSON lines starts further in)."""
+    if fmt == "jsonl":
+        yield from _jsonl_chunks(iter(stream), source, spec, size, first_line)
+        return
+    rows: list[Row] = []
+    errors: list[RowError] = []
+    read, last = 0, -1
+    for item in read_delimited(stream, source, spec, "," if fmt == "csv" else "\t"):
+        if item.line != last:
+            read += 1
+            last = item.line
+        if type(item) is Row:
+            rows.append(item)
+            if len(rows) >= size:
+                yield Chunk(rows, errors, read)
+                rows, errors, read = [], [], 0
+        else:
+            errors.append(item)  # type: ignore[arg-type]
+    if rows or errors or read:
+        yield Chunk(rows, errors, read)
+
+
 def open_decompressed(raw: IO[bytes], path: str) -> IO[bytes]:
     """``raw`` itself, or a decompressing reader for ``.gz`` and ``.bz2`` files."""
     name = path.lower()
@@ -257,3 +324,29 @@ def json_line(record: dict[str, Any]) -> bytes:
 
 __all__ = ["FORMATS", "Row", "RowError", "RowSpec", "detect_format", "json_line",
            "open_decompressed", "parse_task_option", "read_rows"]
+
+
+def split_lines(stream: IO[bytes], part_bytes: int, block: int = 8 << 20
+                ) -> Iterator[tuple[int, int, int]]:
+    """Cut a stream of lines into parts of about ``part_bytes`` that end at line ends:
+    ``(start, end, first line number)`` each, read once at C speed (lines are counted, so that
+    a part knows the number of its first line)."""
+    start, start_line = 0, 1
+    offset, lines = 0, 0
+    cut_at = part_bytes
+    while data := stream.read(block):
+        at = 0
+        while offset + len(data) > cut_at:
+            newline = data.find(b"\n", max(at, cut_at - offset))
+            if newline < 0:
+                break
+            lines += data.count(b"\n", at, newline + 1)
+            end = offset + newline + 1
+            yield start, end, start_line
+            start, start_line = end, lines + 1
+            at = newline + 1
+            cut_at = end + part_bytes
+        lines += data.count(b"\n", at)
+        offset += len(data)
+    if offset > start:
+        yield start, offset, start_line

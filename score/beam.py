@@ -11,7 +11,8 @@ try:
     from ._beam import (
         BatchHandler,
         HeadswitchModelHandler,
-        ReadRows,
+        PlanReads,
+        ReadPart,
         ScoredBatch,
         SplitResults,
         build,
@@ -20,5 +21,5 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f'headswitch.score.beam needs Apache Beam: pip install "headswitch[beam]" '
                       f"({exc})") from exc
 
-__all__ = ["BatchHandler", "HeadswitchModelHandler", "ReadRows", "ScoredBatch", "SplitResults",
-           "build"]
+__all__ = ["BatchHandler", "HeadswitchModelHandler", "PlanReads", "ReadPart", "ScoredBatch",
+           "SplitResults", "build"]

@@ -22,7 +22,9 @@ IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 def test_pipeline_matches_serving_default_and_loses_no_row(
         exported: Any, rows_file: RowsFile, reference: dict[int, dict[str, Any]],
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is cut in parts read by different bundles: line numbers stay exact."""
+    monkeypatch.setattr(beam_module, "PART_BYTES", rows_file.path.stat().st_size // 5)
     options = ScoreOptions(str(exported.path), (str(rows_file.path),), str(tmp_path / "out"),
                            with_scores=True, batch_size=100)
     plan = beam_module.plan(options, "direct", IN_MEMORY)

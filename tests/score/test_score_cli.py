@@ -118,7 +118,8 @@ def test_dataflow_dry_run_prints_options_and_steps_offline(
                  "--sdk_container_image=europe-docker.pkg.dev/my-project/hs/headswitch-beam:1"):
         assert flag in out
     steps = out[out.index("steps:"):]
-    for step in ("Match input files", "Read rows", "Spread batches over workers", "Score",
+    for step in ("Match input files", "Cut files in parts", "Spread parts over workers",
+                 "Read rows", "Score",
                  "RunInference", "Split results", "Write scored rows", "Write error rows"):
         assert step in steps
     assert "gs://bucket/scored/run1-?????-of-?????.jsonl" in out
@@ -158,3 +159,20 @@ def test_a_missing_beam_install_says_which_extra(
                         str(tmp_path / "o"), "--runner", "direct")
     assert code == 2
     _one_line_error(err, "needs Apache Beam", 'pip install "headswitch[beam]"')
+
+
+@pytest.mark.parametrize(("runner", "flags", "name"), [
+    ("flink", ["--flink_master=localhost:8081", "--environment_type=DOCKER"], "FlinkRunner"),
+    ("spark", ["--spark_master_url=spark://localhost:7077"], "SparkRunner"),
+])
+def test_flink_and_spark_dry_runs(exported: Any, rows_file: RowsFile, tmp_path: Path,
+                                  capfd: pytest.CaptureFixture[str], no_network: None,
+                                  runner: str, flags: list[str], name: str) -> None:
+    pytest.importorskip("apache_beam")
+    code, out, err = _run(capfd, str(exported.path), "-i", str(rows_file.path), "-o",
+                          str(tmp_path / "o"), "--runner", runner, "--dry-run", *flags)
+    assert code == 0, err
+    assert f"runner:   {name}" in out and f"--runner={name}" in out
+    for flag in flags:
+        assert flag in out
+    assert list(tmp_path.iterdir()) == []
