@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
+
+from headswitch._errors import report
 
 from ._errors import ScoreError
 from ._job import DEFAULT_BATCH_SIZE, IN_PROCESS, RUNNERS, ScoreOptions, Summary
@@ -214,9 +215,7 @@ def _run(args: argparse.Namespace) -> int:
             args.unknown_args = unknown
             summary = _on_beam(args, options)
     except ScoreError as exc:
-        print(f"headswitch score: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+        report(exc, "headswitch score")
         return 2
     if summary is not None:
         _print_summary(summary, args.json)

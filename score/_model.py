@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _contract as c
+from headswitch import contract as c
+
 from . import _fs
 from ._errors import ScoreError
 from ._rows import Row, RowError

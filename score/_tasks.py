@@ -27,15 +27,15 @@ class TaskTable:
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> TaskTable:
         """From the ``tasks`` signature's outputs (numpy arrays, first row), read by id."""
-        from ._contract import (
-            TASKS_ACTIVATION,
-            TASKS_ID,
-            TASKS_LABELS,
-            TASKS_NAME,
-            TASKS_NUM_CLASSES,
+        from headswitch.contract import (
+            TASKS_OUTPUT_ACTIVATION,
+            TASKS_OUTPUT_LABELS,
+            TASKS_OUTPUT_NAME,
+            TASKS_OUTPUT_NUM_CLASSES,
+            TASKS_OUTPUT_TASK_ID,
         )
 
-        ids = [int(i) for i in outputs[TASKS_ID][0]]
+        ids = [int(i) for i in outputs[TASKS_OUTPUT_TASK_ID][0]]
         if sorted(ids) != list(range(len(ids))):
             raise ValueError(f"the tasks signature's ids are not 0..{len(ids) - 1}: {ids}")
         order = sorted(range(len(ids)), key=ids.__getitem__)
@@ -43,11 +43,11 @@ class TaskTable:
         def text(value: Any) -> str:
             return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
-        names = [text(outputs[TASKS_NAME][0][i]) for i in order]
-        counts = [int(outputs[TASKS_NUM_CLASSES][0][i]) for i in order]
-        labels = [tuple(text(v) for v in outputs[TASKS_LABELS][0][i][:k])
+        names = [text(outputs[TASKS_OUTPUT_NAME][0][i]) for i in order]
+        counts = [int(outputs[TASKS_OUTPUT_NUM_CLASSES][0][i]) for i in order]
+        labels = [tuple(text(v) for v in outputs[TASKS_OUTPUT_LABELS][0][i][:k])
                   for i, k in zip(order, counts)]
-        activations = [text(outputs[TASKS_ACTIVATION][0][i]) for i in order]
+        activations = [text(outputs[TASKS_OUTPUT_ACTIVATION][0][i]) for i in order]
         return cls(tuple(names), tuple(counts), tuple(labels), tuple(activations))
 
     def __len__(self) -> int:

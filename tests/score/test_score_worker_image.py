@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
