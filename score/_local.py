@@ -17,7 +17,15 @@ from typing import IO, Any
 
 from . import _fs
 from ._job import STDIN, ScoreOptions, Summary, check_outputs_free, match_inputs, output_paths
-from ._model import Predictions, Prepared, Scorer, locate_model, prepare, scored_record
+from ._model import (
+    Predictions,
+    Prepared,
+    Scorer,
+    locate_model,
+    prepare,
+    scored_line,
+    scored_record,
+)
 from ._rows import Chunk, RowError, json_line, open_decompressed, read_chunks
 
 _QUEUE_BATCHES = 8
@@ -109,8 +117,8 @@ class _Pipeline:
         """Chunks of rows (at most --batch-size, within one file) -> checked batches."""
         tasks = self.scorer.tasks
         for sequence, chunk in enumerate(self._chunks()):
-            self._put(self.to_model, (sequence, prepare(chunk.rows, tasks), chunk.errors,
-                                      chunk.read))
+            self._put(self.to_model, (sequence, prepare(chunk.rows, tasks, chunk.raws),
+                                      chunk.errors, chunk.read))
         for _ in range(self.threads):
             self._put(self.to_model, _DONE)
 
@@ -143,7 +151,11 @@ class _Pipeline:
         for prepared, refused, rows, predictions in self._in_order():
             lines: list[bytes] = []
             errors = list(prepared.errors) + refused
-            for i, (row, task_id) in enumerate(zip(prepared.rows, prepared.task_ids)):
+            for i, (row, task_id, raw) in enumerate(zip(prepared.rows, prepared.task_ids,
+                                                        prepared.raws)):
+                if raw is not None and not predictions.errors[i]:
+                    lines.append(scored_line(raw, task_id, predictions, i, tasks, with_scores))
+                    continue
                 record = scored_record(row, task_id, predictions, i, tasks, with_scores,
                                        in_place=True)
                 if type(record) is dict:

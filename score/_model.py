@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 
 from headswitch import contract as c
 
@@ -75,24 +76,29 @@ class Predictions(NamedTuple):
 
 
 class Prepared(NamedTuple):
-    """Rows ready for one model call, and the rows refused before it."""
+    """Rows ready for one model call, and the rows refused before it. ``raws`` are the kept
+    rows' JSON lines, when given (see ``Chunk.raws``)."""
 
     rows: list[Row]
     texts: list[bytes]
     task_ids: list[int]
     errors: list[RowError]
+    raws: list[bytes | None]
 
 
-def prepare(rows: Sequence[Row], tasks: TaskTable) -> Prepared:
+def prepare(rows: Sequence[Row], tasks: TaskTable,
+            raws: Sequence[bytes | None] | None = None) -> Prepared:
     """Check each row's task against the task table and encode its text; refused rows become
     errors here, so they never reach the model."""
     good: list[Row] = []
     texts: list[bytes] = []
     ids: list[int] = []
     errors: list[RowError] = []
+    kept: list[bytes | None] = []
+    raw_of = raws if raws is not None else [None] * len(rows)
     resolve = tasks.resolve
     known: dict[int | str, int | str] = {}  # a batch names few distinct tasks
-    for row in rows:
+    for row, raw in zip(rows, raw_of):
         task_id = known.get(row.task)
         if task_id is None:
             task_id = known[row.task] = resolve(row.task)
@@ -108,7 +114,8 @@ def prepare(rows: Sequence[Row], tasks: TaskTable) -> Prepared:
         good.append(row)
         texts.append(text)
         ids.append(task_id)
-    return Prepared(good, texts, ids, errors)
+        kept.append(raw)
+    return Prepared(good, texts, ids, errors, kept)
 
 
 def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
@@ -140,6 +147,21 @@ def _model_message(message: str) -> str:
     skip = ("Graph execution error", "Detected at node", "<stack traces", "[[{{node")
     useful = [line for line in lines if not line.startswith(skip)]
     return (useful or lines or ["the model refused this row"])[0]
+
+
+def scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+                with_scores: bool) -> bytes:
+    """The output line of a row given as a JSON object line without any output field: that
+    line, its own fields exactly as they were, with the outputs appended (what
+    ``scored_record`` gives, without parsing and writing the row's fields again)."""
+    dumps = orjson.dumps
+    tail = (b',"top_label":' + dumps(predictions.top_label[i]) + b',"top_score":'
+            + dumps(float(predictions.top_score[i])))
+    if with_scores:
+        k = tasks.num_classes[task_id]
+        tail += (b',"scores":' + dumps(predictions.scores[i, :k].tolist()) + b',"labels":'
+                 + dumps(list(tasks.labels[task_id])))
+    return raw.rstrip()[:-1] + tail + b"}"
 
 
 class Scorer:

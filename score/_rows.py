@@ -135,11 +135,17 @@ def _loads(raw: bytes) -> Any:
 
 class Chunk(NamedTuple):
     """Consecutive rows of one file: at most ``size`` rows to score, the errors among them, and
-    how many input rows (lines or records) they came from."""
+    how many input rows (lines or records) they came from. ``raws[i]`` is row i's JSON line when
+    its output line can be that line with the outputs appended (None otherwise)."""
 
     rows: list[Row]
     errors: list[RowError]
     read: int
+    raws: list[bytes | None]
+
+
+# Fields a scored row gets; a row that has one already is written from its parsed fields.
+OUTPUT_FIELDS = ("top_label", "top_score", "scores", "labels")
 
 
 def _jsonl_chunks(lines: Iterator[bytes], source: str, spec: RowSpec, size: int,
@@ -149,6 +155,7 @@ def _jsonl_chunks(lines: Iterator[bytes], source: str, spec: RowSpec, size: int,
     fast = not spec.tasks
     rows: list[Row] = []
     errors: list[RowError] = []
+    raws: list[bytes | None] = []
     read = 0
     for number, raw in enumerate(lines, first_line):
         try:
@@ -168,16 +175,18 @@ def _jsonl_chunks(lines: Iterator[bytes], source: str, spec: RowSpec, size: int,
             task = item.get(task_field)
             if fast and type(text) is str and (type(task) is str or type(task) is int):
                 rows.append(Row(item, text, task, source, number))
+                raws.append(raw if raw[0] == 123 and not _has_output_field(item) else None)
                 if len(rows) >= size:
-                    yield Chunk(rows, errors, read)
-                    rows, errors, read = [], [], 0
+                    yield Chunk(rows, errors, read, raws)
+                    rows, errors, read, raws = [], [], 0, []
                 continue
             for out in _rows_of(item, text, source, number, spec):
                 if type(out) is Row:
                     rows.append(out)
+                    raws.append(None)
                     if len(rows) >= size:
-                        yield Chunk(rows, errors, read)
-                        rows, errors, read = [], [], 0
+                        yield Chunk(rows, errors, read, raws)
+                        rows, errors, read, raws = [], [], 0, []
                 else:
                     errors.append(out)  # type: ignore[arg-type]
             continue
@@ -186,7 +195,11 @@ def _jsonl_chunks(lines: Iterator[bytes], source: str, spec: RowSpec, size: int,
                                f"\"{task_field}\": ...}}, got {_describe(item)}",
                                _raw_text(raw)))
     if rows or errors or read:
-        yield Chunk(rows, errors, read)
+        yield Chunk(rows, errors, read, raws)
+
+
+def _has_output_field(item: dict[str, Any]) -> bool:
+    return any(name in item for name in OUTPUT_FIELDS)
 
 
 def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[Row | RowError]:
@@ -279,12 +292,12 @@ def read_chunks(stream: IO[bytes], source: str, fmt: str, spec: RowSpec, size: i
         if type(item) is Row:
             rows.append(item)
             if len(rows) >= size:
-                yield Chunk(rows, errors, read)
+                yield Chunk(rows, errors, read, [None] * len(rows))
                 rows, errors, read = [], [], 0
         else:
             errors.append(item)  # type: ignore[arg-type]
     if rows or errors or read:
-        yield Chunk(rows, errors, read)
+        yield Chunk(rows, errors, read, [None] * len(rows))
 
 
 def open_decompressed(raw: IO[bytes], path: str) -> IO[bytes]:

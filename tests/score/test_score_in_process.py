@@ -135,3 +135,23 @@ def test_no_matching_input_names_the_pattern(scorer: Scorer, tmp_path: Path) -> 
         run_in_process(ScoreOptions("m", (str(tmp_path / "rows.txt"),), str(tmp_path / "o")),
                        scorer=scorer)
     assert info.value.hint == "--format jsonl|csv|tsv"
+
+
+def test_output_lines_keep_the_rows_fields_however_they_were_written(
+        scorer: Scorer, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{ "text" : "great match" , "task": 0, "n": 123456789012345678901234 }  \r\n'
+                    b'{"text": "free prize", "task": 1, "top_label": "stale", "scores": [1]}\n'
+                    b'\xef\xbb\xbf{"text": "bom", "task": 2}\n')
+    run_in_process(ScoreOptions("m", (str(src),), str(tmp_path / "out"), with_scores=True),
+                   scorer=scorer)
+    out = read_jsonl(tmp_path / "out.jsonl")
+    want = scorer.predict([b"great match", b"free prize", b"bom"], [0, 1, 2])
+    assert out[0]["n"] == 123456789012345678901234
+    assert out[1]["top_label"] == want.top_label[1] != "stale"
+    for i, record in enumerate(out):
+        assert set(record) >= {"text", "task", "top_label", "top_score", "scores", "labels"}
+        assert record["top_label"] == want.top_label[i]
+        k = scorer.tasks.num_classes[i]
+        np.testing.assert_allclose(record["scores"], want.scores[i][:k], atol=1e-6)
+        assert record["labels"] == list(scorer.tasks.labels[i])
