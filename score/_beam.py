@@ -195,9 +195,12 @@ class SplitResults(beam.DoFn):
     def __init__(self) -> None:
         self._scored = Metrics.counter(NAMESPACE, "scored")
         self._errors = Metrics.counter(NAMESPACE, "errors")
+        # When each batch was scored (ms since the epoch): min and max give the scoring span.
+        self._done = Metrics.distribution(NAMESPACE, "batch_done_ms")
 
     def process(self, result: PredictionResult) -> Iterator[Any]:
         batch: ScoredBatch = result.inference
+        self._done.update(int(time.time() * 1000))
         if batch.scored:
             self._scored.inc(batch.scored)
             yield batch.lines
@@ -423,12 +426,18 @@ def run(plan_: BeamPlan, *, on_started: Any = None) -> Summary:
         raise ScoreError(f"the Beam job ended in state {state}",
                          hint="the runner's log (Dataflow: the job page) says why")
     counts: Counter[str] = Counter()
-    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+    metrics = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    for counter in metrics["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
         counts[counter.key.metric.name] += int(value or 0)
+    span = None
+    for distribution in metrics["distributions"]:
+        value = distribution.committed or distribution.attempted
+        if value is not None and value.count > 1:
+            span = (value.max - value.min) / 1000
     kinds = Counter({name[len(_KIND):]: n for name, n in counts.items()
                      if name.startswith(_KIND)})
     return Summary(runner=RUNNERS[plan_.runner], model=plan_.model, rows=counts["rows"],
                    scored=counts["scored"], errors=counts["errors"], error_kinds=kinds,
-                   seconds=time.perf_counter() - started,
+                   seconds=time.perf_counter() - started, scoring_seconds=span,
                    outputs=output_patterns(plan_.options.output))

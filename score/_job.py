@@ -86,6 +86,8 @@ class Summary:
     errors: int = 0
     seconds: float = 0.0  # reading, scoring and writing
     load_seconds: float = 0.0  # loading the model
+    # Beam: from the first batch scored to the last, on any worker (the job's rate once started)
+    scoring_seconds: float | None = None
     error_kinds: Counter[str] = field(default_factory=Counter)
     outputs: tuple[str, ...] = ()
 
@@ -98,6 +100,8 @@ class Summary:
                 "scored": self.scored, "errors": self.errors,
                 "error_kinds": dict(self.error_kinds), "seconds": round(self.seconds, 3),
                 "load_seconds": round(self.load_seconds, 3),
+                "scoring_seconds": (None if self.scoring_seconds is None
+                                    else round(self.scoring_seconds, 3)),
                 "rows_per_second": round(self.rows_per_second, 1), "outputs": list(self.outputs)}
 
     def render(self) -> object:
@@ -116,7 +120,9 @@ class Summary:
         table.add_row("time", f"{self.seconds:,.1f} s",
                       f"+ {self.load_seconds:,.1f} s to load the model" if self.load_seconds
                       else "")
-        table.add_row("rows/s", f"{self.rows_per_second:,.0f}", "")
+        table.add_row("rows/s", f"{self.rows_per_second:,.0f}",
+                      "" if not self.scoring_seconds else
+                      f"{self.scored / self.scoring_seconds:,.0f} once scoring had started")
         for label, path in zip(("output", "errors output"), self.outputs):
             table.add_row(label, path, "")
         return table

@@ -29,6 +29,7 @@ from ._model import (
 from ._rows import Chunk, RowError, json_line, open_decompressed, read_chunks
 
 _QUEUE_BATCHES = 8
+_SWITCH_INTERVAL = 0.0005  # seconds; measured 1.1x to 1.5x the rows/s of the default 5 ms
 _DONE = None
 
 
@@ -221,6 +222,10 @@ def run_in_process(options: ScoreOptions, *, scorer: Scorer | None = None,
     total = None if STDIN in files else sum(_fs.size(f) for f in files)
     progress = Progress(total_bytes=total)
     temporary = [_temporary(p) for p in outputs]
+    # A thread that gets its TensorFlow call back waits for the GIL up to the switch interval
+    # while the reader or writer runs Python; 5 ms by default, enough to leave a core idle.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(_SWITCH_INTERVAL)
     try:
         with _fs.open_write(temporary[0]) as scores_out, \
                 _fs.open_write(temporary[1]) as errors_out:
@@ -231,6 +236,7 @@ def run_in_process(options: ScoreOptions, *, scorer: Scorer | None = None,
         for tmp, final in zip(temporary, outputs):
             _fs.rename(tmp, final)
     finally:
+        sys.setswitchinterval(switch_interval)
         for tmp in temporary:
             _fs.remove(tmp)
     return Summary(runner="in-process", model=scorer.path, rows=progress.rows,
