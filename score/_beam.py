@@ -142,13 +142,15 @@ class HeadswitchModelHandler(ModelHandler):
     def load_model(self) -> Scorer:
         return Scorer(self._model_path)
 
-    def _score(self, batch: Sequence[Any], model: Scorer) -> tuple[list[Row], list[Any]]:
+    def _score(self, batch: Sequence[Any], model: Scorer
+               ) -> tuple[list[Row | None], list[Any]]:
         rows = [Row(*element) for element in batch]
         prepared = prepare(rows, model.tasks)
         predictions = model.predict(prepared.texts, prepared.task_ids)
         records = [scored_record(row, task_id, predictions, i, model.tasks, self._with_scores)
                    for i, (row, task_id) in enumerate(zip(prepared.rows, prepared.task_ids))]
-        return prepared.rows + [None] * len(prepared.errors), records + prepared.errors
+        examples: list[Row | None] = [*prepared.rows, *([None] * len(prepared.errors))]
+        return examples, [*records, *prepared.errors]
 
     def run_inference(self, batch: Sequence[Any], model: Scorer,
                       inference_args: dict[str, Any] | None = None

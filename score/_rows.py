@@ -205,7 +205,9 @@ def _has_output_field(item: dict[str, Any]) -> bool:
 def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[Row | RowError]:
     """Rows of a JSON lines stream, in order; blank lines are skipped."""
     for chunk in _jsonl_chunks(lines, source, spec, 1024):
-        yield from sorted([*chunk.rows, *chunk.errors], key=lambda r: r.line)
+        items: list[Row | RowError] = [*chunk.rows, *chunk.errors]
+        items.sort(key=lambda item: item.line)  # stable: a line's rows keep their order
+        yield from items
 
 
 def read_delimited(stream: IO[bytes], source: str, spec: RowSpec, delimiter: str

@@ -25,7 +25,8 @@ EXTRAS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
 
 
 def _pin(extra: str, package: str) -> str:
-    pins = [r for r in EXTRAS[extra] if re.match(rf"^{package}(\[[^\]]*\])?\s*==", r)]
+    pins: list[str] = [r for r in EXTRAS[extra]
+                       if re.match(rf"^{package}(\[[^\]]*\])?\s*==", r)]
     assert len(pins) == 1, f"one {package}==X pin expected in the {extra} extra: {pins}"
     return pins[0].split("==", 1)[1].strip()
 
