@@ -241,7 +241,8 @@ class GoogleVertexBackend:
 
 def _import_google() -> tuple[Any, Any]:
     try:
-        from google.cloud import aiplatform, storage
+        import google.cloud.aiplatform as aiplatform
+        import google.cloud.storage as storage
     except ImportError as exc:
         raise DeployError(f"deploying to Vertex AI needs the Google Cloud client libraries "
                           f"({exc})", hint=INSTALL_HINT) from exc
