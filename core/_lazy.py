@@ -17,8 +17,8 @@ def lazy_names(package: str, where: Mapping[str, str | tuple[str, str]],
     def getattr_(name: str) -> Any:
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        module, attribute = (where[name], name) if isinstance(where[name], str) \
-            else where[name]
+        place = where[name]
+        module, attribute = (place, name) if isinstance(place, str) else place
         value = getattr(import_module(f"{package}.{module}"), attribute)
         namespace[name] = value
         return value
