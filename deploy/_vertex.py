@@ -32,9 +32,9 @@ from headswitch.contract import REST_PORT
 from ._errors import DeployError
 from ._layout import SAVED_MODEL, LocalModel, scan_model_dir
 from ._serving import (
-    HEALTH_ROUTE,
     MODEL_NAME,
     PREDICT_ROUTE,
+    READY_ROUTE,
     major_minor,
     server_args,
     serving_tensorflow_version,
@@ -407,7 +407,7 @@ def plan_vertex(options: VertexOptions) -> VertexPlan:
             "serving_container_command": ["tensorflow_model_server"],
             "serving_container_args": server_args("$(AIP_STORAGE_URI)"),
             "serving_container_ports": [REST_PORT],
-            "serving_container_health_route": HEALTH_ROUTE,
+            "serving_container_health_route": READY_ROUTE,
             "serving_container_predict_route": PREDICT_ROUTE,
             "description": description,
             "labels": labels,
