@@ -17,7 +17,7 @@
 #
 # Vertex AI custom container: this image works unchanged.
 #   container port      8501 (REST; Vertex sets AIP_HTTP_PORT to the declared port)
-#   health route        /v1/models/headswitch        (200 once a version is loaded)
+#   health route        /v1/models/headswitch/metadata (200 only while a version is available)
 #   predict route       /v1/models/headswitch:predict ({"instances": [...]} in, "predictions" out)
 #   model               without command/args the baked model is served; to serve the model that
 #                       Vertex copied from the Model's artifact_uri instead, override the command

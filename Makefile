@@ -16,6 +16,7 @@ bench:
 	.venv/bin/python bench/client_bench.py
 	.venv/bin/python bench/client_startup.py
 	.venv/bin/python bench/compare.py
+	.venv/bin/python bench/overhead.py
 
 bench-quick:
 	scripts/install

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 # TF_DataType values (tensorflow/c/tf_datatype.h) for the dtypes a signature here uses.
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 9: np.int64, 10: np.bool_,
@@ -103,7 +104,7 @@ def _check(lib: Any, status: int) -> None:
         raise CPathError(_CODES[code] if code < len(_CODES) else str(code), message)
 
 
-def _tensor(lib: Any, value: np.ndarray) -> int:
+def _tensor(lib: Any, value: NDArray[Any]) -> int:
     """A new TF_Tensor holding ``value`` (strings as TF_TStrings)."""
     dims = (ctypes.c_int64 * value.ndim)(*value.shape)
     if value.dtype.kind in "OSU":
@@ -121,7 +122,7 @@ def _tensor(lib: Any, value: np.ndarray) -> int:
     return int(tensor)
 
 
-def _read(lib: Any, tensor: int) -> np.ndarray:
+def _read(lib: Any, tensor: int) -> NDArray[Any]:
     shape = tuple(lib.TF_Dim(tensor, d) for d in range(lib.TF_NumDims(tensor)))
     kind = lib.TF_TensorType(tensor)
     base = lib.TF_TensorData(tensor)
@@ -179,7 +180,8 @@ class CSession:
 
     @property
     def signatures(self) -> Mapping[str, Any]:
-        return self.meta_graph.signature_def
+        signature_def: Mapping[str, Any] = self.meta_graph.signature_def
+        return signature_def
 
     def _output(self, tensor_name: str) -> _Output:
         op, _, index = tensor_name.partition(":")
@@ -192,12 +194,22 @@ class CSession:
                 fetch: Sequence[str] | None = None) -> Prepared:
         """Build the input tensors of one call of ``signature`` (fetching every output unless
         ``fetch`` names some)."""
+        # Look names up with ``in`` first: indexing a protobuf map inserts what it misses.
+        if signature not in self.signatures:
+            raise CPathError("NOT_FOUND", f"no signature {signature!r}; the model has "
+                             f"{sorted(self.signatures)}")
         sig = self.signatures[signature]
         missing = set(sig.inputs) - set(feeds)
-        if missing:
-            raise CPathError("INVALID_ARGUMENT", f"missing inputs {sorted(missing)}")
+        unknown = set(feeds) - set(sig.inputs)
+        if missing or unknown:
+            raise CPathError("INVALID_ARGUMENT", f"signature {signature!r} takes inputs "
+                             f"{sorted(sig.inputs)}; missing {sorted(missing)}, unknown "
+                             f"{sorted(unknown)}")
         keys = sorted(feeds)
         names = sorted(sig.outputs) if fetch is None else list(fetch)
+        if set(names) - set(sig.outputs):
+            raise CPathError("INVALID_ARGUMENT", f"signature {signature!r} has outputs "
+                             f"{sorted(sig.outputs)}; asked for {names}")
         inputs = (_Output * len(keys))(*[self._output(sig.inputs[k].name) for k in keys])
         values = (ctypes.c_void_p * len(keys))(
             *[_tensor(self._lib, np.asarray(feeds[k])) for k in keys])
@@ -208,7 +220,7 @@ class CSession:
         return prepared
 
     def run(self, prepared: Prepared, read: bool = False,
-            run_options: bytes = b"") -> dict[str, np.ndarray] | None:
+            run_options: bytes = b"") -> dict[str, NDArray[Any]] | None:
         """One ``Session::Run``; the outputs are freed unread unless ``read``."""
         lib = self._lib
         options = lib.TF_NewBufferFromString(run_options, len(run_options)) if run_options \
@@ -238,7 +250,7 @@ class CSession:
                 lib.TF_DeleteBuffer(metadata)
 
     def call(self, signature: str, feeds: Mapping[str, Any],
-             fetch: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+             fetch: Sequence[str] | None = None) -> dict[str, NDArray[Any]]:
         """Prepare, run once, read the outputs back and free the inputs."""
         prepared = self.prepare(signature, feeds, fetch)
         try:

@@ -108,27 +108,42 @@ def _instances(target: Target, count: int, text: str = "hi") -> bytes:
 
 
 def _raw_http(target: Target, data: bytes, wait: float) -> Outcome:
-    """Send bytes on a fresh connection; report the status line (or "none" if closed)."""
+    """Send bytes on a fresh connection and read the answer: its status line and body, "none"
+    when the server closes without answering, "open" when it still has not after ``wait``."""
     started = time.perf_counter()
+    received = b""
     with socket.create_connection(target.host_port, timeout=wait) as sock:
         sock.sendall(data)
-        received = b""
         try:
-            while b"\r\n\r\n" not in received:
+            while True:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 received += chunk
+                head_end = received.find(b"\r\n\r\n")
+                if head_end >= 0:
+                    length = re.search(rb"(?i)content-length:\s*(\d+)", received[:head_end])
+                    if length is None or len(received) >= head_end + 4 + int(length.group(1)):
+                        break
+        except TimeoutError:
+            seconds = time.perf_counter() - started
+            return Outcome("open", detail=f"no answer, still open after {seconds:.0f} s",
+                           seconds=seconds)
         except OSError:
             pass
     seconds = time.perf_counter() - started
     if not received:
-        return Outcome("none", detail=f"connection closed after {seconds:.1f} s", seconds=seconds)
+        return Outcome("none", detail=f"closed by the server after {seconds:.1f} s",
+                       seconds=seconds)
     head, _, rest = received.partition(b"\r\n\r\n")
     status = head.split(b" ", 2)[1].decode() if b" " in head else "?"
     json_error = None
-    if b"application/json" in head.lower():
-        json_error = b'"error"' in rest
+    if status != "200":
+        try:
+            parsed = json.loads(rest)
+            json_error = isinstance(parsed, dict) and isinstance(parsed.get("error"), str)
+        except ValueError:
+            json_error = False
     return Outcome(status, json_error, f"after {seconds:.1f} s", seconds)
 
 
@@ -213,9 +228,11 @@ def _idle_keep_alive(target: Target) -> Outcome:
         try:
             while sock.recv(65536):
                 pass
+        except TimeoutError:
+            return Outcome("open", detail=f"still open {time.perf_counter() - answered:.0f} s "
+                           "after the answer")
         except OSError:
-            waited = time.perf_counter() - answered
-            return Outcome("open", detail=f"still open after {waited:.0f} s")
+            pass
     seconds = time.perf_counter() - answered
     return Outcome("closed", detail=f"closed {seconds:.1f} s after the answer",
                    seconds=time.perf_counter() - started)

@@ -23,12 +23,13 @@ class ChildRun:
     stdout: str
 
 
-def run_child(code: str, *args: str) -> ChildRun:
-    """Run ``python -c code args...`` in a fresh process; return its wall time, its own peak
-    RSS (the kernel's ru_maxrss) and its stdout."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def run_child(code: str, *args: str, env: dict[str, str] | None = None) -> ChildRun:
+    """Run ``python -c code args...`` in a fresh process (``env`` added to this one's
+    environment); return its wall time, its own peak RSS (the kernel's ru_maxrss) and its
+    stdout."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code + _REPORT_RSS, *args], env=env,
+    done = subprocess.run([sys.executable, "-c", code + _REPORT_RSS, *args], env=env, check=False,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -48,6 +49,19 @@ def percentile(values: list[float], q: float) -> float:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages now (other work sharing the machine)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs oneDNN ops (``TF_ENABLE_ONEDNN_OPTS``, or the
+    CPU's default: on for x86 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def machine() -> str:

@@ -32,9 +32,22 @@ How the contenders are built:
                   module's signatures: what ``export_models`` writes, minus verification,
                   warmup records and assets.extra.
 
-Building, sizes and load/memory (one fresh child process per measurement, via ``run_child``) come
-first; latency is measured in one process per backbone with every contender and every N loaded,
-interleaved round by round. Writes bench/results/compare.{json,md,png}.
+Latency is measured on three paths, each in its own child process with every contender and
+every N loaded and timed interleaved round by round (same texts, same tasks):
+
+  cpp         TF Serving's path: each SavedModel loaded by TensorFlow's C++ loader and run by
+              ``Session::Run`` with the SignatureDef's tensor names (``_cpath.CSession``, the C
+              API of the wheel's libtensorflow_cc), inputs built once, every output of the
+              signature fetched (as TF Serving does) and not read back; oneDNN off
+              (TF_ENABLE_ONEDNN_OPTS=0). The headline column.
+  cpp_onednn  the same with the wheel's default oneDNN setting (on for x86 CPUs with
+              AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; the JSON records what it was).
+  eager       the loaded signature called from Python (``tf.saved_model.load``), outputs read
+              back with ``.numpy()``: what an in-process Python user pays; secondary.
+
+Building, sizes and load/memory (one fresh child process per measurement, via ``run_child``)
+come first. Writes bench/results/compare.{json,md,png}; the floors of issue 11 are computed
+from the C++ path and printed with the value each one measured.
 """
 
 from __future__ import annotations
@@ -57,7 +70,14 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import machine, percentile, run_child, write_json  # noqa: E402
+from _measure import (  # noqa: E402
+    load_average,
+    machine,
+    onednn_enabled,
+    percentile,
+    run_child,
+    write_json,
+)
 
 CONTENDERS = ("backbone", "backbone_io", "headswitch", "multi_output", "per_task_sigs",
               "separate")
@@ -71,6 +91,14 @@ TITLES = {
     "separate": "N separate SavedModels",
 }
 BACKBONES = ("small", "bert")
+# Latency paths: (column title, environment of the child process that measures it).
+PATHS: dict[str, tuple[str, dict[str, str]]] = {
+    "cpp": ("C++ session, oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+    "cpp_onednn": ("C++ session, wheel default oneDNN", {}),
+    "eager": ("Python signature call", {}),
+}
+CPP_PATHS = ("cpp", "cpp_onednn")
+SECONDARY_BUDGET = 0.5  # the latency budget of the paths other than the headline, relative
 # Example models built for the bert backbone: the first 7 tasks cover every head shape the
 # example tasks use (softmax/sigmoid/linear single Dense, a Dense(16, relu) hidden layer).
 BERT_REAL_MODELS = 7
@@ -81,14 +109,16 @@ BERT_REAL_MODELS = 7
 # batches: {backbone: {batch size: distinct prepared requests}}. Few bert requests: each task
 # signature's first call costs ~0.2 s (its graph, backbone included, is optimised then), and
 # every signature the requests use is called once before timing.
-FULL = dict(tasks=[10, 200, 1000], rounds=12, load_repeats=2, load_jobs=1,
-            batches={"small": {1: 16, 64: 16}, "bert": {1: 8, 64: 3}},
-            budget={("small", 1): 30, ("small", 64): 30, ("bert", 1): 50, ("bert", 64): 120},
-            separate_max=200, bert_models=BERT_REAL_MODELS)
-QUICK = dict(tasks=[10, 50], rounds=4, load_repeats=1, load_jobs=2,
-             batches={"small": {1: 6, 64: 6}, "bert": {1: 4, 16: 2}},
-             budget={("small", 1): 4, ("small", 64): 4, ("bert", 1): 5, ("bert", 16): 6},
-             separate_max=10, bert_models=4)
+FULL: dict[str, Any] = {
+    "tasks": [10, 200, 1000], "rounds": 12, "load_repeats": 2, "load_jobs": 1,
+    "batches": {"small": {1: 16, 64: 16}, "bert": {1: 8, 64: 3}},
+    "budget": {("small", 1): 30, ("small", 64): 30, ("bert", 1): 50, ("bert", 64): 120},
+    "separate_max": 200, "bert_models": BERT_REAL_MODELS}
+QUICK: dict[str, Any] = {
+    "tasks": [10, 50], "rounds": 4, "load_repeats": 1, "load_jobs": 2,
+    "batches": {"small": {1: 6, 64: 6}, "bert": {1: 4, 16: 2}},
+    "budget": {("small", 1): 4, ("small", 64): 4, ("bert", 1): 5, ("bert", 16): 6},
+    "separate_max": 10, "bert_models": 4}
 LONG_LOAD = 5.0  # seconds: a load this long is not repeated (it averages over its own length)
 
 CHILD = "import sys; sys.path.insert(0, {bench!r}); import compare; compare.child_main(sys.argv[1])"
@@ -110,12 +140,12 @@ def child_main(spec_path: str) -> None:
     Path(spec["result"]).write_text(json.dumps(result))
 
 
-def _job_import(spec: dict) -> dict:
+def _job_import(spec: dict[str, Any]) -> dict[str, Any]:
     _tf()
     return {}
 
 
-def _job_examples(spec: dict) -> dict:
+def _job_examples(spec: dict[str, Any]) -> dict[str, Any]:
     _tf()
     from headswitch.examples import build_example_models
 
@@ -125,16 +155,16 @@ def _job_examples(spec: dict) -> dict:
             "seconds": time.perf_counter() - started}
 
 
-def _head_record(entry: Any) -> dict:
+def _head_record(entry: Any) -> dict[str, Any]:
     from headswitch.export._heads import DenseChainHead
 
     if not isinstance(entry.head, DenseChainHead):
-        raise RuntimeError(f"task {entry.name}: the comparison needs Dense-chain heads")
+        raise TypeError(f"task {entry.name}: the comparison needs Dense-chain heads")
     return {"name": entry.name, "labels": list(entry.labels),
             "steps": [(s.kernel, s.bias, s.activation) for s in entry.head.steps]}
 
 
-def _job_export(spec: dict) -> dict:
+def _job_export(spec: dict[str, Any]) -> dict[str, Any]:
     """Small backbone: headswitch through the public export_models, once per N. The heads the
     exporter reads are captured (wrapping its build_module) for the other contenders."""
     _tf()
@@ -180,11 +210,11 @@ def _backbone_of(path: str) -> Any:
     return model, _graph.backbone_model(model, model.get_layer("backbone"))
 
 
-def _bert_heads(spec: dict, width: int) -> tuple[list[dict], int]:
+def _bert_heads(spec: dict[str, Any], width: int) -> tuple[list[dict[str, Any]], int]:
     return synthesized_heads(spec["paths"], max(spec["tasks"]), width)
 
 
-def synthesized_heads(paths: list[str], n_max: int, width: int) -> tuple[list[dict], int]:
+def synthesized_heads(paths: list[str], n_max: int, width: int) -> tuple[list[dict[str, Any]], int]:
     """The real heads of a few example models, then random Dense heads of the shapes the
     remaining example tasks have (``task_specs``)."""
     import keras
@@ -242,16 +272,23 @@ def _save_backbone(tf: Any, backbone: Any, path: Path) -> None:
 
 def backbone_io_fn(tf: Any, backbone: Any, width: int) -> Callable[[Any, Any], dict[str, Any]]:
     """The backbone behind serving_default's inputs and outputs (no task switch): scores
-    float32[b, width], num_classes int32[b], labels string[b, width], top_label string[b],
-    top_score float32[b], each from one cheap op."""
-    labels = tf.constant([[f"label {i}" for i in range(width)]])
+    float32[b, width], top_label string[b], top_score float32[b], error string[b], each from
+    one cheap op."""
+    from headswitch.contract import (
+        OUTPUT_ERROR,
+        OUTPUT_SCORES,
+        OUTPUT_TOP_LABEL,
+        OUTPUT_TOP_SCORE,
+    )
+
+    labels = tf.constant([f"label {i}" for i in range(width)])
+    errors = tf.constant([""])
 
     def serve(text: Any, task_id: Any) -> dict[str, Any]:
         features = backbone(text, training=False)
         first = tf.zeros_like(task_id)
-        return {"scores": features[:, :width], "num_classes": task_id,
-                "labels": tf.gather(labels, first), "top_label": tf.gather(labels[0], first),
-                "top_score": features[:, 0]}
+        return {OUTPUT_SCORES: features[:, :width], OUTPUT_TOP_LABEL: tf.gather(labels, first),
+                OUTPUT_TOP_SCORE: features[:, 0], OUTPUT_ERROR: tf.gather(errors, first)}
 
     return serve
 
@@ -266,7 +303,7 @@ def _save_backbone_io(tf: Any, backbone: Any, width: int, path: Path) -> None:
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
 
 
-def _save_multi_output(tf: Any, backbone: Any, heads: list[dict], path: Path) -> None:
+def _save_multi_output(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path) -> None:
     """One signature, every head. The single-Dense heads are ONE concatenated matmul
     [features, sum of widths]; heads with a hidden layer run their own Dense steps. The logits
     are laid out as [b, N, K] (K = widest head, padding masked) and each task's activation is
@@ -326,7 +363,7 @@ def _save_multi_output(tf: Any, backbone: Any, heads: list[dict], path: Path) ->
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
 
 
-def _save_per_task(tf: Any, backbone: Any, heads: list[dict], path: Path,
+def _save_per_task(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path,
                    names: list[str] | None = None) -> None:
     """One signature per task. The backbone is one tf.function every signature calls, so the
     graph holds it once (tracing it per signature would store N copies)."""
@@ -353,7 +390,7 @@ def _save_per_task(tf: Any, backbone: Any, heads: list[dict], path: Path,
     tf.saved_model.save(module, str(path), signatures=sigs)
 
 
-def _save_headswitch(tf: Any, backbone: Any, heads: list[dict], path: Path) -> None:
+def _save_headswitch(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path) -> None:
     """What export_models writes, minus verification, warmup records and assets.extra."""
     from headswitch.export._heads import DenseChainHead, DenseStep
     from headswitch.export._module import TaskEntry, build_module, signatures
@@ -365,11 +402,11 @@ def _save_headswitch(tf: Any, backbone: Any, heads: list[dict], path: Path) -> N
     tf.saved_model.save(module, str(path), signatures=signatures(module))
 
 
-def _heads_bytes(heads: list[dict]) -> int:
+def _heads_bytes(heads: list[dict[str, Any]]) -> int:
     return int(sum(k.nbytes + b.nbytes for h in heads for k, b, _ in h["steps"]))
 
 
-def _job_contenders(spec: dict) -> dict:
+def _job_contenders(spec: dict[str, Any]) -> dict[str, Any]:
     """Every contender but the exported headswitch (small) from one backbone and the heads."""
     tf = _tf()
     _, backbone = _backbone_of(spec["first_model"])
@@ -421,7 +458,7 @@ def _call_once(tf: Any, loaded: Any, contender: str) -> None:
         loaded.signatures["serving_default"](text=text)
 
 
-def _job_load(spec: dict) -> dict:
+def _job_load(spec: dict[str, Any]) -> dict[str, Any]:
     """Load ``copies`` times (each load has its own variables and functions) and answer one
     request with each: time to load, and to the first answer."""
     tf = _tf()
@@ -457,13 +494,106 @@ class _Instance:
     calls_per_request: float = 1.0
 
 
-def _job_latency(spec: dict) -> dict:
-    """Every contender and N of one backbone loaded in this process, timed round-robin."""
-    tf = _tf()
+@dataclass
+class _Layout:
+    """The requests every contender answers, on every path: request r of batch b has the texts
+    ``pool[texts[b][r]]`` and, for N tasks, the task ids ``ids[b][N][r]``."""
+
+    pool: Any
+    texts: dict[int, Any]
+    ids: dict[int, dict[int, Any]]
+
+    def text(self, batch: int, r: int, rows: Any = None) -> Any:
+        idx = self.texts[batch][r]
+        return self.pool[idx if rows is None else idx[rows]]
+
+    def groups(self, batch: int, n: int, r: int) -> list[tuple[int, Any]]:
+        """(task, rows of the request) for each distinct task of request r."""
+        import numpy as np
+
+        ids = self.ids[batch][n][r]
+        return [(int(t), np.nonzero(ids == t)[0]) for t in np.unique(ids)]
+
+
+def _layout(spec: dict[str, Any]) -> _Layout:
     import numpy as np
 
     from headswitch.examples import sample_texts
 
+    tasks = [int(n) for n in spec["tasks"]]
+    pool = np.array(sample_texts(spec["texts"], seed=1), dtype=object)
+    texts, ids = {}, {}
+    for b, n_req in spec["batches"].items():
+        batch = int(b)
+        rng = np.random.default_rng(1000 + batch)
+        texts[batch] = rng.integers(0, len(pool), (n_req, batch))
+        ids[batch] = {n: np.random.default_rng(n * 7 + batch).integers(0, n, (n_req, batch))
+                      .astype(np.int32) for n in tasks}
+    return _Layout(pool, texts, ids)
+
+
+def _timed(instances: list[_Instance], n_req: int, budget: float,
+           max_rounds: int) -> dict[str, Any]:
+    """Warm every instance up, then time them round-robin (the order rotates every round), each
+    instance getting about the same share of ``budget`` seconds: cheap contenders get more
+    samples, the run stays bounded."""
+    costs = []
+    for inst in instances:
+        inst.run(0)  # first call
+        t0 = time.perf_counter()
+        inst.run(1 % n_req)
+        cost = time.perf_counter() - t0
+        if cost < 0.05:  # cheap: warm up a little more; the median of a few calls, so that
+            for i in range(n_req):  # one stall on a busy machine does not size the share
+                inst.run(i)
+            times = []
+            for i in range(5):
+                t0 = time.perf_counter()
+                inst.run(i % n_req)
+                times.append(time.perf_counter() - t0)
+            cost = sorted(times)[2]
+        costs.append(cost)
+    # Fewer rounds when even one request per contender per round would overrun the budget.
+    rounds = max(3, min(max_rounds, int(budget / sum(costs))))
+    for inst, cost in zip(instances, costs):
+        inst.per_round = max(1, min(2000, round(budget / (rounds * len(instances) * cost))))
+    started = time.perf_counter()
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(rounds):
+            shift = r % len(instances)
+            for inst in instances[shift:] + instances[:shift]:
+                for j in range(inst.per_round):
+                    i = (r * inst.per_round + j) % n_req
+                    t0 = time.perf_counter()
+                    inst.run(i)
+                    inst.samples.append(time.perf_counter() - t0)
+    finally:
+        gc.enable()
+    return {"seconds": time.perf_counter() - started, "rounds": rounds,
+            "instances": [{"contender": x.contender, "tasks": x.n, "samples": x.samples,
+                           "calls_per_request": x.calls_per_request} for x in instances]}
+
+
+def _eager(signature: Callable[..., Any], output: str, pick: tuple[Any, Any] | None = None,
+           **feeds: list[Any]) -> Callable[[int], Any]:
+    """Request i: call ``signature`` with each feed's i-th tensor, read ``output`` back (and
+    pick each example's row ``pick[1][i]``, as a caller of the multi-output model does)."""
+    def run(i: int) -> Any:
+        out = signature(**{k: v[i] for k, v in feeds.items()})[output].numpy()
+        return out if pick is None else out[pick[0], pick[1][i]]
+
+    return run
+
+
+def _job_latency(spec: dict[str, Any]) -> dict[str, Any]:
+    """Eager path: every contender and N of one backbone loaded in this process with
+    ``tf.saved_model.load``, called from Python, timed round-robin."""
+    tf = _tf()
+    import numpy as np
+
+    load_average_start = load_average()
     keep: list[Any] = []
 
     def load(path: str) -> Any:
@@ -486,122 +616,167 @@ def _job_latency(spec: dict) -> dict:
     separate = load(spec["paths"]["separate"]).signatures["serving_default"]
     load_seconds = time.perf_counter() - started
 
-    pool = np.array(sample_texts(spec["texts"], seed=1), dtype=object)
+    lay = _layout(spec)
     requests = {int(b): n_req for b, n_req in spec["batches"].items()}
-    layout = {}
-    for batch, n_req in requests.items():
-        rng = np.random.default_rng(1000 + batch)
-        layout[batch] = (rng.integers(0, len(pool), (n_req, batch)),
-                         {n: np.random.default_rng(n * 7 + batch).integers(0, n, (n_req, batch))
-                          .astype(np.int32) for n in tasks})
     # Every task signature the requests use answers once before timing, as a server's warmup
     # would: a signature's first call optimises its graph (backbone included).
     warm: dict[str, Any] = {}
     one = tf.constant(["warm up"])
     for n in tasks:
-        used = sorted({int(t) for _, ids in layout.values() for t in ids[n].ravel()})
+        used = sorted({int(t) for b in requests for t in lay.ids[b][n].ravel()})
         started = time.perf_counter()
         for t in used:
             per_task[n][t](text=one)
         warm[str(n)] = {"signatures": len(used), "seconds": time.perf_counter() - started}
-    result: dict[str, Any] = {"load_seconds_in_process": load_seconds,
+    result: dict[str, Any] = {"path": "eager", "onednn": onednn_enabled(),
+                              "load_seconds_in_process": load_seconds,
                               "per_task_first_calls": warm, "batches": {}}
+
+    def grouped(batch: int, n_req: int, n: int, sig_for: Callable[[int], Any]
+                ) -> tuple[Callable[[int], Any], float]:
+        """One call per distinct task in the request, answers put back in order."""
+        plans = [[(sig_for(t), tf.constant(lay.text(batch, r, rows).tolist()), rows)
+                  for t, rows in lay.groups(batch, n, r)] for r in range(n_req)]
+        width = 8
+
+        def run(i: int) -> Any:
+            if len(plans[i]) == 1:  # one task: nothing to reassemble
+                return plans[i][0][0](text=plans[i][0][1])["scores"].numpy()
+            out = np.zeros((batch, width), np.float32)
+            for sig, sub, rows in plans[i]:
+                s = sig(text=sub)["scores"].numpy()
+                out[rows, : s.shape[1]] = s
+            return out
+
+        return run, float(np.mean([len(p) for p in plans]))
+
     gc.collect()
     for batch, n_req in requests.items():
-        idx, ids = layout[batch]
-        texts = [tf.constant(pool[i].tolist()) for i in idx]
-        instances = [_Instance("backbone", None,
-                               lambda i, f=backbone: f(text=texts[i])["features"].numpy())]
-        task_io = [tf.constant(ids[tasks[0]][r]) for r in range(n_req)]
-        instances.append(_Instance(
-            "backbone_io", None,
-            lambda i, f=backbone_io: f(text=texts[i], task_id=task_io[i])["scores"].numpy()))
-
-        def grouped(n: int, sig_for: Callable[[int], Any]) -> tuple[Callable[[int], Any], float]:
-            """One call per distinct task in the request, answers put back in order."""
-            plans = []
-            for r in range(n_req):
-                plan = []
-                for t in np.unique(ids[n][r]):
-                    rows = np.nonzero(ids[n][r] == t)[0]
-                    plan.append((sig_for(int(t)), tf.constant(pool[idx[r][rows]].tolist()), rows))
-                plans.append(plan)
-            width = 8
-
-            def run(i: int) -> Any:
-                if len(plans[i]) == 1:  # one task: nothing to reassemble
-                    return plans[i][0][0](text=plans[i][0][1])["scores"].numpy()
-                out = np.zeros((batch, width), np.float32)
-                for sig, sub, rows in plans[i]:
-                    s = sig(text=sub)["scores"].numpy()
-                    out[rows, : s.shape[1]] = s
-                return out
-
-            return run, float(np.mean([len(p) for p in plans]))
-
+        texts = [tf.constant(lay.text(batch, r).tolist()) for r in range(n_req)]
+        task_io = [tf.constant(lay.ids[batch][tasks[0]][r]) for r in range(n_req)]
+        every_row = np.arange(batch)
+        instances = [_Instance("backbone", None, _eager(backbone, "features", text=texts)),
+                     _Instance("backbone_io", None, _eager(backbone_io, "scores", text=texts,
+                                                           task_id=task_io))]
         for n in tasks:
-            task_t = [tf.constant(ids[n][r]) for r in range(n_req)]
-            ar = np.arange(batch)
-            instances.append(_Instance(
-                "headswitch", n,
-                lambda i, f=hs[n], tt=task_t: f(text=texts[i], task_id=tt[i])["scores"].numpy()))
-            instances.append(_Instance(
-                "multi_output", n,
-                lambda i, f=multi[n], ii=ids[n]: f(text=texts[i])["scores"].numpy()[ar, ii[i]]))
-            run, calls = grouped(n, lambda t, sigs=per_task[n]: sigs[t])
+            ids = lay.ids[batch][n]
+            task_t = [tf.constant(ids[r]) for r in range(n_req)]
+            instances.append(_Instance("headswitch", n, _eager(hs[n], "scores", text=texts,
+                                                               task_id=task_t)))
+            instances.append(_Instance("multi_output", n, _eager(
+                multi[n], "scores", pick=(every_row, ids), text=texts)))
+            run, calls = grouped(batch, n_req, n, per_task[n].__getitem__)
             instances.append(_Instance("per_task_sigs", n, run, calls_per_request=calls))
             if batch > 1:  # at batch 1, one model's latency does not depend on N
-                run, calls = grouped(n, lambda t: separate)
+                run, calls = grouped(batch, n_req, n, lambda t: separate)
                 instances.append(_Instance("separate", n, run, calls_per_request=calls))
         if batch == 1:
-            run, calls = grouped(tasks[0], lambda t: separate)
+            run, calls = grouped(batch, n_req, tasks[0], lambda t: separate)
             instances.append(_Instance("separate", None, run, calls_per_request=calls))
-
-        # Warm up, then size each instance's share of a round so every instance gets about the
-        # same time: cheap contenders get more samples, the budget stays bounded.
-        budget = spec["budget"][str(batch)]
-        costs = []
-        for inst in instances:
-            inst.run(0)  # first call
-            t0 = time.perf_counter()
-            inst.run(1 % n_req)
-            cost = time.perf_counter() - t0
-            if cost < 0.05:  # cheap: warm up a little more and time a few calls
-                for i in range(n_req):
-                    inst.run(i)
-                t0 = time.perf_counter()
-                for i in range(3):
-                    inst.run(i)
-                cost = (time.perf_counter() - t0) / 3
-            costs.append(cost)
-        # Fewer rounds when even one request per contender per round would overrun the budget.
-        rounds = max(3, min(spec["rounds"], int(budget / sum(costs))))
-        for inst, cost in zip(instances, costs):
-            inst.per_round = max(1, min(400, round(budget / (rounds * len(instances) * cost))))
-        started = time.perf_counter()
-        gc.collect()
-        gc.disable()
-        try:
-            for r in range(rounds):
-                shift = r % len(instances)
-                for inst in instances[shift:] + instances[:shift]:
-                    for j in range(inst.per_round):
-                        i = (r * inst.per_round + j) % n_req
-                        t0 = time.perf_counter()
-                        inst.run(i)
-                        inst.samples.append(time.perf_counter() - t0)
-        finally:
-            gc.enable()
-        result["batches"][str(batch)] = {
-            "seconds": time.perf_counter() - started, "rounds": rounds,
-            "instances": [{"contender": x.contender, "tasks": x.n, "samples": x.samples,
-                           "calls_per_request": x.calls_per_request} for x in instances]}
+        result["batches"][str(batch)] = _timed(instances, n_req, spec["budget"][str(batch)],
+                                               spec["rounds"])
+    result["load_average_start"], result["load_average_end"] = load_average_start, load_average()
     return result
 
 
-JOBS: dict[str, Callable[[dict], dict]] = {
+def _job_cpath(spec: dict[str, Any]) -> dict[str, Any]:
+    """TF Serving's path: every contender and N of one backbone loaded with TensorFlow's C++
+    SavedModel loader in this process and run by ``Session::Run`` (``_cpath.CSession``),
+    timed round-robin. Inputs are TF_Tensors built once per request; every output of the
+    signature is fetched, as TF Serving fetches them, and freed unread."""
+    _tf()
+    from _cpath import CSession, Prepared
+
+    load_average_start = load_average()
+    sessions: list[CSession] = []
+
+    def load(path: str) -> CSession:
+        session = CSession(path)
+        sessions.append(session)
+        return session
+
+    started = time.perf_counter()
+    tasks = [int(n) for n in spec["tasks"]]
+    paths = spec["paths"]
+    backbone, backbone_io = load(paths["backbone"]), load(paths["backbone_io"])
+    hs = {n: load(paths["headswitch"][str(n)]) for n in tasks}
+    multi = {n: load(paths["multi_output"][str(n)]) for n in tasks}
+    per_task = {n: load(paths["per_task_sigs"][str(n)]) for n in tasks}
+    separate = load(paths["separate"])
+    load_seconds = time.perf_counter() - started
+    lay = _layout(spec)
+    requests = {int(b): n_req for b, n_req in spec["batches"].items()}
+    result: dict[str, Any] = {"path": spec["path"], "onednn": onednn_enabled(),
+                              "load_seconds_in_process": load_seconds,
+                              "per_task_first_calls": {}, "batches": {}}
+    made: list[tuple[CSession, Prepared]] = []  # input tensors, freed after each batch size
+
+    def single(session: CSession, batch: int, n_req: int, **ids: Any) -> Callable[[int], Any]:
+        prepared = [session.prepare("serving_default", {
+            "text": lay.text(batch, r), **{k: v[r] for k, v in ids.items()}})
+            for r in range(n_req)]
+        made.extend((session, x) for x in prepared)
+        return lambda i: session.run(prepared[i])
+
+    def grouped(contender: str, batch: int, n_req: int, n: int, session: CSession,
+                signature: Callable[[int], str]) -> tuple[Callable[[int], Any], float]:
+        """One run per distinct task of the request, one after the other."""
+        plans: list[list[Prepared]] = [
+            [session.prepare(signature(t), {"text": lay.text(batch, r, rows)})
+             for t, rows in lay.groups(batch, n, r)] for r in range(n_req)]
+        made.extend((session, x) for plan in plans for x in plan)
+        # Each signature's first run builds its executor (TF Serving's warmup does it).
+        t0 = time.perf_counter()
+        for plan in plans:
+            for prepared in plan:
+                session.run(prepared)
+        result["per_task_first_calls"][f"{contender}-{n}-b{batch}"] = {
+            "signatures": len({x.signature for plan in plans for x in plan}),
+            "seconds": time.perf_counter() - t0}
+
+        def run(i: int) -> None:
+            for prepared in plans[i]:
+                session.run(prepared)
+
+        return run, sum(len(p) for p in plans) / n_req
+
+    try:
+        for batch, n_req in requests.items():
+            instances = [
+                _Instance("backbone", None, single(backbone, batch, n_req)),
+                _Instance("backbone_io", None, single(backbone_io, batch, n_req,
+                                                      task_id=lay.ids[batch][tasks[0]]))]
+            for n in tasks:
+                instances.append(_Instance("headswitch", n, single(
+                    hs[n], batch, n_req, task_id=lay.ids[batch][n])))
+                instances.append(_Instance("multi_output", n, single(multi[n], batch, n_req)))
+                run, calls = grouped("per_task_sigs", batch, n_req, n, per_task[n],
+                                     lambda t: f"task_{t}")
+                instances.append(_Instance("per_task_sigs", n, run, calls_per_request=calls))
+                if batch > 1:  # at batch 1, one model's latency does not depend on N
+                    run, calls = grouped("separate", batch, n_req, n, separate,
+                                         lambda t: "serving_default")
+                    instances.append(_Instance("separate", n, run, calls_per_request=calls))
+            if batch == 1:
+                run, calls = grouped("separate", batch, n_req, tasks[0], separate,
+                                     lambda t: "serving_default")
+                instances.append(_Instance("separate", None, run, calls_per_request=calls))
+            result["batches"][str(batch)] = _timed(instances, n_req, spec["budget"][str(batch)],
+                                                   spec["rounds"])
+            for session, prepared in made:
+                session.release(prepared)
+            made.clear()
+    finally:
+        for session in sessions:
+            session.close()
+    result["load_average_start"], result["load_average_end"] = load_average_start, load_average()
+    return result
+
+
+JOBS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "import": _job_import, "examples": _job_examples, "export": _job_export,
     "contenders": _job_contenders, "load": _job_load, "latency": _job_latency,
+    "cpath": _job_cpath,
 }
 
 
@@ -619,8 +794,10 @@ class _Runner:
     log: Callable[[str], None]
     count: int = 0
 
-    def job(self, name: str, child: bool | None = None, **spec: Any) -> tuple[dict, float, int]:
-        """Run a job; return its result, wall seconds and the child's peak RSS (0 in-process)."""
+    def job(self, name: str, child: bool | None = None, env: dict[str, str] | None = None,
+            **spec: Any) -> tuple[dict[str, Any], float, int]:
+        """Run a job (in a child process with ``env`` added to its environment, or in this
+        one); return its result, wall seconds and the child's peak RSS (0 in-process)."""
         with _LOCK:
             self.count += 1
         spec_path = self.work / f"job-{self.count}-{name}.json"
@@ -631,7 +808,8 @@ class _Runner:
         started = time.perf_counter()
         rss = 0
         if use_child:
-            rss = run_child(CHILD.format(bench=str(BENCH)), str(spec_path)).peak_rss_bytes
+            rss = run_child(CHILD.format(bench=str(BENCH)), str(spec_path),
+                            env=env).peak_rss_bytes
         else:
             child_main(str(spec_path))
         seconds = time.perf_counter() - started
@@ -651,7 +829,7 @@ def _folder_bytes(path: Path) -> int:
 
 
 def _build(runner: _Runner, backbone: str, tasks: list[int], examples_dir: str | None,
-           bert_models: int) -> dict:
+           bert_models: int) -> dict[str, Any]:
     log = runner.log
     info: dict[str, Any] = {"timings": {}}
     work = runner.work / backbone
@@ -706,11 +884,11 @@ def _build(runner: _Runner, backbone: str, tasks: list[int], examples_dir: str |
     return info
 
 
-def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int,
-                   separate_max: int, jobs: int) -> dict:
+def _measure_loads(runner: _Runner, builds: dict[str, Any], tasks: list[int], repeats: int,
+                   separate_max: int, jobs: int) -> dict[tuple[Any, ...], dict[str, Any]]:
     """A fresh child per measurement, every contender in turn (reversed order on the next
     repeat); best of ``repeats`` (a load longer than LONG_LOAD s is not repeated)."""
-    plan = []
+    plan: list[tuple[tuple[Any, ...], str, int]] = []
     for backbone, info in builds.items():
         paths = info["paths"]
         for single in SINGLE:
@@ -721,9 +899,9 @@ def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int
         for copies in sorted({min(n, separate_max) for n in tasks}):
             plan.append(((backbone, "separate", copies), paths["separate"], copies))
     plan.append((("-", "import_only", None), "", 0))
-    runs: dict[tuple, list[dict]] = {}
+    runs: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
-    def measure(item: tuple) -> None:
+    def measure(item: tuple[tuple[Any, ...], str, int]) -> None:
         key, path, copies = item
         if key[1] == "import_only":
             _, secs, rss = runner.job("import", child=True)
@@ -742,7 +920,7 @@ def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int
             order = [p for p in order if runs[p[0]][0]["load_seconds"] < LONG_LOAD]
         with ThreadPoolExecutor(jobs) as pool:
             list(pool.map(measure, order))
-    best = {}
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
     for key, values in runs.items():
         best[key] = {
             "load_seconds": min(v["load_seconds"] for v in values),
@@ -757,26 +935,92 @@ def _measure_loads(runner: _Runner, builds: dict, tasks: list[int], repeats: int
     return best
 
 
-def _summarise_latency(samples: list[float], batch: int, calls: float) -> dict:
+def _summarise_latency(samples: list[float], batch: int, calls: float) -> dict[str, Any]:
     mean = sum(samples) / len(samples)
     return {"p50_ms": percentile(samples, 50) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
             "mean_ms": mean * 1e3, "throughput": batch / mean, "samples": len(samples),
             "calls_per_request": calls}
 
 
-def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
-              batches_of: dict[str, list[int]], separate_max: int) -> dict:
+def _floor(name: str, limit: float, values: dict[str, float], headline: str,
+           strict: bool = False, reference: bool = False, **extra: Any) -> dict[str, Any]:
+    """One floor: its value on each path (met or missed), and the headline path's."""
+    def met(v: float) -> bool:
+        return v < limit if strict else v <= limit
+
+    by_path = {p: {"value": v, "ok": met(v)} for p, v in values.items()}
+    main = by_path.get(headline) or next(iter(by_path.values()))
+    return {"floor": name, "limit": limit, "op": "<" if strict else "<=", "by_path": by_path,
+            "value": main["value"], "ok": main["ok"], "reference": reference, **extra}
+
+
+def _floors(backbone: str, rows: list[dict[str, Any]], tasks: list[int], batches: list[int],
+            headline: str, size: dict[int, tuple[int, int]]) -> list[dict[str, Any]]:
+    """Issue 11's floors on the C++ paths (p50), and the size floor."""
+    paths = [p for p in CPP_PATHS if p in rows[0]["latency"]]
+    one = {(r["contender"], r["tasks"]): r for r in rows}
+
+    def p50(contender: str, n: int | None, b: int, path: str) -> float:
+        return float(one[(contender, n)]["latency"][path][str(b)]["p50_ms"])
+
+    def ratio(a: tuple[str, int | None], over: tuple[str, int | None], b: int) -> dict[str, float]:
+        return {p: p50(*a, b, p) / p50(*over, b, p) for p in paths}
+
+    small_b, big_b = min(batches), max(batches)
+    out = []
+    limits = {small_b: 1.40, big_b: 1.25} if backbone == "small" else {small_b: 1.05,
+                                                                        big_b: 1.05}
+    for b in batches:
+        for n in tasks:
+            out.append(_floor(f"headswitch / backbone alone, N={n}, batch {b}", limits[b],
+                              ratio(("headswitch", n), ("backbone", None), b), headline))
+    for b in batches:
+        for n in tasks:
+            out.append(_floor(f"headswitch / all-heads model, N={n}, batch {b}", 1.00,
+                              ratio(("headswitch", n), ("multi_output", n), b), headline,
+                              strict=True, reference=n < 10))
+    for n in tasks:
+        out.append(_floor(f"headswitch / one-signature-per-task model, N={n}, batch {small_b} "
+                          "(one task per request)", 1.25,
+                          ratio(("headswitch", n), ("per_task_sigs", n), small_b), headline))
+    lo, hi = min(tasks), max(tasks)
+    if hi > lo:
+        for b in batches:
+            out.append(_floor(f"headswitch N={hi} / N={lo} (flat in N), batch {b}", 1.10,
+                              ratio(("headswitch", hi), ("headswitch", lo), b), headline))
+    # The size floor is at N=200 (the largest N when 200 is not measured); others are shown.
+    size_n = 200 if 200 in tasks else max(tasks)
+    for n in tasks:
+        hs_bytes, floor_bytes = size[n]
+        out.append(_floor(f"headswitch bytes / (backbone + heads), N={n}", 1.05,
+                          {"size": hs_bytes / floor_bytes}, "size", reference=n != size_n,
+                          detail=f"{hs_bytes} / {floor_bytes}"))
+    for b in batches:  # information: how much of the cost is the signature itself
+        out.append(_floor(f"backbone behind headswitch's inputs/outputs / backbone alone, "
+                          f"batch {b}", 1.10, ratio(("backbone_io", None), ("backbone", None), b),
+                          headline, reference=True))
+        for n in tasks:
+            out.append(_floor(f"headswitch / backbone behind its inputs/outputs, N={n}, "
+                              f"batch {b}", 1.10,
+                              ratio(("headswitch", n), ("backbone_io", None), b), headline,
+                              reference=True))
+    return out
+
+
+def _assemble(builds: dict[str, Any], loads: dict[tuple[Any, ...], dict[str, Any]],
+              latency: dict[str, Any], tasks: list[int], batches_of: dict[str, list[int]],
+              separate_max: int, headline: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backbone, info in builds.items():
         batches = batches_of[backbone]
         paths = info["paths"]
         bb_bytes = saved_model_bytes(paths["backbone"])
-        lat = latency[backbone]["batches"]
-        by_key: dict[tuple, dict] = {}
-        for b in batches:
-            for inst in lat[str(b)]["instances"]:
-                by_key[(inst["contender"], inst["tasks"], b)] = _summarise_latency(
-                    inst["samples"], b, inst["calls_per_request"])
+        by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for path, job in latency[backbone].items():
+            for b in batches:
+                for inst in job["batches"][str(b)]["instances"]:
+                    by_key[(path, inst["contender"], inst["tasks"], b)] = _summarise_latency(
+                        inst["samples"], b, inst["calls_per_request"])
         rows = []
         for contender in CONTENDERS:
             for n in ([None] if contender in SINGLE else tasks):
@@ -784,6 +1028,7 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
                 if contender in SINGLE:
                     row["bytes"] = saved_model_bytes(paths[contender])
                 elif contender == "separate":
+                    assert n is not None
                     one = saved_model_bytes(paths["separate"])
                     row["bytes"] = n * one
                     row["bytes_note"] = f"N x one model ({one} bytes)"
@@ -791,8 +1036,8 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
                     row["bytes"] = saved_model_bytes(paths[contender][str(n)])
                 if contender == "headswitch":
                     row["bytes_with_assets_extra"] = _folder_bytes(Path(paths[contender][str(n)]))
-                ld = loads[(backbone, contender, min(n, separate_max) if contender == "separate"
-                            else n)]
+                ld = loads[(backbone, contender, min(n, separate_max)
+                            if contender == "separate" and n is not None else n)]
                 row["load_seconds"] = ld["load_seconds"] + ld["first_call_seconds"]
                 row["load_only_seconds"] = ld["load_seconds"]
                 row["first_call_seconds"] = ld["first_call_seconds"]
@@ -813,10 +1058,12 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
                         row["extrapolated"] = (f"load time and RSS above the TF runtime measured "
                                                f"for {copies} models, scaled x{scale:g}")
                 row["latency"] = {}
-                for b in batches:
-                    key_n = None if contender in SINGLE or (contender == "separate" and b == 1) \
-                        else n
-                    row["latency"][str(b)] = by_key[(contender, key_n, b)]
+                for path in latency[backbone]:
+                    row["latency"][path] = {}
+                    for b in batches:
+                        key_n = None if contender in SINGLE or (
+                            contender == "separate" and b == 1) else n
+                        row["latency"][path][str(b)] = by_key[(path, contender, key_n, b)]
                 rows.append(row)
         base = rows[0]
         for row in rows:
@@ -826,42 +1073,19 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
                 "peak_rss": row["peak_rss"] / base["peak_rss"],
                 "rss_added": row["rss_added"] / max(1, base["rss_added"]),
             }
-            for b in batches:
-                mine, theirs = row["latency"][str(b)], base["latency"][str(b)]
-                row["ratio"][f"p50_b{b}"] = mine["p50_ms"] / theirs["p50_ms"]
-                row["ratio"][f"p99_b{b}"] = mine["p99_ms"] / theirs["p99_ms"]
-                row["ratio"][f"throughput_b{b}"] = mine["throughput"] / theirs["throughput"]
+            for path, by_batch in row["latency"].items():
+                for b in batches:
+                    mine, theirs = by_batch[str(b)], base["latency"][path][str(b)]
+                    mine["p50_x"] = mine["p50_ms"] / theirs["p50_ms"]
+                    mine["p99_x"] = mine["p99_ms"] / theirs["p99_ms"]
+                    mine["throughput_x"] = mine["throughput"] / theirs["throughput"]
+            for b in batches:  # the headline path's ratios, by batch
+                mine = row["latency"][headline][str(b)]
+                row["ratio"][f"p50_b{b}"] = mine["p50_x"]
+                row["ratio"][f"p99_b{b}"] = mine["p99_x"]
+                row["ratio"][f"throughput_b{b}"] = mine["throughput_x"]
         hs = {r["tasks"]: r for r in rows if r["contender"] == "headswitch"}
-        io = next(r for r in rows if r["contender"] == "backbone_io")
-        floors = []
-        for n in tasks:
-            for b in batches:
-                value = hs[n]["ratio"][f"p50_b{b}"]
-                floors.append({"floor": f"headswitch p50 / backbone p50, N={n}, batch {b}",
-                               "value": value, "limit": 1.10, "ok": value <= 1.10})
-        for b in batches:  # information: how much of that is the signature itself
-            floors.append({"floor": f"(reference) backbone with headswitch's inputs/outputs p50 "
-                                    f"/ backbone p50, batch {b}",
-                           "value": io["ratio"][f"p50_b{b}"], "limit": 1.10,
-                           "ok": io["ratio"][f"p50_b{b}"] <= 1.10, "reference": True})
-            for n in tasks:
-                value = hs[n]["latency"][str(b)]["p50_ms"] / io["latency"][str(b)]["p50_ms"]
-                floors.append({"floor": f"(reference) headswitch p50 / backbone-with-its-"
-                                        f"inputs/outputs p50, N={n}, batch {b}",
-                               "value": value, "limit": 1.10, "ok": value <= 1.10,
-                               "reference": True})
-        lo, hi = min(tasks), max(tasks)
-        for b in batches:
-            value = hs[hi]["latency"][str(b)]["p50_ms"] / hs[lo]["latency"][str(b)]["p50_ms"]
-            floors.append({"floor": f"headswitch p50 N={hi} / N={lo}, batch {b}",
-                           "value": value, "limit": 1.10, "ok": value <= 1.10})
-        for n in tasks:
-            floor_bytes = bb_bytes + info["heads_bytes"][str(n)]
-            value = hs[n]["bytes"] / floor_bytes
-            floors.append({"floor": f"headswitch bytes / (backbone + heads), N={n}",
-                           "value": value, "limit": 1.05, "ok": value <= 1.05,
-                           "detail": f"{hs[n]['bytes']} / ({bb_bytes} + "
-                                     f"{info['heads_bytes'][str(n)]})"})
+        size = {n: (hs[n]["bytes"], bb_bytes + info["heads_bytes"][str(n)]) for n in tasks}
         out[backbone] = {
             "headswitch_built_with": info["headswitch_built_with"],
             "real_heads": info["real_heads"], "feature_width": info["feature_width"],
@@ -869,10 +1093,13 @@ def _assemble(builds: dict, loads: dict, latency: dict, tasks: list[int],
             "build_timings": info["timings"], "build_seconds": info["build_seconds"],
             "exports": info.get("exports"),
             "batches": batches,
-            "latency_process": {k: v for k, v in latency[backbone].items() if k != "batches"},
-            "latency_phase": {str(b): {"seconds": lat[str(b)]["seconds"],
-                                       "rounds": lat[str(b)]["rounds"]} for b in batches},
-            "rows": rows, "floors": floors,
+            "latency_jobs": {path: {
+                **{k: v for k, v in job.items() if k != "batches"},
+                "batches": {str(b): {"seconds": job["batches"][str(b)]["seconds"],
+                                     "rounds": job["batches"][str(b)]["rounds"]}
+                            for b in batches}} for path, job in latency[backbone].items()},
+            "rows": rows,
+            "floors": _floors(backbone, rows, tasks, batches, headline, size),
         }
     return out
 
@@ -896,28 +1123,95 @@ def _x(r: float) -> str:
     return f"{r:.2f}x" if r < 100 else f"{r:.0f}x"
 
 
-def markdown(result: dict) -> str:
+def path_title(result: dict[str, Any], backbone: str, path: str) -> str:
+    """A latency column's title, with the oneDNN setting its process really had."""
+    job = result["backbones"][backbone]["latency_jobs"][path]
+    if path == "eager":
+        return f"Python call (oneDNN {'on' if job['onednn'] else 'off'})"
+    return f"C++ session, oneDNN {'on' if job['onednn'] else 'off'}"
+
+
+def floors_table(result: dict[str, Any], backbone: str, references: bool = False) -> list[str]:
+    data = result["backbones"][backbone]
+    paths = [p for p in CPP_PATHS if p in data["latency_jobs"]]
+    head = " | ".join(f"{path_title(result, backbone, p)} | met" for p in paths)
+    lines = [f"| floor | limit | {head} |", "|---|---|" + "---|---|" * len(paths)]
+    for f in data["floors"]:
+        if f["reference"] != references:
+            continue
+        cells = []
+        for p in paths:  # the size floor has one value, whatever the path
+            got = f["by_path"].get(p) or f["by_path"]["size"]
+            mark = "-" if references else "met" if got["ok"] else "**missed**"
+            cells.append(f"{got['value']:.3f} | {mark}")
+        lines.append(f"| {f['floor']} | {f['op']} {f['limit']:.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
     s = result["settings"]
+    headline = s["headline"]
     lines = [f"# headswitch vs the alternatives{' (quick mode)' if s['quick'] else ''}", "",
-             f"Machine: {result['machine']}; TensorFlow {result['tensorflow']}. "
-             f"Run took {result['total_seconds'] / 60:.1f} min.", "",
-             "Latency: one client, sequential requests, p50/p99 per request; a request of batch "
-             "b carries b texts with a uniformly random task each (the same texts and tasks for "
-             "every contender). Contenders are measured interleaved in one process per backbone. "
-             "Throughput = examples/s of that sequential client. x = ratio to the backbone alone "
-             "(for throughput < 1 is slower). Size = saved_model.pb + variables/ (+ assets/). "
-             f"Load = tf.saved_model.load + first answer, in a fresh process (best of "
-             f"{s['load_repeats']}); peak RSS of that process (TF runtime alone: "
-             f"{_fmt_bytes(result['import_only_peak_rss'])}, mostly a transient of importing "
-             "it); 'RSS added' = resident memory after the load and first answer minus before "
-             "the load, in that process.", ""]
+             (f"Machine: {result['machine']}; TensorFlow {result['tensorflow']}. "
+              f"Run took {result['total_seconds'] / 60:.1f} min. Load average (1/5/15 min) at "
+              f"start {result['load_average_start']}, at end {result['load_average_end']}."), "",
+             ("**Latency path.** Unless a column says otherwise, latency is TF Serving's execution "
+              "path: the SavedModel loaded by TensorFlow's C++ loader and run by `Session::Run` "
+              "with the signature's tensor names (TensorFlow's C API through ctypes, "
+              "`bench/_cpath.py`), inputs built once, every output of the signature fetched "
+              "(TF Serving fetches them all) and not read back; nothing of a server's request "
+              "handling. Headline column: "
+              f"{PATHS[headline][0]}. The 'Python call' column is the loaded signature called "
+              "from Python (`tf.saved_model.load`, outputs read back with `.numpy()`). Each "
+              "column is measured in its own process, every contender and N interleaved round by "
+              "round."), "",
+             ("A request of batch b carries b texts with a uniformly random task each (the same "
+              "texts and tasks for every contender and path); one client, sequential requests; "
+              "p50/p99 per request. x = ratio to the backbone alone on the same path. Size = "
+              "saved_model.pb + variables/ (+ assets/). Load = tf.saved_model.load + first "
+              f"answer, in a fresh process (best of {s['load_repeats']}); peak RSS of that "
+              "process (TF runtime alone: "
+              f"{_fmt_bytes(result['import_only_peak_rss'])}); 'RSS added' = resident memory "
+              "after the load and first answer minus before the load."), ""]
     for backbone, data in result["backbones"].items():
+        paths = list(data["latency_jobs"])
+        others = [p for p in paths if p != headline]
         lines += [f"## {backbone} backbone", "",
                   f"headswitch built with: {data['headswitch_built_with']}. "
                   f"Heads: {data['real_heads']} read from example models"
                   + (", the rest random Dense weights of the example tasks' shapes"
-                     if backbone == "bert" else "") + ".", ""]
-        lines += ["| contender | N | size | x | load s | x | peak RSS | x | RSS added | x |",
+                     if backbone == "bert" else "") + " (softmax, sigmoid, linear and two-layer "
+                  "heads).", ""]
+        lines += ["Latency processes: " + "; ".join(
+            f"{path_title(result, backbone, p)}: load average {j['load_average_start']} -> "
+            f"{j['load_average_end']}" for p, j in data["latency_jobs"].items()) + ".", ""]
+        for b in data["batches"]:
+            rounds = data["latency_jobs"][headline]["batches"][str(b)]["rounds"]
+            head = ["contender", "N", "p50 ms", "x", "p99 ms", "x"]
+            for p in others:
+                head += [f"{path_title(result, backbone, p)}: p50 ms", "x"]
+            head += ["examples/s", "calls/req", "samples"]
+            lines += [f"### Batch {b} ({rounds} interleaved rounds)", "",
+                      "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            for row in data["rows"]:
+                lt = row["latency"][headline][str(b)]
+                cells = [TITLES[row["contender"]], str(row["tasks"] or "-"),
+                         _fmt_ms(lt["p50_ms"]), _x(lt["p50_x"]), _fmt_ms(lt["p99_ms"]),
+                         _x(lt["p99_x"])]
+                for p in others:
+                    other = row["latency"][p][str(b)]
+                    cells += [_fmt_ms(other["p50_ms"]), _x(other["p50_x"])]
+                cells += [f"{lt['throughput']:.0f}", f"{lt['calls_per_request']:.1f}",
+                          str(lt["samples"])]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += ["### Floors (issue 11; C++ path, p50)", ""] + floors_table(result, backbone)
+        lines += ["", ("Where the cost over the backbone goes (reference, not floors): the "
+                       "signature itself (headswitch's inputs and outputs around the backbone, no "
+                       "task switch), the task switch on top of it, and the other sizes:"), ""]
+        lines += floors_table(result, backbone, references=True)
+        lines += ["", "### Size, load time and memory", "",
+                  "| contender | N | size | x | load s | x | peak RSS | x | RSS added | x |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for row in data["rows"]:
             r = row["ratio"]
@@ -928,46 +1222,47 @@ def markdown(result: dict) -> str:
                 f"{row['load_seconds']:.2f}{star} | {_x(r['load_seconds'])} | "
                 f"{_fmt_bytes(row['peak_rss'])}{star} | {_x(r['peak_rss'])} | "
                 f"{_fmt_bytes(row['rss_added'])}{star} | {_x(r['rss_added'])} |")
-        lines += ["", f"\\* extrapolated linearly from loading {s['separate_max']} models "
-                  f"(N > {s['separate_max']})." if any(r.get("extrapolated") for r in data["rows"])
-                  else "", ""]
-        for b in data["batches"]:
-            rounds = data["latency_phase"][str(b)]["rounds"]
-            lines += [f"Batch {b} ({rounds} interleaved rounds):", "",
-                      "| contender | N | p50 ms | x | p99 ms | x | examples/s | x | calls/req "
-                      "| samples |", "|---|---|---|---|---|---|---|---|---|---|"]
-            for row in data["rows"]:
-                lt, r = row["latency"][str(b)], row["ratio"]
-                lines.append(
-                    f"| {TITLES[row['contender']]} | {row['tasks'] or '-'} | "
-                    f"{_fmt_ms(lt['p50_ms'])} | {_x(r[f'p50_b{b}'])} | {_fmt_ms(lt['p99_ms'])} | "
-                    f"{_x(r[f'p99_b{b}'])} | {lt['throughput']:.0f} | "
-                    f"{r[f'throughput_b{b}']:.2f} | {lt['calls_per_request']:.1f} | "
-                    f"{lt['samples']} |")
-            lines.append("")
-        lines += ["Floors:", "", "| floor | value | limit | met |", "|---|---|---|---|"]
-        for f in data["floors"]:
-            if not f.get("reference"):
-                lines.append(f"| {f['floor']} | {f['value']:.3f} | <= {f['limit']:.2f} | "
-                             f"{'yes' if f['ok'] else '**NO**'} |")
-        lines += ["", "Where the latency over the backbone goes: the signature itself (two inputs, "
-                  "five outputs, as the contract has them, with no task switch) and the task "
-                  "switch on top of it:", "", "| ratio | value |", "|---|---|"]
-        for f in data["floors"]:
-            if f.get("reference"):
-                lines.append(f"| {f['floor'].removeprefix('(reference) ')} | {f['value']:.3f} |")
+        if any(r.get("extrapolated") for r in data["rows"]):
+            lines += ["", (f"\\* extrapolated linearly from loading {s['separate_max']} models "
+                           f"(N > {s['separate_max']}).")]
         lines.append("")
     lines += ["## Notes", ""] + [f"- {n}" for n in result["notes"]] + [""]
     return "\n".join(lines)
 
 
-def plot(result: dict, path: Path) -> None:
+def readme_table(result: dict[str, Any]) -> str:
+    """The README's summary: headline-path p50 ratios to the backbone, per backbone and N."""
+    headline = result["settings"]["headline"]
+    lines = [("| backbone | N | headswitch size | headswitch p50, batch 1 / big | all heads p50, "
+              "batch 1 / big | N signatures p50, batch 1 / big | N SavedModels: size, load |"),
+             "|---|---|---|---|---|---|---|"]
+    for backbone, data in result["backbones"].items():
+        rows = {(r["contender"], r["tasks"]): r for r in data["rows"]}
+        b1, big = min(data["batches"]), max(data["batches"])
+        base = rows[("backbone", None)]["latency"][headline]
+        for n in result["settings"]["tasks"]:
+            pair = {c: f"{_x(rows[(c, n)]['latency'][headline][str(b1)]['p50_x'])} / "
+                       f"{_x(rows[(c, n)]['latency'][headline][str(big)]['p50_x'])}"
+                    for c in ("headswitch", "multi_output", "per_task_sigs")}
+            sep = rows[("separate", n)]["ratio"]
+            label = (f"{backbone} ({_fmt_ms(base[str(b1)]['p50_ms'])} / "
+                     f"{_fmt_ms(base[str(big)]['p50_ms'])} ms, batch {b1} / {big})"
+                     if n == min(result["settings"]["tasks"]) else backbone)
+            lines.append(f"| {label} | {n} | {_x(rows[('headswitch', n)]['ratio']['bytes'])} | "
+                         f"{pair['headswitch']} | {pair['multi_output']} | "
+                         f"{pair['per_task_sigs']} | {_x(sep['bytes'])}, "
+                         f"{_x(sep['load_seconds'])} |")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib import ticker
 
+    headline = result["settings"]["headline"]
     backbones = list(result["backbones"])
     panels = [("latency", 0), ("latency", 1), ("size", None)]
     fig, axes = plt.subplots(len(panels), len(backbones), squeeze=False,
@@ -979,6 +1274,7 @@ def plot(result: dict, path: Path) -> None:
     tasks = result["settings"]["tasks"]
     for col, backbone in enumerate(backbones):
         rows = result["backbones"][backbone]["rows"]
+        where = path_title(result, backbone, headline)
         for line, (kind, which) in enumerate(panels):
             ax = axes[line][col]
             b = result["backbones"][backbone]["batches"][which] if kind == "latency" else None
@@ -987,8 +1283,8 @@ def plot(result: dict, path: Path) -> None:
                 mine = [r for r in rows if r["contender"] == contender]
                 if contender in SINGLE:
                     mine = mine * len(tasks)
-                ys = [r["latency"][str(b)]["p50_ms"] if kind == "latency" else r["bytes"] / 2**20
-                      for r in mine]
+                ys = [r["latency"][headline][str(b)]["p50_ms"] if kind == "latency"
+                      else r["bytes"] / 2**20 for r in mine]
                 color, style, marker = styles[contender]
                 ax.plot(tasks, ys, color=color, linestyle=style, marker=marker,
                         label=TITLES[contender])
@@ -1005,8 +1301,9 @@ def plot(result: dict, path: Path) -> None:
                 ax.set_ylim(bottom=0)
             ax.set_xlabel("tasks N")
             ax.set_ylabel("p50 latency (ms)" if kind == "latency" else "size on disk (MiB)")
-            ax.set_title(f"{backbone} backbone: " + (f"p50 latency, batch {b}"
-                                                     if kind == "latency" else "size on disk"))
+            ax.set_title(f"{backbone} backbone: " + (f"p50, batch {b}\n{where}"
+                                                     if kind == "latency" else "size on disk"),
+                         fontsize=9)
             ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"headswitch vs alternatives ({result['machine']})", fontsize=9)
@@ -1035,8 +1332,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=str(BENCH / "results"))
     p.add_argument("--work", help="work folder (kept); default: a temporary folder, removed")
     p.add_argument("--in-process", action="store_true",
-                   help="build and time in this process (load/RSS still in children); for tests")
+                   help="build and time the Python-call path in this process (load/RSS and the "
+                   "C++ paths still in children); for tests")
+    p.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS),
+                   help="latency paths to measure (default: all)")
+    p.add_argument("--headline", choices=CPP_PATHS, default="cpp",
+                   help="the C++ path of the headline table, figure and floors (default: cpp, "
+                   "oneDNN off)")
     args = p.parse_args(argv)
+    if args.headline not in args.paths:
+        p.error(f"--headline {args.headline} must be one of --paths")
 
     preset = dict(QUICK if args.quick else FULL)
     tasks = sorted(args.tasks or preset["tasks"])
@@ -1044,6 +1349,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or preset["rounds"]
     repeats = args.load_repeats or preset["load_repeats"]
     started = time.perf_counter()
+    load_average_start = load_average()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="headswitch-compare-"))
     work.mkdir(parents=True, exist_ok=True)
 
@@ -1067,18 +1373,26 @@ def main(argv: list[str] | None = None) -> int:
         loads = _measure_loads(runner, builds, tasks, repeats, preset["separate_max"],
                                preset["load_jobs"])
         phases["load"] = time.perf_counter() - t
-        latency = {}
+        latency: dict[str, dict[str, Any]] = {}
         for b in args.backbones:
-            t = time.perf_counter()
-            log(f"[{b}] latency, every contender interleaved ...")
-            budget = {str(batch): preset["budget"][(b, batch)] * args.budget_scale
-                      for batch in batches[b]}
-            latency[b], secs, rss = runner.job(
-                "latency", paths=builds[b]["paths"], tasks=tasks, batches=preset["batches"][b],
-                rounds=rounds, budget=budget, texts=512)
-            latency[b]["process_peak_rss"] = rss
-            phases[f"latency_{b}"] = time.perf_counter() - t
-        backbones = _assemble(builds, loads, latency, tasks, batches, preset["separate_max"])
+            latency[b] = {}
+            for path in args.paths:  # the headline path first
+                t = time.perf_counter()
+                log(f"[{b}] latency on the {PATHS[path][0]} path, every contender "
+                    "interleaved ...")
+                budget = {str(batch): preset["budget"][(b, batch)] * args.budget_scale
+                          * (1.0 if path == args.headline else SECONDARY_BUDGET)
+                          for batch in batches[b]}
+                latency[b][path], _, rss = runner.job(
+                    "latency" if path == "eager" else "cpath",
+                    child=None if path == "eager" else True, env=PATHS[path][1], path=path,
+                    paths=builds[b]["paths"], tasks=tasks, batches=preset["batches"][b],
+                    rounds=rounds, budget=budget, texts=512)
+                latency[b][path]["process_peak_rss"] = rss
+                phases[f"latency_{b}_{path}"] = time.perf_counter() - t
+            latency[b] = {p: latency[b][p] for p in PATHS if p in latency[b]}
+        backbones = _assemble(builds, loads, latency, tasks, batches, preset["separate_max"],
+                              args.headline)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -1090,9 +1404,12 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"quick": args.quick, "tasks": tasks, "batches": batches, "rounds": rounds,
                      "load_repeats": repeats, "backbones": args.backbones,
                      "load_jobs": preset["load_jobs"], "separate_max": preset["separate_max"],
-                     "bert_example_models": preset["bert_models"],
+                     "bert_example_models": preset["bert_models"], "paths": args.paths,
+                     "headline": args.headline,
                      "budget_seconds": {f"{k[0]}-b{k[1]}": v * args.budget_scale
                                         for k, v in preset["budget"].items()}},
+        "load_average_start": load_average_start,
+        "load_average_end": load_average(),
         "import_only_peak_rss": loads[("-", "import_only", None)]["peak_rss"],
         "phase_seconds": phases,
         "total_seconds": time.perf_counter() - started,
@@ -1105,34 +1422,48 @@ def main(argv: list[str] | None = None) -> int:
     (results / "compare.md").write_text(markdown(result))
     plot(result, results / "compare.png")
     print(markdown(result))
+    print("README table:\n\n" + readme_table(result) + "\n")
+    for backbone in result["backbones"]:
+        print(f"Floors, {backbone} backbone (C++ path, p50):\n")
+        print("\n".join(floors_table(result, backbone)) + "\n")
     log(f"wrote {results / 'compare.json'}, compare.md, compare.png")
     return 0
 
 
-def notes(preset: dict) -> list[str]:
+def notes(preset: dict[str, Any]) -> list[str]:
     m, cap = preset["bert_models"], preset["separate_max"]
     out = [
-        "small backbone: headswitch is the public export_models output (one export per N). The "
-        "other contenders use the backbone of the first .keras file and the heads export_models "
-        "read (captured from its largest export), so every contender computes the same "
-        "functions.",
-        f"bert backbone: {m} example .keras files are built (a bert .keras is ~21 MB, so not N of "
-        "them); their heads are read with the exporter's head analysis and the other tasks get "
-        "random Dense weights of their example task's shape. headswitch is build_module + "
-        "tf.saved_model.save with its signatures (export_models' graph without the verification "
-        "and warmup records).",
-        "multi_output: the single-Dense heads are one concatenated matmul; `language` (Dense(16, "
-        "relu) -> Dense(4)) runs its two Dense steps; the scores are gathered into [b, N, K] with "
-        "each task's activation; the caller picks its task's row (numpy indexing, timed).",
-        "per_task_sigs: the backbone is one tf.function called by every signature (stored once); "
-        "a batch mixing k tasks is k calls, made one after the other, answers reassembled in "
-        "numpy (timed). Every signature answers once before timing (warmup).",
-        "separate: latency is one model's (backbone + head of task 0), called once per distinct "
-        "task of the request, like k different models of identical cost; size = N x that model; "
-        "load time/RSS measured by loading that SavedModel N times in one process (each load has "
-        f"its own variables and functions), up to N={cap}, and scaled linearly above.",
-        "Input tensors are built before timing for every contender; timing covers the signature "
-        "call(s), .numpy() of the scores and the caller's picking/reassembly.",
+        ("small backbone: headswitch is the public export_models output (one export per N). The "
+         "other contenders use the backbone of the first .keras file and the heads export_models "
+         "read (captured from its largest export), so every contender computes the same "
+         "functions."),
+        (f"bert backbone: {m} example .keras files are built (a bert .keras is ~21 MB, so not N of "
+         "them); their heads are read with the exporter's head analysis and the other tasks get "
+         "random Dense weights of their example task's shape. headswitch is build_module + "
+         "tf.saved_model.save with its signatures (export_models' graph without the verification "
+         "and warmup records)."),
+        ("multi_output: the single-Dense heads are one concatenated matmul; `language` (Dense(16, "
+         "relu) -> Dense(4)) runs its two Dense steps; the scores are gathered into [b, N, K] with "
+         "each task's activation. On the C++ path the run returns all N heads' scores (a server "
+         "would also serialize them: not counted); on the Python-call path the caller picks its "
+         "task's row (numpy indexing, timed)."),
+        ("per_task_sigs: the backbone is one tf.function called by every signature (stored once); "
+         "a batch mixing k tasks is k runs, one after the other (on the Python-call path the "
+         "answers are also reassembled in numpy, timed). Every signature used runs once before "
+         "timing (a server's warmup would do it)."),
+        ("separate: latency is one model's (backbone + head of task 0), called once per distinct "
+         "task of the request, like k different models of identical cost; size = N x that model; "
+         "load time/RSS measured by loading that SavedModel N times in one process (each load has "
+         f"its own variables and functions), up to N={cap}, and scaled linearly above."),
+        ("C++ path: TF_Tensors built before timing for every request; the timing covers "
+         "TF_SessionRun (every output of the signature fetched) and freeing the outputs, one "
+         "ctypes call each. Python-call path: input tensors built before timing; the timing "
+         "covers the signature call(s), .numpy() of the scores and the caller's "
+         "picking/reassembly."),
+        ("oneDNN: TensorFlow compiles oneDNN ops into every x86 Linux build (the wheel and "
+         "TF Serving's release build alike) and turns them on by default on CPUs with "
+         "AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (tensorflow/core/util/port.cc); "
+         "TF_ENABLE_ONEDNN_OPTS overrides it. Each path's column title says which it ran."),
         "The two backbones' builds run at the same time (build times are information only).",
     ]
     if preset["load_jobs"] > 1:

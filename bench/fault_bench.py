@@ -262,15 +262,17 @@ def run_hostile(tree: Tree, base: Path, work: Path, rss_cap: int) -> dict[str, A
             "status": outcome.status, "json_error": outcome.json_error,
             "seconds": round(outcome.seconds, 1), "server": "alive" if waiting.alive() else
             waiting.exit_description(), "rss_delta_mib": None,
-            "tracebacks": waiting.log().count("Traceback"), "log_lines": None,
+            "tracebacks": None, "log_lines": None,
             "good_request_after": _good_request(waiting.target),
             "transport_level": case.transport_level,
         })
+    waiting_tracebacks = waiting.log().count("Traceback")
     waiting.stop()
     if server is not None:
         server.stop()
     memory = _examples_limit_memory(tree, base, work, rss_cap)
-    return {"cases": rows, "examples_limit_memory": memory}
+    return {"cases": rows, "examples_limit_memory": memory,
+            "waiting_cases_tracebacks": waiting_tracebacks}
 
 
 def _examples_limit_memory(tree: Tree, base: Path, work: Path, rss_cap: int) -> dict[str, Any]:
@@ -562,18 +564,14 @@ def run_kill_exporter(tree: Tree, sources: Path, model: Path, work: Path, rss_ca
 # ------------------------------------------------------------------------------------------
 
 
-def build_model(work: Path) -> tuple[Path, Path]:
-    sources = work / "example-models"
+def export_model(tree: Tree, sources: Path, work: Path) -> Path:
+    """Version 1 of the example models, written by this revision's exporter."""
     base = work / "models" / MODEL
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    for command in (["example-models", "--tasks", "7", "--out", str(sources)],
-                    ["export", *[], "--out", str(base), "--manifest",
-                     str(sources / "manifest.yaml")]):
-        if command[0] == "export":
-            command[1:1] = sorted(str(p) for p in sources.glob("*.keras"))
-        subprocess.run([sys.executable, "-m", "headswitch.cli", *command], check=True, env=env,
-                       stdout=subprocess.DEVNULL)
-    return sources, base
+    subprocess.run([sys.executable, "-m", "headswitch.cli", "export",
+                    *sorted(str(p) for p in sources.glob("*.keras")), "--out", str(base),
+                    "--manifest", str(sources / "manifest.yaml")],
+                   check=True, stdout=subprocess.DEVNULL, env=tree.env(), cwd=work)
+    return base
 
 
 def run_suite(tree: Tree, sources: Path, base: Path, work: Path, args: argparse.Namespace
@@ -608,15 +606,12 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         if args.model_dir is not None:
             sources = args.model_dir
-            base = work / "models" / MODEL
-            subprocess.run([sys.executable, "-m", "headswitch.cli", "export",
-                            *sorted(str(p) for p in sources.glob("*.keras")), "--out",
-                            str(base), "--manifest", str(sources / "manifest.yaml")],
-                           check=True, stdout=subprocess.DEVNULL,
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         else:
-            print("building the 7-task example model", flush=True)
-            sources, base = build_model(work)
+            print("building the 7-task example models", flush=True)
+            sources = work / "example-models"
+            subprocess.run([sys.executable, "-m", "headswitch.cli", "example-models", "--tasks",
+                            "7", "--out", str(sources)], check=True, stdout=subprocess.DEVNULL,
+                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         results: dict[str, Any] = {"machine": machine(), "model": "example models, 7 tasks",
                                    "concurrency": args.concurrency,
                                    "load_seconds": args.load_seconds}
@@ -626,6 +621,8 @@ def main(argv: list[str] | None = None) -> int:
         for tree in trees:
             tree_work = work / re.sub(r"\W+", "-", tree.name)
             tree_work.mkdir()
+            # Each revision serves what its own exporter writes (the model changes too).
+            base = export_model(tree, sources, tree_work)
             results[tree.name] = run_suite(tree, sources, base, tree_work, args)
     write_json(args.out / "faults.json", results)
     (args.out / "faults.md").write_text(report(results))
@@ -647,14 +644,17 @@ def report(results: dict[str, Any]) -> str:
             if row is None:
                 cells.append("-")
                 continue
-            cell = row["outcome"].replace("|", "/").replace("\n", " ")[:80]
+            cell = " ".join(row["outcome"].replace("|", "&#124;").split())[:80]
             if row["server"] != "alive":
                 cell += f" **server {row['server']}**"
             if row.get("tracebacks"):
                 cell += f" ({row['tracebacks']} traceback(s) logged)"
             cells.append(cell)
-        lines.append(f"| {case} | " + " | ".join(cells) + " |")
-    lines += ["", "## RSS after a request at the examples limit", ""]
+        lines.append(f"| {case.replace('|', '&#124;')} | " + " | ".join(cells) + " |")
+    lines += ["", "Stalled and idle connections ran side by side on a server of their own; its log "
+              "had " + ", ".join(f"{results[n]['hostile']['waiting_cases_tracebacks']} "
+                                 f"traceback(s) ({n})" for n in names) + ".",
+              "", "## RSS after a request at the examples limit", ""]
     for n in names:
         m = results[n]["hostile"]["examples_limit_memory"]
         lines.append(f"- {n}: {m['examples']} examples, statuses {m['statuses']}, "

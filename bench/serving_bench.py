@@ -1,182 +1,324 @@
-"""Embedded server numbers: throughput and p50/p99 latency over REST and gRPC at concurrency
-1, 8 and 32, single-example requests with random tasks, batching off and on; and the SavedModel
-called in-process (the ceiling).
+"""End to end through the embedded server: headswitch against the backbone alone, REST and gRPC.
 
-    .venv/bin/python bench/serving_bench.py [--tasks 7] [--seconds 6]
+    .venv/bin/python bench/serving_bench.py [--quick] [--tasks 7] [--seconds 24]
 
-The server runs in a child process (as in production, clients do not share its interpreter);
-the load comes from threads in this process. Writes bench/results/serving.json and prints a
-markdown table.
+One embedded server (``headswitch.serving.ModelServer``, in a child process, batching on with
+the shipped docker/batching_parameters.txt) serves two models from one model config file:
+
+  headswitch  ``export_models`` of N small example models: serving_default(text, task_id)
+  backbone    the backbone alone, serving_default(text) -> features, saved the way
+              bench/compare.py saves its backbone contender
+
+The load comes from threads in this process (the same 2 cores as the server): concurrency 1
+and 32, one example per request, a random text and a random task per request, so merged
+batches mix tasks. Every (transport, concurrency) cell times both models in turn, round by
+round (order alternating), ``--seconds`` per cell and model in total. Reply size: one REST
+request in row format (``{"instances": [...]}``) of 64 examples with mixed tasks, reply body
+bytes per example; and the gRPC PredictResponse bytes per example.
+
+Floor (issue 11): p50 headswitch / backbone <= 1.10 at concurrency 1, REST and gRPC.
+Writes bench/results/serving.json and prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine, percentile, write_json  # noqa: E402
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+from _measure import load_average, machine, percentile, write_json  # noqa: E402
 
+BATCHING = BENCH.parent / "docker" / "batching_parameters.txt"
+MODELS = ("headswitch", "backbone")
 SERVE = """
 import sys
 from headswitch._quiet import import_tensorflow; import_tensorflow()
 from headswitch.serving import ModelServer
-kwargs = {}
-if sys.argv[2] != "-":
-    kwargs = dict(enable_batching=True, batching_parameters_file=sys.argv[2])
-server = ModelServer(model_name="headswitch", model_base_path=sys.argv[1], grpc_port=0,
-                     rest_port=0, **kwargs)
+server = ModelServer(model_config_file=sys.argv[1], enable_batching=True,
+                     batching_parameters_file=sys.argv[2], grpc_port=0, rest_port=0)
 server.start()
 print("PORTS", server.grpc_port, server.rest_port, flush=True)
 sys.stdin.read()
 server.stop(grace=1)
 """
-
-BATCHING = """max_batch_size { value: 32 }
-batch_timeout_micros { value: 1000 }
-max_enqueued_batches { value: 1000 }
-num_batch_threads { value: 2 }
-"""
+Call = Callable[[int], None]
 
 
-def _rest_call(url: str):  # type: ignore[no-untyped-def]
-    import httpx
-
-    client = httpx.Client(timeout=30)
-
-    def call(text: str, task: int) -> None:
-        r = client.post(url, json={"instances": [{"text": text, "task_id": task}]})
-        r.raise_for_status()
-    return call
+def _inputs(model: str, text: str, task: int) -> dict[str, Any]:
+    return {"text": text, "task_id": task} if model == "headswitch" else {"text": text}
 
 
-def _grpc_call(address: str):  # type: ignore[no-untyped-def]
+def _rest(port: int, model: str, requests: list[tuple[str, int]]) -> Callable[[], Call]:
+    """A factory of REST callers (one HTTP connection each) sending prepared bodies."""
+    bodies = [json.dumps({"instances": [_inputs(model, t, k)]}).encode() for t, k in requests]
+    url = f"http://127.0.0.1:{port}/v1/models/{model}:predict"
+
+    def make() -> Call:
+        import httpx
+
+        client = httpx.Client(timeout=60, headers={"content-type": "application/json"})
+
+        def call(i: int) -> None:
+            client.post(url, content=bodies[i]).raise_for_status()
+        return call
+    return make
+
+
+def _grpc(port: int, model: str, requests: list[tuple[str, int]]) -> Callable[[], Call]:
+    """A factory of gRPC callers (one channel each) sending prepared PredictRequests."""
     import grpc
-    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(address))
+    def one(value: Any) -> Any:
+        shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(
+            size=1)])
+        if isinstance(value, str):
+            return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape,
+                                          string_val=[value.encode()])
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_INT32, tensor_shape=shape,
+                                      int_val=[value])
 
-    def call(text: str, task: int) -> None:
+    protos = []
+    for t, k in requests:
         request = predict_pb2.PredictRequest()
-        request.model_spec.name = "headswitch"
-        request.inputs["text"].CopyFrom(tf.make_tensor_proto([text], dtype=tf.string))
-        request.inputs["task_id"].CopyFrom(tf.make_tensor_proto([task], dtype=tf.int32))
-        stub.Predict(request, 30)
-    return call
+        request.model_spec.name = model
+        for name, value in _inputs(model, t, k).items():
+            request.inputs[name].CopyFrom(one(value))
+        protos.append(request)
+
+    def make() -> Call:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+        def call(i: int) -> None:
+            stub.Predict(protos[i], 60)
+        return call
+    return make
 
 
-def _in_process(path: str):  # type: ignore[no-untyped-def]
-    import tensorflow as tf
-
-    fn = tf.saved_model.load(path).signatures["serving_default"]
-
-    def call(text: str, task: int) -> None:
-        fn(text=tf.constant([text]), task_id=tf.constant([task], tf.int32))
-    return call
-
-
-def _load(make_call, concurrency: int, seconds: float, texts: list[str], n_tasks: int
-          ) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def _load(make: Callable[[], Call], concurrency: int, seconds: float, count: int,
+          seed: int) -> list[float]:
+    """``concurrency`` threads, each with its own connection, calling back to back for
+    ``seconds``; the latency of every call made in that window."""
     latencies: list[float] = []
     lock = threading.Lock()
-    window = {"stop": 0.0, "start": 0.0}
+    window = {"stop": 0.0}
+    ready = threading.Barrier(concurrency,
+                              action=lambda: window.update(stop=time.perf_counter() + seconds))
+    errors: list[Exception] = []
 
-    def open_window() -> None:
-        window["start"] = time.perf_counter()
-        window["stop"] = window["start"] + seconds
+    def worker(k: int) -> None:
+        try:
+            call = make()
+            rng = np.random.default_rng(seed * 1000 + k)
+            for i in range(5):  # open and warm the connection
+                call(i % count)
+            mine = []
+            ready.wait()
+            while time.perf_counter() < window["stop"]:
+                i = int(rng.integers(count))
+                t0 = time.perf_counter()
+                call(i)
+                mine.append(time.perf_counter() - t0)
+            with lock:
+                latencies.extend(mine)
+        except Exception as e:  # noqa: BLE001  (re-raised below, after the other threads stop)
+            errors.append(e)
+            ready.abort()
 
-    ready = threading.Barrier(concurrency, action=open_window)
-
-    def worker(seed: int) -> None:
-        call = make_call()
-        rng = np.random.default_rng(seed)
-        mine = []
-        for _ in range(20):  # warm the connection
-            call(texts[0], 0)
-        ready.wait()
-        while time.perf_counter() < window["stop"]:
-            text, task = texts[rng.integers(len(texts))], int(rng.integers(n_tasks))
-            t = time.perf_counter()
-            call(text, task)
-            mine.append(time.perf_counter() - t)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.perf_counter() - window["start"]
-    return {"requests": len(latencies), "throughput": len(latencies) / elapsed,
-            "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3}
+    if errors:
+        raise RuntimeError(f"load failed: {errors[0]!r}") from errors[0]
+    return latencies
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", type=int, default=7)
-    p.add_argument("--seconds", type=float, default=6.0)
-    p.add_argument("--results", default=str(Path(__file__).parent / "results"))
-    args = p.parse_args()
-    from headswitch._quiet import import_tensorflow
+def _reply_bytes(rest_port: int, grpc_port: int, texts: list[str], tasks: int) -> dict[str, Any]:
+    """Reply bytes per example of one 64-example request with mixed tasks, per model."""
+    import grpc
+    import httpx
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    import_tensorflow()
-    from headswitch.examples import build_example_models, sample_texts
+    rng = np.random.default_rng(5)
+    batch = [(texts[int(rng.integers(len(texts)))], int(rng.integers(tasks))) for _ in range(64)]
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(
+        grpc.insecure_channel(f"127.0.0.1:{grpc_port}"))
+    out = {}
+    for model in MODELS:
+        body = {"instances": [_inputs(model, t, k) for t, k in batch]}
+        reply = httpx.post(f"http://127.0.0.1:{rest_port}/v1/models/{model}:predict",
+                           json=body, timeout=60)
+        reply.raise_for_status()
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.inputs["text"].CopyFrom(tf.make_tensor_proto([t for t, _ in batch]))
+        if model == "headswitch":
+            request.inputs["task_id"].CopyFrom(tf.make_tensor_proto(
+                [k for _, k in batch], dtype=tf.int32))
+        response = stub.Predict(request, 60)
+        first = reply.json()["predictions"][0]
+        out[model] = {"rest_bytes_per_example": len(reply.content) / 64,
+                      "grpc_bytes_per_example": response.ByteSize() / 64,
+                      "outputs": sorted(response.outputs),
+                      "rest_first_prediction": first}
+    return out
+
+
+def _models(tasks: int, work: Path) -> Path:
+    """Export headswitch and save the backbone alone; return the model config file."""
+    import compare
+
+    from headswitch.examples import build_example_models
     from headswitch.export import export_models
 
+    tf = compare._tf()
+    models = build_example_models(tasks, work / "examples")
+    export_models(models.paths, work / "headswitch", manifest=models.manifest)
+    _, backbone = compare._backbone_of(str(models.paths[0]))
+    compare._save_backbone(tf, backbone, work / "backbone" / "1")
+    config = work / "models.config"
+    config.write_text("model_config_list {\n" + "".join(
+        f"  config {{ name: '{m}' base_path: '{work / m}' model_platform: 'tensorflow' }}\n"
+        for m in MODELS) + "}\n")
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", type=int, default=7, help="example models exported (default 7)")
+    p.add_argument("--seconds", type=float,
+                   help="timed seconds per cell and model, over all rounds (default 24)")
+    p.add_argument("--rounds", type=int, help="rounds per cell (default 4)")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--quick", action="store_true", help="3 s per cell and model, 2 rounds")
+    p.add_argument("--results", default=str(BENCH / "results"))
+    args = p.parse_args(argv)
+    seconds = args.seconds or (3.0 if args.quick else 24.0)
+    rounds = args.rounds or (2 if args.quick else 4)
+    started = time.perf_counter()
+    load_average_start = load_average()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f}s] {msg}", file=sys.stderr, flush=True)
+
+    from headswitch.examples import sample_texts
+
     work = Path(tempfile.mkdtemp(prefix="headswitch-serving-bench-"))
-    models = build_example_models(args.tasks, work / "models")
-    report = export_models(models.paths, work / "out", manifest=models.manifest)
-    (work / "batching.txt").write_text(BATCHING)
-    texts = sample_texts(256)
-    rows = []
-    for batching in (False, True):
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(work / "out"),
-                                 str(work / "batching.txt") if batching else "-"],
+    try:
+        log(f"building {args.tasks} example models, the export and the backbone alone ...")
+        config = _models(args.tasks, work)
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(config), str(BATCHING)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        grpc_port, rest_port = (int(x) for x in line.split()[1:3])
         try:
-            for transport, factory in (
-                    ("REST", lambda: _rest_call(
-                        f"http://127.0.0.1:{rest_port}/v1/models/headswitch:predict")),
-                    ("gRPC", lambda: _grpc_call(f"127.0.0.1:{grpc_port}"))):
-                for concurrency in (1, 8, 32):
-                    result = _load(factory, concurrency, args.seconds, texts, args.tasks)
-                    rows.append({"target": f"embedded server, {transport}",
-                                 "batching": batching, "concurrency": concurrency, **result})
-                    print(rows[-1], file=sys.stderr)
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("PORTS"):
+                raise RuntimeError("the server did not start")
+            grpc_port, rest_port = (int(x) for x in line.split()[1:3])
+            texts = sample_texts(256)
+            rng = np.random.default_rng(3)
+            requests = [(texts[i % len(texts)], int(rng.integers(args.tasks)))
+                        for i in range(1024)]
+            makers = {(transport, model): factory(port, model, requests)
+                      for transport, factory, port in (("REST", _rest, rest_port),
+                                                       ("gRPC", _grpc, grpc_port))
+                      for model in MODELS}
+            samples: dict[tuple[str, int, str], list[float]] = {}
+            windows: dict[tuple[str, int, str], float] = {}
+            for r in range(rounds):
+                for transport in ("REST", "gRPC"):
+                    for c in args.concurrency:
+                        order = MODELS if r % 2 == 0 else MODELS[::-1]
+                        for model in order:
+                            log(f"round {r + 1}/{rounds}: {transport}, concurrency {c}, {model}")
+                            key = (transport, c, model)
+                            got = _load(makers[(transport, model)], c, seconds / rounds,
+                                        len(requests), seed=r)
+                            samples.setdefault(key, []).extend(got)
+                            windows[key] = windows.get(key, 0.0) + seconds / rounds
+            log("reply bytes ...")
+            reply = _reply_bytes(rest_port, grpc_port, texts, args.tasks)
         finally:
-            assert proc.stdin is not None
-            proc.stdin.close()
+            if proc.stdin is not None:
+                proc.stdin.close()
             proc.wait(timeout=60)
-    shared = _in_process(str(report.path))  # one loaded model, called from every thread
-    for concurrency in (1, 8, 32):
-        result = _load(lambda: shared, concurrency, args.seconds, texts,
-                       args.tasks)
-        rows.append({"target": "SavedModel in-process (ceiling)", "batching": False,
-                     "concurrency": concurrency, **result})
-        print(rows[-1], file=sys.stderr)
-    data = {"machine": machine(), "tasks": args.tasks, "seconds_per_cell": args.seconds,
-            "rows": rows}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rows: list[dict[str, Any]] = []
+    for (transport, c, model), lat in samples.items():
+        rows.append({"transport": transport, "concurrency": c, "model": model,
+                     "requests": len(lat), "throughput": len(lat) / windows[(transport, c, model)],
+                     "p50_ms": percentile(lat, 50) * 1e3, "p99_ms": percentile(lat, 99) * 1e3})
+    by = {(r["transport"], r["concurrency"], r["model"]): r for r in rows}
+    ratios, floors = [], []
+    for transport in ("REST", "gRPC"):
+        for c in args.concurrency:
+            hs, bb = by[(transport, c, "headswitch")], by[(transport, c, "backbone")]
+            entry = {"transport": transport, "concurrency": c,
+                     "p50": hs["p50_ms"] / bb["p50_ms"], "p99": hs["p99_ms"] / bb["p99_ms"],
+                     "throughput": hs["throughput"] / bb["throughput"]}
+            ratios.append(entry)
+            if c == 1:
+                floors.append({"floor": f"p50 headswitch / backbone alone, {transport}, c=1",
+                               "value": entry["p50"], "limit": 1.10,
+                               "ok": entry["p50"] <= 1.10})
+    data = {"machine": machine(), "path": "embedded server (headswitch.serving.ModelServer) "
+            "in a child process, clients in this process, loopback",
+            "batching_parameters": BATCHING.read_text(), "tasks": args.tasks,
+            "seconds_per_cell_and_model": seconds, "rounds": rounds,
+            "load_average_start": load_average_start, "load_average_end": load_average(),
+            "rows": rows, "ratios": ratios, "floors": floors, "reply_bytes": reply}
     write_json(Path(args.results) / "serving.json", data)
-    print(f"\nServing benchmark: {args.tasks} tasks, small backbone, single-example requests with "
-          f"random tasks ({data['machine']}; load generator on the same 2 cores)\n")
-    print("| target | batching | concurrency | requests/s | p50 ms | p99 ms |\n"
-          "|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['target']} | {'on' if r['batching'] else 'off'} | {r['concurrency']} | "
-              f"{r['throughput']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    print(markdown(data))
     return 0
+
+
+def markdown(data: dict[str, Any]) -> str:
+    lines = [(f"## End to end: embedded server, batching on (docker/batching_parameters.txt), "
+              f"{data['tasks']} tasks, small backbone"), "",
+             (f"{data['machine']}; load generator on the same cores; load average (1/5/15 min) "
+              f"start {data['load_average_start']}, end {data['load_average_end']}. One example "
+              "per request, random text and task; "
+              f"{data['seconds_per_cell_and_model']:g} s per cell and model over "
+              f"{data['rounds']} alternating rounds."), "",
+             "| transport | concurrency | model | requests/s | p50 ms | p99 ms |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(data["rows"], key=lambda r: (r["transport"], r["concurrency"], r["model"])):
+        lines.append(f"| {r['transport']} | {r['concurrency']} | {r['model']} | "
+                     f"{r['throughput']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |")
+    lines += ["", "headswitch / backbone alone:", "",
+              "| transport | concurrency | p50 | p99 | throughput |", "|---|---|---|---|---|"]
+    for r in data["ratios"]:
+        lines.append(f"| {r['transport']} | {r['concurrency']} | {r['p50']:.3f} | "
+                     f"{r['p99']:.3f} | {r['throughput']:.3f} |")
+    lines += ["", "Floors (issue 11):", "", "| floor | value | limit | met |", "|---|---|---|---|"]
+    for f in data["floors"]:
+        lines.append(f"| {f['floor']} | {f['value']:.3f} | <= {f['limit']:.2f} | "
+                     f"{'met' if f['ok'] else '**missed**'} |")
+    lines += ["", "Reply bytes per example (64 examples, mixed tasks):", "",
+              "| model | outputs | REST (row format) | gRPC |", "|---|---|---|---|"]
+    for model, r in data["reply_bytes"].items():
+        lines.append(f"| {model} | {', '.join(r['outputs'])} | "
+                     f"{r['rest_bytes_per_example']:.0f} | {r['grpc_bytes_per_example']:.0f} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

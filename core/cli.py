@@ -14,6 +14,7 @@ def _parser() -> argparse.ArgumentParser:
     from headswitch.deploy import _cli as deploy_cli
     from headswitch.examples import _cli as examples_cli
     from headswitch.export import _cli as export_cli
+    from headswitch.score import _cli as score_cli
     from headswitch.serving import _cli as serving_cli
 
     parser = argparse.ArgumentParser(
@@ -21,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve many task heads on one shared backbone as one TensorFlow SavedModel.")
     parser.add_argument("--version", action="version", version=f"headswitch {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for part in (examples_cli, export_cli, serving_cli, client_cli, deploy_cli):
+    for part in (examples_cli, export_cli, serving_cli, client_cli, deploy_cli, score_cli):
         part.register(sub)
     return parser
 
@@ -35,7 +36,11 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "pass_unknown_args", False):
+        parser.parse_args(argv)  # argparse's own error for unrecognised arguments
+    args.unknown_args = unknown
     if args.command != "serve":  # the server drains on SIGTERM itself
         # Ctrl-C and SIGTERM unwind the stack, so temporary folders are cleaned up.
         signal.signal(signal.SIGTERM, _terminate)

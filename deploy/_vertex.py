@@ -32,9 +32,9 @@ from headswitch.contract import REST_PORT
 from ._errors import DeployError
 from ._layout import SAVED_MODEL, LocalModel, scan_model_dir
 from ._serving import (
-    HEALTH_ROUTE,
     MODEL_NAME,
     PREDICT_ROUTE,
+    READY_ROUTE,
     major_minor,
     server_args,
     serving_tensorflow_version,
@@ -241,7 +241,8 @@ class GoogleVertexBackend:
 
 def _import_google() -> tuple[Any, Any]:
     try:
-        from google.cloud import aiplatform, storage
+        import google.cloud.aiplatform as aiplatform
+        import google.cloud.storage as storage
     except ImportError as exc:
         raise DeployError(f"deploying to Vertex AI needs the Google Cloud client libraries "
                           f"({exc})", hint=INSTALL_HINT) from exc
@@ -406,7 +407,7 @@ def plan_vertex(options: VertexOptions) -> VertexPlan:
             "serving_container_command": ["tensorflow_model_server"],
             "serving_container_args": server_args("$(AIP_STORAGE_URI)"),
             "serving_container_ports": [REST_PORT],
-            "serving_container_health_route": HEALTH_ROUTE,
+            "serving_container_health_route": READY_ROUTE,
             "serving_container_predict_route": PREDICT_ROUTE,
             "description": description,
             "labels": labels,

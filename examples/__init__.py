@@ -7,8 +7,9 @@ package is cheap: numpy on first use of a name, TensorFlow and Keras only when m
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from headswitch._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._build import ExampleModels, build_example_models
@@ -17,17 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ExampleModels", "TaskSpec", "build_example_models", "sample_texts"]
 
-_WHERE = {"ExampleModels": "_build", "build_example_models": "_build",
-          "sample_texts": "_corpus", "TaskSpec": "_tasks"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_names(__name__, {
+    "ExampleModels": "_build", "build_example_models": "_build", "sample_texts": "_corpus",
+    "TaskSpec": "_tasks"}, globals())

@@ -10,8 +10,9 @@ export runs) on first use, so the ``headswitch`` command starts without them.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from headswitch._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._errors import ExportError
@@ -35,29 +36,16 @@ __all__ = [
     "render_report",
 ]
 
-_WHERE = {
-    "DEFAULT_BASE": ("_exporter", "DEFAULT_BASE"),
-    "BackboneReport": ("_keras_backbone", "BackboneReport"),
-    "ExportError": ("_errors", "ExportError"),
-    "ExportReport": ("_exporter", "ExportReport"),
-    "InspectError": ("_inspect", "InspectError"),
-    "TaskResult": ("_exporter", "TaskResult"),
-    "export_backbone": ("_keras_backbone", "export_backbone"),
-    "export_from": ("_next", "export_from"),
-    "export_models": ("_exporter", "export_models"),
-    "inspect_export": ("_inspect", "inspect_export"),
+__getattr__, __dir__ = lazy_names(__name__, {
+    "DEFAULT_BASE": "_exporter",
+    "BackboneReport": "_keras_backbone",
+    "ExportError": "_errors",
+    "ExportReport": "_exporter",
+    "InspectError": "_inspect",
+    "TaskResult": "_exporter",
+    "export_backbone": "_keras_backbone",
+    "export_from": "_next",
+    "export_models": "_exporter",
+    "inspect_export": "_inspect",
     "render_report": ("_report", "render"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = _WHERE[name]
-    value = getattr(import_module(f"{__name__}.{module}"), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+}, globals())

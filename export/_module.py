@@ -16,9 +16,9 @@ and times them on that path):
 - Errors stay with their example. A bad task gives its example an ``error`` message, zero scores
   and an empty ``top_label`` instead of failing the run, so under TF Serving's batcher (which
   merges concurrent requests into one run) one client's bad id never fails another client's
-  request. A request whose every example is bad (or that is empty), or whose ``text`` and task
-  inputs differ in length, fails as a whole with INVALID_ARGUMENT: in a merged run that can only
-  happen when every request in it is bad.
+  request; a request of bad tasks only, or an empty one, is answered the same way. Only ``text``
+  and task inputs of different lengths fail the request (INVALID_ARGUMENT): the batcher refuses
+  those before merging, so that failure is the request's own.
 - Heads. Dense-chain heads of one shape form a group; the largest group runs on the whole batch
   (no routing ops at all when it is the only one), each other group on its own examples only
   (gathered, computed, scattered back), except a group of one task, whose plain matmuls on the
@@ -108,6 +108,15 @@ def _rowwise(tf: Any, x: Any, table: Any, rows: Any) -> Any:
     costs a kernel launch per example, and with oneDNN (on by default for recent x86 CPUs, in
     the TensorFlow wheel and the tensorflow/serving image alike) 100+ us at batch 64."""
     return tf.reduce_sum(x[:, None, :] * tf.gather(table, rows), axis=2)
+
+
+def _same_length(tf: Any, text: Any, task: Any, task_input: str) -> Any:
+    """An Assert that ``text`` and the task input hold as many values. TF Serving's batcher
+    refuses such a request before merging it, so this fails a request alone."""
+    size, size_task = tf.size(text), tf.size(task)
+    return tf.debugging.Assert(tf.equal(size, size_task), [
+        f"{c.INPUT_TEXT} and {task_input} must have the same length; got", size,
+        "texts and", size_task])
 
 
 def _append_one(tf: Any, x: Any) -> Any:
@@ -507,7 +516,8 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
             tf.TensorSpec([None], tf.int32, name=c.INPUT_TASK_ID)])
         def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
-            row = tf.raw_ops.Bucketize(input=task_id, boundaries=rows.boundaries)
+            with tf.control_dependencies([_same_length(tf, text, task_id, c.INPUT_TASK_ID)]):
+                row = tf.raw_ops.Bucketize(input=task_id, boundaries=rows.boundaries)
             outputs: dict[str, Any] = self._predict(text, row)
             return outputs
 
@@ -515,7 +525,9 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
             tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
             tf.TensorSpec([None], tf.string, name=c.INPUT_TASK)])
         def by_name(self, text: Any, task: Any) -> dict[str, Any]:
-            outputs: dict[str, Any] = self._predict(text, self._name_to_row.lookup(task))
+            with tf.control_dependencies([_same_length(tf, text, task, c.INPUT_TASK)]):
+                row = self._name_to_row.lookup(task)
+            outputs: dict[str, Any] = self._predict(text, row)
             return outputs
 
         @tf.function(autograph=False, input_signature=[

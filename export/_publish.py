@@ -87,12 +87,12 @@ def staging(base: Path, version: int) -> Iterator[Path]:
         raise ExportError(f"version {version} already exists at {target}; versions are never "
                           "overwritten", hint="omit --version to take the next free number")
     created = [p for p in (base, *base.parents) if not p.exists()]
-    base.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(base)
     temp = base / f"{TEMP_PREFIX}{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    temp.mkdir()
     published = False
-    try:
+    try:  # everything that writes is inside: a signal at any point leaves nothing behind
+        base.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(base)
+        temp.mkdir()
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
         (temp / OWNER_FILE).write_text(json.dumps(owner))
         yield temp
@@ -103,12 +103,22 @@ def staging(base: Path, version: int) -> Iterator[Path]:
         published = True
         _fsync_dir(base)
     finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
+        _remove_tree(temp)
         if not published:  # leave no empty BASE (or parents) this export created
             for folder in created:
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only if empty
+
+
+def _remove_tree(path: Path, attempts: int = 5) -> None:
+    """Remove ``path`` whole; again if a writer still finishing (TensorFlow's file threads
+    after an interrupt) adds a file while it goes."""
+    for _ in range(attempts):
+        if not path.exists():
+            return
+        shutil.rmtree(path, ignore_errors=True)
+        if path.exists():
+            time.sleep(0.05)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -9,7 +9,9 @@ Importing this package is cheap: ``ModelServer``, ``Limits`` and ``ServingError`
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from headswitch._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._errors import ServingError
@@ -19,17 +21,5 @@ if TYPE_CHECKING:
 __all__ = ["Limits", "ModelServer", "ServingError"]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ModelServer":
-        from ._server import ModelServer
-
-        return ModelServer
-    if name == "Limits":
-        from ._limits import Limits
-
-        return Limits
-    if name == "ServingError":
-        from ._errors import ServingError
-
-        return ServingError
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, {
+    "ModelServer": "_server", "Limits": "_limits", "ServingError": "_errors"}, globals())

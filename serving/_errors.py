@@ -30,7 +30,7 @@ class ServingError(Error):
     @property
     def http_status(self) -> int:
         """The HTTP status TF Serving's REST API answers with for this code."""
-        return HTTP_STATUS_OF_CODE.get(self.code_name, 500)
+        return int(HTTP_STATUS_OF_CODE.get(self.code_name, 500))
 
     def to_string(self) -> str:
         """``absl::Status::ToString()``: ``CODE: message``."""
@@ -54,6 +54,10 @@ def not_found(message: str) -> ServingError:
 
 def unavailable(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.UNAVAILABLE, message)
+
+
+def internal(message: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INTERNAL, message)
 
 
 def unimplemented(message: str) -> ServingError:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent import futures
@@ -16,10 +17,11 @@ from tensorflow_serving.apis import (
 )
 
 from ._core import ServingCore
-from ._errors import ServingError
+from ._errors import ServingError, internal
 from ._limits import Limits
 
 _MESSAGE_LIMIT = 1024  # ToGRPCStatus: kErrorMessageLimit
+_log = logging.getLogger(__name__)
 
 
 def status_message(message: str) -> str:
@@ -57,6 +59,10 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except ServingError as exc:
             error = exc
             return _abort(context, exc)
+        except Exception as exc:  # noqa: BLE001 - a bug here must still answer with a code
+            _log.exception("gRPC %s failed", api)
+            error = internal(f"Internal error: {type(exc).__name__}: {exc}")
+            return _abort(context, error)
         finally:
             self._core.record(request.model_spec.name, api, "GRPC", error, started)
             self._core.memory.note(size_bytes=request.ByteSize())

@@ -27,7 +27,7 @@ import uvicorn
 
 from ._config import MonitoringOptions
 from ._core import ServingCore
-from ._errors import ServingError, failed_precondition, invalid_argument
+from ._errors import ServingError, failed_precondition, internal, invalid_argument
 from ._http import (
     LIBEVENT_CONTENT_TYPE,
     LIBEVENT_DEFAULT_CONTENT_TYPE,
@@ -123,6 +123,9 @@ class RestHandler:
             output = self._dispatch(method, uri, body, seen)
         except ServingError as exc:
             error = exc
+        except Exception as exc:  # noqa: BLE001 - a bug here must still answer in JSON
+            _log.exception("REST request %s %s failed", method, uri)
+            error = internal(f"Internal error: {type(exc).__name__}: {exc}")
         self._core.record(seen["model_name"], seen["api"], "REST", error, started)
         if error is not None:
             return error.http_status, error_body(error.message), _JSON

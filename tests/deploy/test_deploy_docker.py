@@ -112,7 +112,7 @@ def test_dockerfile_flags_user_and_ports() -> None:
 
 def test_dockerfile_documents_the_vertex_contract() -> None:
     text = DOCKERFILE.read_text()
-    for needle in (str(REST_PORT), HEALTH_ROUTE, PREDICT_ROUTE, "$(AIP_STORAGE_URI)",
+    for needle in (str(REST_PORT), READY_ROUTE, PREDICT_ROUTE, "$(AIP_STORAGE_URI)",
                    "--model_base_path"):
         assert needle in text, f"the Vertex AI notes in the Dockerfile should mention {needle}"
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from headswitch.deploy import (
-    HEALTH_ROUTE,
     MODEL_NAME,
     PREDICT_ROUTE,
+    READY_ROUTE,
     REST_PORT,
     SERVER_FLAGS,
     DeployError,
@@ -71,7 +71,9 @@ def test_custom_plan_container_spec(fake_export: Path, tf_version: str) -> None:
     assert spec["serving_container_image_uri"] == (
         f"{REGION}-docker.pkg.dev/{PROJECT}/headswitch/headswitch-serving:{tf_version}")
     assert spec["serving_container_ports"] == [REST_PORT] == [8501]
-    assert spec["serving_container_health_route"] == HEALTH_ROUTE == "/v1/models/headswitch"
+    # 200 only while a version is AVAILABLE (the status route stays 200 after a failed load)
+    assert spec["serving_container_health_route"] == READY_ROUTE == \
+        "/v1/models/headswitch/metadata"
     assert spec["serving_container_predict_route"] == PREDICT_ROUTE == (
         "/v1/models/headswitch:predict")
     assert spec["serving_container_command"] == ["tensorflow_model_server"]
@@ -348,7 +350,7 @@ def test_cli_dry_run_calls_nothing(fake_export: Path, monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     for needle in ("dry run", "aiplatform.Model.upload(", f"artifact_uri='{BASE_URI}'",
                    "--model_base_path=$(AIP_STORAGE_URI)", f"serving_container_ports=[{REST_PORT}]",
-                   f"serving_container_health_route='{HEALTH_ROUTE}'",
+                   f"serving_container_health_route='{READY_ROUTE}'",
                    f"serving_container_predict_route='{PREDICT_ROUTE}'",
                    f"{BASE_URI}/2/saved_model.pb", "Endpoint.create(display_name='headswitch')",
                    "machine_type='n1-standard-4'", "headswitch predict --vertex https://",

@@ -72,9 +72,12 @@ def test_a_merged_batch_answers_each_request_as_alone(loaded: Any) -> None:
 
 
 def test_mismatched_lengths_fail_the_request(loaded: Any) -> None:
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"text and task_id must have the same length; got\] \[3\] "
+                             r"\[texts and\] \[2\]"):
         _ids(loaded, ["a", "b", "c"], [0, 1])
-    with pytest.raises(tf.errors.InvalidArgumentError):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="text and task must have the same length"):
         _names(loaded, ["a"], ["topic"] * 2)
     assert _ids(loaded, ["a"], [6])["scores"].shape[0] == 1  # still serving
 

@@ -1,0 +1,246 @@
+"""The in-process runner: read, check, score and write in one process, as a pipeline of threads
+joined by short queues: one reads and checks rows, ``threads`` call the model (TensorFlow runs
+concurrent calls on every core), one writes. Batches carry sequence numbers, so output rows keep
+the input order; the queues are short, so memory stays the same whatever the input's size."""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from . import _fs
+from ._job import STDIN, ScoreOptions, Summary, check_outputs_free, match_inputs, output_paths
+from ._model import (
+    Predictions,
+    Prepared,
+    Scorer,
+    locate_model,
+    prepare,
+    scored_line,
+    scored_record,
+)
+from ._rows import Chunk, RowError, json_line, open_decompressed, read_chunks
+
+_QUEUE_BATCHES = 8
+_SWITCH_INTERVAL = 0.0005  # seconds; measured 1.1x to 1.5x the rows/s of the default 5 ms
+_DONE = None
+
+
+@dataclass
+class Progress:
+    """Counters the pipeline updates and a progress display reads."""
+
+    total_bytes: int | None = None
+    bytes_read: int = 0
+    rows: int = 0
+    scored: int = 0
+    errors: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _Pipeline:
+    def __init__(self, options: ScoreOptions, scorer: Scorer, files: list[str],
+                 progress: Progress, scores_out: IO[bytes], errors_out: IO[bytes],
+                 threads: int) -> None:
+        self.threads = threads
+        self.options = options
+        self.scorer = scorer
+        self.files = files
+        self.progress = progress
+        self.scores_out = scores_out
+        self.errors_out = errors_out
+        self.to_model: queue.Queue[Any] = queue.Queue(_QUEUE_BATCHES)
+        self.to_writer: queue.Queue[Any] = queue.Queue(_QUEUE_BATCHES)
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        names = ["<stdin>" if f == STDIN else f for f in files]
+        self.file_order = {name: i for i, name in enumerate(names)}
+
+    def _put(self, q: queue.Queue[Any], item: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, q: queue.Queue[Any]) -> Any:
+        while True:
+            if self.stop.is_set():
+                raise _Stopped
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    def _guard(self, work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                work()
+            except _Stopped:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.failure = self.failure or exc
+                self.stop.set()
+        return run
+
+    def _chunks(self) -> Iterator[Chunk]:
+        done_bytes = 0
+        size = self.options.batch_size
+        for path in self.files:
+            if path == STDIN:
+                yield from read_chunks(sys.stdin.buffer, "<stdin>", self.options.fmt or "jsonl",
+                                       self.options.spec, size)
+                continue
+            with _fs.open_read(path) as raw:
+                stream = open_decompressed(raw, path)
+                fmt = self.options.format_of(path)
+                for chunk in read_chunks(stream, path, fmt, self.options.spec, size):
+                    self.progress.bytes_read = done_bytes + raw.tell()
+                    yield chunk
+            done_bytes += _fs.size(path)
+            self.progress.bytes_read = done_bytes
+
+    def read(self) -> None:
+        """Chunks of rows (at most --batch-size, within one file) -> checked batches."""
+        tasks = self.scorer.tasks
+        for sequence, chunk in enumerate(self._chunks()):
+            self._put(self.to_model, (sequence, prepare(chunk.rows, tasks, chunk.raws),
+                                      chunk.errors, chunk.read))
+        for _ in range(self.threads):
+            self._put(self.to_model, _DONE)
+
+    def score(self) -> None:
+        while (work := self._get(self.to_model)) is not _DONE:
+            sequence, prepared, refused, rows = work
+            predictions = self.scorer.predict(prepared.texts, prepared.task_ids)
+            self._put(self.to_writer, (sequence, prepared, refused, rows, predictions))
+        self._put(self.to_writer, _DONE)
+
+    def _in_order(self) -> Iterator[tuple[Prepared, list[RowError], int, Predictions]]:
+        waiting: dict[int, Any] = {}
+        following = 0
+        running = self.threads
+        while running:
+            work = self._get(self.to_writer)
+            if work is _DONE:
+                running -= 1
+                continue
+            waiting[work[0]] = work[1:]
+            while following in waiting:
+                yield waiting.pop(following)
+                following += 1
+
+    def write(self) -> None:
+        tasks = self.scorer.tasks
+        with_scores = self.options.with_scores
+        progress = self.progress
+        order = self.file_order
+        for prepared, refused, rows, predictions in self._in_order():
+            lines: list[bytes] = []
+            errors = list(prepared.errors) + refused
+            for i, (row, task_id, raw) in enumerate(zip(prepared.rows, prepared.task_ids,
+                                                        prepared.raws)):
+                if raw is not None and not predictions.errors[i]:
+                    lines.append(scored_line(raw, task_id, predictions, i, tasks, with_scores))
+                    continue
+                record = scored_record(row, task_id, predictions, i, tasks, with_scores,
+                                       in_place=True)
+                if type(record) is dict:
+                    lines.append(json_line(record))
+                else:
+                    errors.append(record)  # type: ignore[arg-type]
+            if lines:
+                self.scores_out.write(b"\n".join(lines) + b"\n")
+            if errors:
+                errors.sort(key=lambda e: (order[e.source], e.line))  # input order within the batch
+                self.errors_out.write(b"".join(json_line(e.to_dict()) + b"\n" for e in errors))
+                progress.error_kinds.update(e.kind for e in errors)
+            progress.scored += len(lines)
+            progress.errors += len(errors)
+            progress.rows += rows
+
+    def run(self, on_tick: Callable[[], None] | None) -> None:
+        work = [self.read] + [self.score] * self.threads + [self.write]
+        threads = [threading.Thread(target=self._guard(f), name=f"score-{f.__name__}",
+                                    daemon=True) for f in work]
+        for t in threads:
+            t.start()
+        try:
+            while threads[-1].is_alive():
+                threads[-1].join(0.2)
+                if on_tick is not None:
+                    on_tick()
+        except BaseException:
+            self.stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join()
+        if self.failure is not None:
+            raise self.failure
+
+
+def _temporary(path: str) -> str:
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def default_threads() -> int:
+    """Model calls in flight: one per core (TensorFlow's own threads work inside each)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def run_in_process(options: ScoreOptions, *, scorer: Scorer | None = None,
+                   threads: int | None = None,
+                   on_start: Callable[[Progress], None] | None = None,
+                   on_tick: Callable[[], None] | None = None) -> Summary:
+    """Score every row of ``options.inputs`` in this process; return what was done.
+
+    The output files are written under temporary names and renamed when the job is complete,
+    so an interrupted job leaves no file that looks finished.
+    """
+    files = match_inputs(options)
+    outputs = output_paths(options.output)
+    check_outputs_free(outputs, options.overwrite)
+    started = time.perf_counter()
+    if scorer is None:
+        scorer = Scorer(locate_model(options.model).path)
+    loaded = time.perf_counter()
+    total = None if STDIN in files else sum(_fs.size(f) for f in files)
+    progress = Progress(total_bytes=total)
+    temporary = [_temporary(p) for p in outputs]
+    # A thread that gets its TensorFlow call back waits for the GIL up to the switch interval
+    # while the reader or writer runs Python; 5 ms by default, enough to leave a core idle.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(_SWITCH_INTERVAL)
+    try:
+        with _fs.open_write(temporary[0]) as scores_out, \
+                _fs.open_write(temporary[1]) as errors_out:
+            if on_start is not None:
+                on_start(progress)
+            _Pipeline(options, scorer, files, progress, scores_out, errors_out,
+                      threads or default_threads()).run(on_tick)
+        for tmp, final in zip(temporary, outputs):
+            _fs.rename(tmp, final)
+    finally:
+        sys.setswitchinterval(switch_interval)
+        for tmp in temporary:
+            _fs.remove(tmp)
+    return Summary(runner="in-process", model=scorer.path, rows=progress.rows,
+                   scored=progress.scored, errors=progress.errors,
+                   seconds=time.perf_counter() - loaded, load_seconds=loaded - started,
+                   error_kinds=progress.error_kinds,
+                   outputs=outputs)

@@ -1,0 +1,234 @@
+"""The SavedModel to score with: which version, its task table, and batched predict calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
+
+from headswitch import contract as c
+
+from . import _fs
+from ._errors import ScoreError
+from ._rows import Row, RowError
+from ._tasks import TaskTable
+
+_MODEL_FILE = "saved_model.pb"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """The version folder to load (``path``), its version and the base folder holding the
+    numbered versions (both None when MODEL was a lone SavedModel folder)."""
+
+    path: str
+    version: int | None
+    base: str | None
+
+    def describe(self) -> str:
+        if self.version is None:
+            return self.path
+        return f"{self.path} (version {self.version} of {self.base})"
+
+
+def _versions(base: str) -> list[int]:
+    return sorted(int(name) for name in _fs.listdir(base)
+                  if name.isdigit() and _fs.exists(_fs.join(base, name, _MODEL_FILE)))
+
+
+def locate_model(spec: str) -> ModelLocation:
+    """``MODEL`` (a base folder: its newest numbered version, pinned now) or ``MODEL/VERSION``
+    or any folder holding a ``saved_model.pb``, locally or on gs://."""
+    path = spec.rstrip("/") or spec
+    name = _fs.basename(path)
+    if _fs.exists(_fs.join(path, _MODEL_FILE)):
+        if name.isdigit():
+            return ModelLocation(path, int(name), _fs.dirname(path))
+        return ModelLocation(path, None, None)
+    if _fs.isdir(path):
+        versions = _versions(path)
+        if versions:
+            return ModelLocation(_fs.join(path, str(versions[-1])), versions[-1], path)
+        raise ScoreError(f"no SavedModel in {spec}: no {_MODEL_FILE} and no numbered version "
+                         "folder holding one",
+                         hint="give the base folder `headswitch export --out` wrote to, or one "
+                         "of its version folders")
+    parent = _fs.dirname(path)
+    if name.isdigit() and parent and _fs.isdir(parent):
+        versions = _versions(parent)
+        listed = ", ".join(map(str, versions)) or "none"
+        raise ScoreError(f"no version {name} in {parent} (versions: {listed})",
+                         hint=f"leave the version out to score with the newest one: {parent}")
+    raise ScoreError(f"no model at {spec}", hint="give the folder `headswitch export --out` "
+                     "wrote to (BASE or BASE/VERSION), local or gs://")
+
+
+class Predictions(NamedTuple):
+    """One model call's outputs; ``errors[i]`` is "" for a row that was scored."""
+
+    scores: np.ndarray[Any, np.dtype[np.float32]]  # [b, K]
+    top_label: list[str]
+    top_score: np.ndarray[Any, np.dtype[np.float32]]  # [b]
+    errors: list[str]
+
+
+class Prepared(NamedTuple):
+    """Rows ready for one model call, and the rows refused before it. ``raws`` are the kept
+    rows' JSON lines, when given (see ``Chunk.raws``)."""
+
+    rows: list[Row]
+    texts: list[bytes]
+    task_ids: list[int]
+    errors: list[RowError]
+    raws: list[bytes | None]
+
+
+def prepare(rows: Sequence[Row], tasks: TaskTable,
+            raws: Sequence[bytes | None] | None = None) -> Prepared:
+    """Check each row's task against the task table and encode its text; refused rows become
+    errors here, so they never reach the model."""
+    good: list[Row] = []
+    texts: list[bytes] = []
+    ids: list[int] = []
+    errors: list[RowError] = []
+    kept: list[bytes | None] = []
+    raw_of = raws if raws is not None else [None] * len(rows)
+    resolve = tasks.resolve
+    known: dict[int | str, int | str] = {}  # a batch names few distinct tasks
+    for row, raw in zip(rows, raw_of):
+        task_id = known.get(row.task)
+        if task_id is None:
+            task_id = known[row.task] = resolve(row.task)
+        if type(task_id) is not int:
+            errors.append(RowError(row.source, row.line, "unknown_task", str(task_id), row.fields))
+            continue
+        try:
+            text = row.text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            errors.append(RowError(row.source, row.line, "bad_text",
+                                   f"text is not valid Unicode: {exc.reason}", row.fields))
+            continue
+        good.append(row)
+        texts.append(text)
+        ids.append(task_id)
+        kept.append(raw)
+    return Prepared(good, texts, ids, errors, kept)
+
+
+def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+                  with_scores: bool, *, in_place: bool = False) -> dict[str, Any] | RowError:
+    """The output line of row ``i`` of a model call: the row's own fields, ``top_label``,
+    ``top_score``, and with ``with_scores`` the task's ``scores`` and ``labels``. With
+    ``in_place`` the row's own field dict becomes the record (for rows parsed for this output
+    alone); otherwise it is copied."""
+    error = predictions.errors[i]
+    if error:
+        return RowError(row.source, row.line, "model_error", error, row.fields)
+    record = row.fields if in_place else dict(row.fields)
+    record["top_label"] = predictions.top_label[i]
+    record["top_score"] = float(predictions.top_score[i])
+    if with_scores:
+        k = tasks.num_classes[task_id]
+        record["scores"] = predictions.scores[i, :k].tolist()
+        record["labels"] = list(tasks.labels[task_id])
+    return record
+
+
+def _model_message(message: str) -> str:
+    """The line of a TensorFlow error that says what is wrong (an assertion's text), without
+    the graph's node names and stack notes around it."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("assertion failed:"):
+            return line[len("assertion failed:"):].strip()
+    skip = ("Graph execution error", "Detected at node", "<stack traces", "[[{{node")
+    useful = [line for line in lines if not line.startswith(skip)]
+    return (useful or lines or ["the model refused this row"])[0]
+
+
+def scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+                with_scores: bool) -> bytes:
+    """The output line of a row given as a JSON object line without any output field: that
+    line, its own fields exactly as they were, with the outputs appended (what
+    ``scored_record`` gives, without parsing and writing the row's fields again)."""
+    dumps = orjson.dumps
+    tail = (b',"top_label":' + dumps(predictions.top_label[i]) + b',"top_score":'
+            + dumps(float(predictions.top_score[i])))
+    if with_scores:
+        k = tasks.num_classes[task_id]
+        tail += (b',"scores":' + dumps(predictions.scores[i, :k].tolist()) + b',"labels":'
+                 + dumps(list(tasks.labels[task_id])))
+    return raw.rstrip()[:-1] + tail + b"}"
+
+
+class Scorer:
+    """A loaded headswitch SavedModel: its task table (read once, from the ``tasks``
+    signature) and batched calls of ``serving_default`` with both inputs."""
+
+    def __init__(self, path: str) -> None:
+        from headswitch._quiet import import_tensorflow
+
+        tf = import_tensorflow()
+        self._tf = tf
+        self.path = path
+        try:
+            loaded = tf.saved_model.load(path)
+        except (OSError, ValueError, tf.errors.OpError) as exc:
+            raise ScoreError(f"cannot load the SavedModel at {path}: {exc}".split("\n")[0],
+                             hint="export it again with `headswitch export`") from exc
+        self._loaded = loaded  # keeps the signatures' variables alive
+        signatures = loaded.signatures
+        missing = [s for s in (c.SIGNATURE_IDS, c.SIGNATURE_TASKS) if s not in signatures]
+        if missing:
+            raise ScoreError(f"{path} is not a headswitch model: no signature "
+                             f"{', '.join(missing)} (it has {', '.join(signatures) or 'none'})",
+                             hint="export the task models with `headswitch export`")
+        self._predict = signatures[c.SIGNATURE_IDS]
+        inputs = set(self._predict.structured_input_signature[1])
+        outputs = set(self._predict.structured_outputs)
+        needed_out = {c.OUTPUT_SCORES, c.OUTPUT_TOP_LABEL, c.OUTPUT_TOP_SCORE}
+        if not {c.INPUT_TEXT, c.INPUT_TASK_ID} <= inputs or not needed_out <= outputs:
+            raise ScoreError(
+                f"{path}: {c.SIGNATURE_IDS} takes {sorted(inputs)} and returns "
+                f"{sorted(outputs)}; batch scoring needs inputs {c.INPUT_TEXT}, "
+                f"{c.INPUT_TASK_ID} and outputs {', '.join(sorted(needed_out))}",
+                hint="export the task models with `headswitch export`")
+        self._has_error = c.OUTPUT_ERROR in outputs
+        table = signatures[c.SIGNATURE_TASKS](**{c.INPUT_UNUSED: tf.constant([0], tf.int32)})
+        self.tasks = TaskTable.from_outputs({k: v.numpy() for k, v in table.items()})
+        self.width = max(self.tasks.num_classes, default=0)
+
+    def _call(self, texts: Sequence[bytes], task_ids: Sequence[int]) -> Predictions:
+        tf = self._tf
+        out = self._predict(**{c.INPUT_TEXT: tf.constant(texts, tf.string),
+                               c.INPUT_TASK_ID: tf.constant(task_ids, tf.int32)})
+        labels = [s.decode("utf-8", "replace") for s in out[c.OUTPUT_TOP_LABEL].numpy()]
+        if self._has_error:
+            errors = [e.decode("utf-8", "replace") for e in out[c.OUTPUT_ERROR].numpy()]
+        else:
+            errors = [""] * len(texts)
+        return Predictions(out[c.OUTPUT_SCORES].numpy(), labels, out[c.OUTPUT_TOP_SCORE].numpy(),
+                           errors)
+
+    def predict(self, texts: Sequence[bytes], task_ids: Sequence[int]) -> Predictions:
+        """One call for the whole batch. Should the model refuse it (which the checks before
+        should make impossible), the batch is halved until the refused rows are found; they
+        get the model's message in ``errors`` and the others are scored."""
+        if not texts:
+            return Predictions(np.zeros((0, self.width), np.float32), [],
+                               np.zeros((0,), np.float32), [])
+        try:
+            return self._call(texts, task_ids)
+        except self._tf.errors.OpError as exc:
+            if len(texts) == 1:
+                message = _model_message(exc.message or str(exc))
+                return Predictions(np.full((1, self.width), np.nan, np.float32), [""],
+                                   np.full((1,), np.nan, np.float32), [message])
+        half = len(texts) // 2
+        a = self.predict(texts[:half], task_ids[:half])
+        b = self.predict(texts[half:], task_ids[half:])
+        return Predictions(np.concatenate([a.scores, b.scores]), a.top_label + b.top_label,
+                           np.concatenate([a.top_score, b.top_score]), a.errors + b.errors)

@@ -1,0 +1,157 @@
+"""The in-process runner on generated rows: serving_default's answers, every row accounted for,
+input order kept, bad rows reported with their reasons."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from score_support import RowsFile, check_errors, check_scored, read_jsonl, write_rows
+
+from headswitch.score import RowSpec, ScoreError, ScoreOptions, Scorer, run_in_process
+
+
+@pytest.fixture(scope="module")
+def scorer(exported: Any) -> Scorer:
+    return Scorer(str(exported.path))
+
+
+def test_rows_in_equal_rows_out_plus_errors_and_match_serving_default(
+        scorer: Scorer, rows_file: RowsFile, reference: dict[int, dict[str, Any]],
+        tmp_path: Path) -> None:
+    summary = run_in_process(ScoreOptions(str(rows_file.path.parent / "*.jsonl"),
+                                          (str(rows_file.path),), str(tmp_path / "out"),
+                                          with_scores=True, batch_size=64),
+                             scorer=scorer, threads=2)
+    scored = read_jsonl(tmp_path / "out.jsonl")
+    errors = read_jsonl(tmp_path / "out.errors.jsonl")
+    assert summary.rows == rows_file.lines == len(scored) + len(errors)
+    assert (summary.scored, summary.errors) == (len(scored), len(errors))
+    assert [r["id"] for r in scored] == [r["id"] for r in rows_file.good]  # input order
+    check_scored(scored, rows_file, reference, scorer.tasks)
+    check_errors(errors, rows_file)
+    assert [e["line"] for e in errors] == sorted(e["line"] for e in errors)
+    assert sum(summary.error_kinds.values()) == summary.errors
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_csv_input_and_tasks_given_on_the_command_line(
+        scorer: Scorer, tmp_path: Path) -> None:
+    path = tmp_path / "docs.csv"
+    path.write_text("doc,body\nd1,great match tonight\nd2,\"free prize, click\"\n")
+    names = (scorer.tasks.names[0], "1")
+    run_in_process(ScoreOptions("m", (str(path),), str(tmp_path / "tagged"),
+                                spec=RowSpec(text_field="body", tasks=names)), scorer=scorer)
+    out = read_jsonl(tmp_path / "tagged.jsonl")
+    assert [(r["doc"], r["task"]) for r in out] == [("d1", names[0]), ("d1", "1"),
+                                                    ("d2", names[0]), ("d2", "1")]
+    want = scorer.predict([b"great match tonight"] * 2 + [b"free prize, click"] * 2,
+                          [0, 1, 0, 1])
+    assert [r["top_label"] for r in out] == want.top_label
+    np.testing.assert_allclose([r["top_score"] for r in out], want.top_score, atol=1e-6)
+
+
+def test_a_row_the_model_refuses_does_not_fail_its_batch(scorer: Scorer) -> None:
+    """Host-side checks keep bad tasks away from the model; should the model still refuse a
+    batch, it is halved until the refused row is found, and the others are scored."""
+    texts = [b"great match", b"free prize", b"hello", b"bye"]
+    got = scorer.predict(texts, [0, 1, 99, 2])
+    assert [bool(e) for e in got.errors] == [False, False, True, False]
+    assert "99" in got.errors[2] or "range" in got.errors[2]
+    alone = scorer.predict([texts[3]], [2])
+    assert got.top_label[3] == alone.top_label[0]
+    np.testing.assert_allclose(got.scores[3], alone.scores[0], atol=1e-6)
+
+
+def test_memory_does_not_hold_the_input(scorer: Scorer, rows_file: RowsFile,
+                                        tmp_path: Path, task_names: list[str]) -> None:
+    """The pipeline's queues are bounded: while the reader is blocked, the batches in flight
+    stay a handful however long the input is."""
+    from headswitch.score import _local
+
+    big = write_rows(tmp_path / "big.jsonl", task_names, n=20_000, seed=1)
+    held: list[int] = []
+    real_put = _local._Pipeline._put
+
+    def put(self: Any, q: Any, item: Any) -> None:
+        held.append(q.qsize())
+        real_put(self, q, item)
+
+    _local._Pipeline._put = put  # type: ignore[method-assign]
+    try:
+        run_in_process(ScoreOptions("m", (str(big.path),), str(tmp_path / "o"), batch_size=32),
+                       scorer=scorer, threads=2)
+    finally:
+        _local._Pipeline._put = real_put  # type: ignore[method-assign]
+    assert max(held) <= _local._QUEUE_BATCHES
+    assert len(read_jsonl(tmp_path / "o.jsonl")) == len(big.good)
+
+
+def test_existing_outputs_are_kept_unless_overwrite(scorer: Scorer, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "a", "task": 0}\n')
+    (tmp_path / "out.jsonl").write_text("precious\n")
+    options = ScoreOptions("m", (str(src),), str(tmp_path / "out"))
+    with pytest.raises(ScoreError, match="exists") as info:
+        run_in_process(options, scorer=scorer)
+    assert info.value.hint and "--overwrite" in info.value.hint
+    assert (tmp_path / "out.jsonl").read_text() == "precious\n"
+    run_in_process(ScoreOptions("m", (str(src),), str(tmp_path / "out"), overwrite=True),
+                   scorer=scorer)
+    assert json.loads((tmp_path / "out.jsonl").read_text())["text"] == "a"
+
+
+def test_a_failure_midway_leaves_no_output_that_looks_finished(
+        scorer: Scorer, rows_file: RowsFile, tmp_path: Path) -> None:
+    class Broken(Scorer):
+        def __init__(self) -> None:
+            self.__dict__.update(scorer.__dict__)
+            self.calls = 0
+            self.lock = threading.Lock()
+
+        def predict(self, texts: Any, task_ids: Any) -> Any:
+            with self.lock:
+                self.calls += 1
+                if self.calls == 5:
+                    raise OSError("disk on fire")
+            return scorer.predict(texts, task_ids)
+
+    with pytest.raises(OSError, match="disk on fire"):
+        run_in_process(ScoreOptions("m", (str(rows_file.path),), str(tmp_path / "out"),
+                                    batch_size=16), scorer=Broken())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_matching_input_names_the_pattern(scorer: Scorer, tmp_path: Path) -> None:
+    with pytest.raises(ScoreError, match=r"no file matches --input .*nothing-\*\.jsonl"):
+        run_in_process(ScoreOptions("m", (str(tmp_path / "nothing-*.jsonl"),),
+                                    str(tmp_path / "o")), scorer=scorer)
+    (tmp_path / "rows.txt").write_text("x\n")
+    with pytest.raises(ScoreError, match="cannot tell the format") as info:
+        run_in_process(ScoreOptions("m", (str(tmp_path / "rows.txt"),), str(tmp_path / "o")),
+                       scorer=scorer)
+    assert info.value.hint == "--format jsonl|csv|tsv"
+
+
+def test_output_lines_keep_the_rows_fields_however_they_were_written(
+        scorer: Scorer, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{ "text" : "great match" , "task": 0, "n": 123456789012345678901234 }  \r\n'
+                    b'{"text": "free prize", "task": 1, "top_label": "stale", "scores": [1]}\n'
+                    b'\xef\xbb\xbf{"text": "bom", "task": 2}\n')
+    run_in_process(ScoreOptions("m", (str(src),), str(tmp_path / "out"), with_scores=True),
+                   scorer=scorer)
+    out = read_jsonl(tmp_path / "out.jsonl")
+    want = scorer.predict([b"great match", b"free prize", b"bom"], [0, 1, 2])
+    assert out[0]["n"] == 123456789012345678901234
+    assert out[1]["top_label"] == want.top_label[1] != "stale"
+    for i, record in enumerate(out):
+        assert set(record) >= {"text", "task", "top_label", "top_score", "scores", "labels"}
+        assert record["top_label"] == want.top_label[i]
+        k = scorer.tasks.num_classes[i]
+        np.testing.assert_allclose(record["scores"], want.scores[i][:k], atol=1e-6)
+        assert record["labels"] == list(scorer.tasks.labels[i])

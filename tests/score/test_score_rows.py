@@ -1,0 +1,119 @@
+"""Reading rows (JSON lines, CSV, TSV, compressed) and checking tasks, without a model."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+from typing import Any
+
+import pytest
+
+from headswitch.score import Row, RowError, RowSpec, TaskTable
+from headswitch.score._rows import detect_format, json_line, open_decompressed, read_rows
+
+TABLE = TaskTable(("topic", "spam", "2019"), (5, 2, 1),
+                  (("a", "b", "c", "d", "e"), ("ham", "spam"), ("x",)),
+                  ("softmax", "softmax", "linear"))
+
+
+def _read(data: bytes, fmt: str = "jsonl", spec: RowSpec | None = None) -> list[Any]:
+    return list(read_rows(io.BytesIO(data), "in", fmt, spec or RowSpec()))
+
+
+def test_jsonl_rows_keep_every_field_and_their_line() -> None:
+    data = b'{"id": 7, "text": "hi", "task": "spam", "x": [1, {"y": null}]}\n\n' \
+           b'{"text": "yo", "task": 0}\n'
+    first, second = _read(data)
+    assert first == Row({"id": 7, "text": "hi", "task": "spam", "x": [1, {"y": None}]}, "hi",
+                        "spam", "in", 1)
+    assert (second.task, second.line) == (0, 3)  # the blank line 2 is no row
+
+
+@pytest.mark.parametrize(("line", "kind", "words"), [
+    (b"{oops", "bad_json", "not JSON"),
+    (b'{"text": "\xff\xfe", "task": 0}', "bad_json", "not UTF-8"),
+    (b"[1, 2]", "not_an_object", "JSON object"),
+    (b'"text"', "not_an_object", "JSON object"),
+    (b'{"task": 0}', "missing_field", "'text'"),
+    (b'{"text": "t"}', "missing_field", "'task'"),
+    (b'{"text": null, "task": 0}', "bad_text", "string"),
+    (b'{"text": "t", "task": false}', "bad_task", "boolean"),
+    (b'{"text": "t", "task": [0]}', "bad_task", "list"),
+    (b'{"text": "t", "task": null}', "bad_task", "null"),
+])
+def test_bad_json_lines_become_errors_with_a_reason(line: bytes, kind: str, words: str) -> None:
+    (error,) = _read(b'{"text": "fine", "task": 0}\n' + line + b"\n")[1:]
+    assert isinstance(error, RowError)
+    assert (error.kind, error.line, error.source) == (kind, 2, "in")
+    assert words in error.message
+    record = error.to_dict()
+    assert set(record) == {"file", "line", "error", "message", "input"}
+    assert json_line(record)  # always writable
+
+
+def test_integers_past_64_bits_and_byte_order_marks_are_read_exactly() -> None:
+    big = 123456789012345678901234567890
+    rows = _read(b'\xef\xbb\xbf{"text": "a", "task": 0}\n'
+                 + f'{{"id": {big}, "text": "b", "task": 1}}\n'.encode())
+    assert [r.text for r in rows] == ["a", "b"]
+    assert rows[1].fields["id"] == big
+    assert json_line(rows[1].fields) == f'{{"id":{big},"text":"b","task":1}}'.encode()
+
+
+def test_csv_and_tsv_rows_by_column_name() -> None:
+    data = "\ufeffid,task,text\n1,spam,\"free, prize\"\n2,0,\"two\nlines\"\n3,topic\n4,1,x,extra\n"
+    rows = _read(data.encode(), "csv")
+    assert [r.fields for r in rows[:2]] == [
+        {"id": "1", "task": "spam", "text": "free, prize"},
+        {"id": "2", "task": "0", "text": "two\nlines"}]
+    assert [r.line for r in rows] == [2, 3, 5, 6]  # a record's first line
+    assert [type(r).__name__ for r in rows] == ["Row", "Row", "RowError", "RowError"]
+    assert rows[2].kind == rows[3].kind == "bad_record"
+    (tsv,) = _read(b"text\ttask\nhello\tspam\n", "tsv")
+    assert (tsv.text, tsv.task) == ("hello", "spam")
+
+
+def test_csv_without_the_text_column_reports_each_row() -> None:
+    rows = _read(b"body,task\nhello,spam\nbye,spam\n", "csv")
+    assert [(r.kind, r.line) for r in rows] == [("missing_field", 2), ("missing_field", 3)]
+    assert "no 'text' column (columns: body, task)" in rows[0].message
+    rows = _read(b"body,kind\nhello,spam\n", "csv", RowSpec(text_field="body", task_field="kind"))
+    assert (rows[0].text, rows[0].task) == ("hello", "spam")
+
+
+def test_csv_bytes_that_are_not_utf8_are_an_error_not_a_crash() -> None:
+    rows = _read(b"text,task\ncaf\xe9,0\nok,1\n", "csv")
+    assert rows[0].kind == "bad_text" and "UTF-8" in rows[0].message
+    assert rows[1].text == "ok"
+
+
+def test_tasks_option_scores_each_row_with_every_given_task() -> None:
+    rows = _read(b'{"text": "a", "task": "ignored", "id": 1}\n',
+                 spec=RowSpec(tasks=("topic", "spam")))
+    assert [(r.task, r.fields["task"], r.line) for r in rows] == [("topic", "topic", 1),
+                                                                 ("spam", "spam", 1)]
+
+
+def test_task_table_resolves_ids_names_and_ids_written_as_text() -> None:
+    assert [TABLE.resolve(t) for t in (0, "spam", "1", " 2 ", "2019")] == [0, 1, 1, 2, 2]
+    for bad in (3, -1, "sports", "", "1.0"):
+        reason = TABLE.resolve(bad)
+        assert isinstance(reason, str) and "unknown task" in reason
+        assert "3 tasks: ids 0..2, names topic, spam, 2019" in reason
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".bz2"])
+def test_compressed_files_are_read_through(suffix: str) -> None:
+    data = b'{"text": "a", "task": 0}\n'
+    packed = {"": data, ".gz": gzip.compress(data), ".bz2": bz2.compress(data)}[suffix]
+    stream = open_decompressed(io.BytesIO(packed), f"rows.jsonl{suffix}")
+    assert [r.text for r in read_rows(stream, "x", "jsonl", RowSpec())
+            if isinstance(r, Row)] == ["a"]
+    assert detect_format(f"rows.jsonl{suffix}") == "jsonl"
+
+
+def test_formats_from_file_names() -> None:
+    assert [detect_format(n) for n in ("a.JSONL", "a.ndjson", "a.json", "a.csv.gz", "a.tsv",
+                                       "a.txt", "noext")] == [
+        "jsonl", "jsonl", "jsonl", "csv", "tsv", None, None]
