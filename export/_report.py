@@ -69,7 +69,9 @@ def render(report: ExportReport, console: Any) -> None:
         ("merged SavedModel (served)", human_bytes(report.served_bytes)),
         ("  with assets.extra (warmup, manifest, stored heads)",
          human_bytes(report.merged_bytes)),
-        ("  merged / originals", f"{report.merged_bytes / max(report.originals_bytes, 1):.3f}"),
+        *([("  merged / originals",
+            f"{report.merged_bytes / max(report.originals_bytes, 1):.3f}")]
+          if since is None else []),  # a version --from reads only its new files
         ("backbone alone (SavedModel)", human_bytes(report.backbone_bytes)),
         ("heads (weights)", human_bytes(report.heads_bytes)),
         ("stored heads (assets.extra)", human_bytes(report.heads_store_bytes)),
