@@ -39,9 +39,11 @@ every N loaded and timed interleaved round by round (same texts, same tasks):
               ``Session::Run`` with the SignatureDef's tensor names (``_cpath.CSession``, the C
               API of the wheel's libtensorflow_cc), inputs built once, every output of the
               signature fetched (as TF Serving does) and not read back; oneDNN off
-              (TF_ENABLE_ONEDNN_OPTS=0). The headline column.
+              (TF_ENABLE_ONEDNN_OPTS=0).
   cpp_onednn  the same with the wheel's default oneDNN setting (on for x86 CPUs with
-              AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; the JSON records what it was).
+              AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; the JSON records what it was). The
+              headline column: TF Serving's release image is built with oneDNN
+              (``--define=build_with_onednn_v2=true`` in its .bazelrc) and has the same default.
   eager       the loaded signature called from Python (``tf.saved_model.load``), outputs read
               back with ``.numpy()``: what an in-process Python user pays; secondary.
 
@@ -1336,9 +1338,9 @@ def main(argv: list[str] | None = None) -> int:
                    "C++ paths still in children); for tests")
     p.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS),
                    help="latency paths to measure (default: all)")
-    p.add_argument("--headline", choices=CPP_PATHS, default="cpp",
-                   help="the C++ path of the headline table, figure and floors (default: cpp, "
-                   "oneDNN off)")
+    p.add_argument("--headline", choices=CPP_PATHS, default="cpp_onednn",
+                   help="the C++ path of the headline table, figure and floors (default: "
+                   "cpp_onednn, the wheel's and TF Serving's default oneDNN setting)")
     args = p.parse_args(argv)
     if args.headline not in args.paths:
         p.error(f"--headline {args.headline} must be one of --paths")

@@ -45,7 +45,8 @@ def test_quick_machinery(example_models: Any, tmp_path: Path) -> None:
         (c, 3) for c in ("headswitch", "multi_output", "per_task_sigs", "separate")}
     jobs = small["latency_jobs"]
     assert list(jobs) == ["cpp", "cpp_onednn", "eager"]
-    assert jobs["cpp"]["onednn"] is False  # the headline C++ column ran with oneDNN off
+    assert jobs["cpp"]["onednn"] is False  # the second C++ column ran with oneDNN off
+    assert data["settings"]["headline"] == "cpp_onednn"
     for row in rows.values():
         assert row["bytes"] > 0 and row["load_seconds"] > 0 and row["peak_rss"] > 0
         for path in jobs:
@@ -54,7 +55,7 @@ def test_quick_machinery(example_models: Any, tmp_path: Path) -> None:
                 assert latency["samples"] >= 2
                 assert 0 < latency["p50_ms"] <= latency["p99_ms"]
                 assert latency["throughput"] > 0 and latency["p50_x"] > 0
-        assert row["ratio"]["p50_b1"] == row["latency"]["cpp"]["1"]["p50_x"]
+        assert row["ratio"]["p50_b1"] == row["latency"]["cpp_onednn"]["1"]["p50_x"]
     assert rows[("backbone", None)]["ratio"]["bytes"] == 1.0
     # A 3-task mixed batch of 64 needs one call per distinct task for the per-task contenders,
     # on every path.
