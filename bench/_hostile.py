@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from headswitch.serving import Limits
+
 GOOD = {"instances": [{"text": "the striker scored twice", "task_id": 0}]}
 
 
@@ -28,11 +30,12 @@ class Target:
     rest_url: str
     grpc_address: str
     model: str
-    max_request_bytes: int = 16 * 2**20
-    max_examples: int = 1024
-    max_string_bytes: int = 2**20
-    read_timeout: float = 30.0
-    idle_timeout: float = 60.0
+    # the server's limits; the defaults are the embedded server's
+    max_request_bytes: int = Limits.max_request_bytes
+    max_examples: int = Limits.max_examples
+    max_string_bytes: int = Limits.max_string_bytes
+    read_timeout: float = Limits.read_timeout
+    idle_timeout: float = Limits.idle_timeout
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -107,24 +110,34 @@ def _instances(target: Target, count: int, text: str = "hi") -> bytes:
     return ('{"instances": [' + ",".join([item] * count) + "]}").encode()
 
 
+def _read_answer(sock: socket.socket, received: bytearray, *, head_alone: bool) -> None:
+    """Read an HTTP answer into ``received`` until its Content-Length is in, the server closes,
+    or (``head_alone``) its head is in when it has no Content-Length. Socket errors propagate;
+    what was read stays in ``received``."""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        received += chunk
+        head_end = received.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = re.search(rb"(?i)content-length:\s*(\d+)", received[:head_end])
+            if length is None:
+                if head_alone:
+                    return
+            elif len(received) >= head_end + 4 + int(length.group(1)):
+                return
+
+
 def _raw_http(target: Target, data: bytes, wait: float) -> Outcome:
     """Send bytes on a fresh connection and read the answer: its status line and body, "none"
     when the server closes without answering, "open" when it still has not after ``wait``."""
     started = time.perf_counter()
-    received = b""
+    received = bytearray()
     with socket.create_connection(target.host_port, timeout=wait) as sock:
         sock.sendall(data)
         try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                received += chunk
-                head_end = received.find(b"\r\n\r\n")
-                if head_end >= 0:
-                    length = re.search(rb"(?i)content-length:\s*(\d+)", received[:head_end])
-                    if length is None or len(received) >= head_end + 4 + int(length.group(1)):
-                        break
+            _read_answer(sock, received, head_alone=True)
         except TimeoutError:
             seconds = time.perf_counter() - started
             return Outcome("open", detail=f"no answer, still open after {seconds:.0f} s",
@@ -157,7 +170,7 @@ def _upload(target: Target, body: bytes, timeout: float = 300) -> Outcome:
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     started = time.perf_counter()
-    received = b""
+    received = bytearray()
     with socket.create_connection(target.host_port, timeout=timeout) as sock:
         sock.sendall(head)
         view = memoryview(body)
@@ -172,16 +185,7 @@ def _upload(target: Target, body: bytes, timeout: float = 300) -> Outcome:
             pass
         sock.settimeout(timeout)
         try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                received += chunk
-                head_end = received.find(b"\r\n\r\n")
-                if head_end >= 0:
-                    length = re.search(rb"(?i)content-length:\s*(\d+)", received[:head_end])
-                    if length and len(received) >= head_end + 4 + int(length.group(1)):
-                        break
+            _read_answer(sock, received, head_alone=False)
         except OSError:
             pass
     seconds = time.perf_counter() - started

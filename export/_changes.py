@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from . import _formats, _sources
-from ._collect import Progress, Task, read_head
+from ._collect import Progress, Task, file_tasks, make_task
 from ._errors import ExportError
 from ._keras import TF_KERAS
 from ._leaves import match
 from ._previous import PreviousVersion
-from ._split import label
 
 _GC_EVERY = 16
 
@@ -101,19 +100,12 @@ def collect(changes: Changes, previous: PreviousVersion, *, tolerance: float, un
     names: dict[str, Path] = {}
     for index, source in enumerate(changes.sources):
         loaded = _formats.load(source, unsafe=unsafe)
-        outputs = [t.output for t in loaded.tasks]
-        named = _sources.task_names(source, [o or "" for o in outputs])
         answers = loaded.original(texts)
-        sha, size = _sources.sha256(source.path), _sources.size(source.path)
-        for order, name, output, labels in named:
-            _sources.check_name(name, source.path, names)
-            k = outputs.index(output) if output is not None else 0
-            model = loaded.tasks[k].model
-            where = label(source.path, output)
-            split, tolerated = match(model, stored, values, tolerance, where, previous.label)
-            tasks.append(Task(order, name, labels, source, output, k, loaded.format,
-                              loaded.notes, read_head(model, split, where), split, answers[k],
-                              tolerated, sha, size))
+        digest = _sources.sha256(source.path), _sources.size(source.path)
+        for t in file_tasks(source, loaded, names):
+            split, tolerated = match(loaded.tasks[t.index].model, stored, values, tolerance,
+                                     t.where, previous.label)
+            tasks.append(make_task(source, loaded, t, split, answers, tolerated, digest))
         revived = loaded.kit is TF_KERAS
         del loaded
         if revived or index % _GC_EVERY == 0:

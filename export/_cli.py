@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from headswitch._errors import Error
 from headswitch._errors import report as report_error
 from headswitch.contract import DEFAULT_BASE, DEFAULT_MODEL_NAME
 
 from ._errors import ExportError
 
+T = TypeVar("T")
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -110,6 +113,22 @@ def _check_flags(args: argparse.Namespace) -> None:
                               "previous version's", hint=f"drop {flag}")
 
 
+def _answer(run: Callable[[], T], failed: str, as_json: bool, data: Callable[[T], Any],
+            show: Callable[[T], None]) -> int:
+    """Run a command: its error as one line and a hint (exit 2), or its result as JSON or as
+    ``show`` prints it (exit 0)."""
+    try:
+        result = run()
+    except Error as e:  # ExportError, InspectError
+        report_error(e, failed)
+        return 2
+    if as_json:
+        print(json.dumps(data(result), indent=2))
+    else:
+        show(result)
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from rich import progress as bars
     from rich.console import Console
@@ -161,40 +180,27 @@ def _export(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ._inspect import InspectError, inspect_export, render_inspection
+    from ._inspect import inspect_export, render_inspection
 
-    try:
-        info = inspect_export(args.path)
-    except InspectError as e:
-        report_error(e, "inspect failed")
-        return 2
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        render_inspection(info, Console())
-    return 0
+    return _answer(lambda: inspect_export(args.path), "inspect failed", args.json,
+                   lambda info: info, lambda info: render_inspection(info, Console()))
 
 
 def _backbone(args: argparse.Namespace) -> int:
     from headswitch._quiet import import_tensorflow
 
-    from ._keras_backbone import export_backbone
+    from ._keras_backbone import BackboneReport, export_backbone
 
-    import_tensorflow()
-    try:
-        report = export_backbone(args.version, args.out,
-                                 unsafe_deserialization=args.unsafe_deserialization)
-    except ExportError as e:
-        report_error(e, "backbone failed")
-        return 2
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
+    def show(report: BackboneReport) -> None:
         print(f"wrote {report.path}: the backbone of version {report.version} ({report.keras}, "
               f"{report.layers} layers, {report.parameters:,} weights, frozen), "
               f"{report.features_width} features; identical to the version's on its "
               f"{report.probe_texts} probe texts")
-    return 0
+
+    import_tensorflow()
+    return _answer(lambda: export_backbone(args.version, args.out,
+                                           unsafe_deserialization=args.unsafe_deserialization),
+                   "backbone failed", args.json, BackboneReport.to_dict, show)
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -202,13 +208,6 @@ def _diff(args: argparse.Namespace) -> int:
 
     from ._diff import diff_versions, render_diff
 
-    try:
-        info = diff_versions(args.a, args.b)
-    except ExportError as e:
-        report_error(e, "diff failed")
-        return 2
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        render_diff(info, Console(), all_tasks=args.all)
-    return 0
+    return _answer(lambda: diff_versions(args.a, args.b), "diff failed", args.json,
+                   lambda info: info,
+                   lambda info: render_diff(info, Console(), all_tasks=args.all))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,35 @@ def read_head(model: Any, split: int, where: str) -> Head:
     return analyse_head(head)
 
 
+@dataclasses.dataclass
+class FileTask:
+    """One task of a loaded model file, before its backbone is checked."""
+    order: tuple[int, int]  # task-id order key
+    name: str
+    output: str | None
+    labels: tuple[str, ...] | None
+    index: int  # the output's position among the file's tasks (``loaded.tasks[index]``)
+    where: str  # how messages name it: the file, and the output if any
+
+
+def file_tasks(source: _sources.ModelSource, loaded: _formats.LoadedModel,
+               names: dict[str, Path]) -> Iterator[FileTask]:
+    """The tasks of one loaded file, named (manifest or file stem) and checked for repeated
+    names against ``names``."""
+    outputs = [t.output for t in loaded.tasks]
+    for order, name, output, labels in _sources.task_names(source, [o or "" for o in outputs]):
+        _sources.check_name(name, source.path, names)
+        k = outputs.index(output) if output is not None else 0
+        yield FileTask(order, name, output, labels, k, label(source.path, output))
+
+
+def make_task(source: _sources.ModelSource, loaded: _formats.LoadedModel, t: FileTask,
+              split: int, answers: list[Any], tolerated: float, digest: tuple[str, int]) -> Task:
+    return Task(t.order, t.name, t.labels, source, t.output, t.index, loaded.format,
+                loaded.notes, read_head(loaded.tasks[t.index].model, split, t.where), split,
+                answers[t.index], tolerated, *digest)
+
+
 def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tolerance: float,
             unsafe: bool, accept_shorter: bool, progress: Progress | None = None) -> Collected:
     first_loaded = _formats.load(sources[0], unsafe=unsafe)
@@ -75,27 +104,19 @@ def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tol
     compared = 0
     for index, source in enumerate(sources):
         loaded = first_loaded if index == 0 else _formats.load(source, unsafe=unsafe)
-        outputs = [t.output for t in loaded.tasks]
-        named = _sources.task_names(source, [o or "" for o in outputs])
         answers = loaded.original(texts)
-        sha, size = _sources.sha256(source.path), _sources.size(source.path)
-        for order, name, output, labels in named:
-            _sources.check_name(name, source.path, names)
-            k = outputs.index(output) if output is not None else 0
-            model = loaded.tasks[k].model
-            where = label(source.path, output)
+        digest = _sources.sha256(source.path), _sources.size(source.path)
+        for t in file_tasks(source, loaded, names):
             tolerated = 0.0
-            if index or k:
-                splitter.add(model, where)
+            if index or t.index:
+                splitter.add(loaded.tasks[t.index].model, t.where)
                 tolerated = splitter.accepted(compared)
                 compared += 1
-            split = splitter.current()
-            tasks.append(Task(order, name, labels, source, output, k, loaded.format,
-                              loaded.notes, read_head(model, split, where), split, answers[k],
-                              tolerated, sha, size))
+            tasks.append(make_task(source, loaded, t, splitter.current(), answers, tolerated,
+                                   digest))
         if index:
             revived = loaded.kit is TF_KERAS
-            del loaded, model
+            del loaded
             # Keras models hold reference cycles; a full collection is slow, but a tf_keras
             # model revived from a folder keeps its own copy of every variable until collected
             # (measured: +20 MB per TF-Hub-style folder without it, flat with it).

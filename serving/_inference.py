@@ -126,6 +126,24 @@ def _run(
     return outputs
 
 
+def _run_examples(
+    servable: Servable,
+    request: Any,
+    limits: Limits,
+    check: Callable[[Any], tuple[str, list[str]]],
+    response: Any,
+    on_runtime: Callable[[float], None] | None,
+) -> tuple[Any, list[str], list[Any], int]:
+    """Classify and Regress: the signature checked by ``check``, the response's model spec
+    set, the serialized examples run. Returns (signature, output names, outputs, examples)."""
+    _, signature = _signature(servable, request)
+    input_name, output_names = check(signature)
+    _model_spec(response.model_spec, request, servable)
+    examples = _serialized_examples(request.input, limits)
+    outputs = _run(servable, signature, input_name, output_names, examples, on_runtime)
+    return signature, output_names, outputs, len(examples)
+
+
 def classify(
     servable: Servable,
     request: Any,
@@ -135,13 +153,9 @@ def classify(
     """``RunClassify``: a ``ClassificationResponse``."""
     from tensorflow_serving.apis import classification_pb2
 
-    _, signature = _signature(servable, request)
-    input_name, output_names = _check_classification_signature(signature)
     response = classification_pb2.ClassificationResponse()
-    _model_spec(response.model_spec, request, servable)
-    examples = _serialized_examples(request.input, limits)
-    outputs = _run(servable, signature, input_name, output_names, examples, on_runtime)
-    count = len(examples)
+    signature, output_names, outputs, count = _run_examples(
+        servable, request, limits, _check_classification_signature, response, on_runtime)
     by_name = dict(zip(output_names, outputs))
     classes = _output(by_name, signature, _CLASSES)
     scores = _output(by_name, signature, _SCORES)
@@ -188,13 +202,9 @@ def regress(
     """``RunRegress``: a ``RegressionResponse``."""
     from tensorflow_serving.apis import regression_pb2
 
-    _, signature = _signature(servable, request)
-    input_name, output_names = _check_regression_signature(signature)
     response = regression_pb2.RegressionResponse()
-    _model_spec(response.model_spec, request, servable)
-    examples = _serialized_examples(request.input, limits)
-    (output,) = _run(servable, signature, input_name, output_names, examples, on_runtime)
-    count = len(examples)
+    _, _, (output,), count = _run_examples(
+        servable, request, limits, _check_regression_signature, response, on_runtime)
     if not (output.ndim == 1 or (output.ndim == 2 and output.shape[1] == 1)):
         raise invalid_argument(
             "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but "
