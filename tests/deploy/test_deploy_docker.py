@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dockerfiles import instructions
 
 from headswitch.contract import DEFAULT_MODEL_NAME
 from headswitch.deploy import (
@@ -34,26 +35,8 @@ DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 
 
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    out: list[tuple[str, str]] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        full = (pending + stripped).strip()
-        pending = ""
-        keyword, _, rest = full.partition(" ")
-        out.append((keyword.upper(), rest.strip()))
-    return out
-
-
 def _args(keyword: str) -> list[str]:
-    return [rest for kw, rest in _instructions() if kw == keyword]
+    return [rest for kw, rest in instructions(DOCKERFILE) if kw == keyword]
 
 
 def _hadolint() -> str | None:
@@ -78,7 +61,7 @@ def test_dockerfile_base_image_is_the_pinned_tensorflow(tf_version: str) -> None
     assert args["TF_SERVING_TAG"] == tf_version
     assert _args("FROM") == ["tensorflow/serving:${TF_SERVING_TAG}"]
     # The ARG is declared before FROM (so FROM can use it) and nowhere else.
-    kinds = [kw for kw, _ in _instructions()]
+    kinds = [kw for kw, _ in instructions(DOCKERFILE)]
     assert kinds.index("ARG") < kinds.index("FROM")
 
 

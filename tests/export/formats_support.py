@@ -22,6 +22,19 @@ TEXTS = ["alpha beta", "", "gamma delta alpha zeta", "unknown words!!", "Beta GA
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
 
 
+def vectorized_trunk(seed: int) -> list[Any]:
+    """The layers of a small Keras 3 text backbone (TextVectorization, Embedding, pooling, a
+    Dense "features" layer), with weights from ``seed``."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return [keras.layers.TextVectorization(vocabulary=WORDS, output_sequence_length=5,
+                                           name="vectorize"),
+            keras.layers.Embedding(len(WORDS) + 2, 4, name="embed"),
+            keras.layers.GlobalAveragePooling1D(name="pool"),
+            keras.layers.Dense(5, activation="tanh", name="features")]
+
+
 def export(capfd: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     """``headswitch export ARGS --json`` in this process; (exit code, stdout, stderr)."""
     capfd.readouterr()

@@ -10,28 +10,19 @@ import keras
 import pytest
 import tensorflow as tf
 from formats_support import (
-    WORDS,
     check_against_originals,
     check_cpp_loader,
     exported,
     keras_original,
     refused,
+    vectorized_trunk,
     write_hub_module,
 )
 
 
-def _vectorized_layers(seed: int) -> list[Any]:
-    keras.utils.set_random_seed(seed)
-    return [keras.layers.TextVectorization(vocabulary=WORDS, output_sequence_length=5,
-                                           name="vectorize"),
-            keras.layers.Embedding(len(WORDS) + 2, 4, name="embed"),
-            keras.layers.GlobalAveragePooling1D(name="pool"),
-            keras.layers.Dense(5, activation="tanh", name="features")]
-
-
 def test_sequential_models_with_and_without_input(tmp_path: Path,
                                                   capfd: pytest.CaptureFixture[str]) -> None:
-    shared = _vectorized_layers(0)
+    shared = vectorized_trunk(0)
     with_input = keras.Sequential([keras.Input(shape=(), dtype="string"), *shared,
                                    keras.layers.Dense(3, activation="softmax")])
     without = keras.Sequential([*shared, keras.layers.Dense(2, activation="sigmoid")])
@@ -90,7 +81,7 @@ def test_lambda_layers_need_the_unsafe_flag(tmp_path: Path,
     for i in range(2):
         text = keras.Input(shape=(), dtype="string")
         x = text
-        for layer in _vectorized_layers(0):
+        for layer in vectorized_trunk(0):
             x = layer(x)
         x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(x)
         keras.utils.set_random_seed(i + 1)

@@ -10,11 +10,11 @@ import keras
 import numpy as np
 import pytest
 from formats_support import (
-    WORDS,
     check_against_originals,
     exported,
     keras_original,
     refused,
+    vectorized_trunk,
     write_hub_module,
 )
 
@@ -30,27 +30,18 @@ def _flat(folder: Path, name: str, layers: list[Any], head_seed: int, width: int
     return model
 
 
-def _trunk(seed: int) -> list[Any]:
-    keras.utils.set_random_seed(seed)
-    return [keras.layers.TextVectorization(vocabulary=WORDS, output_sequence_length=5,
-                                           name="vectorize"),
-            keras.layers.Embedding(len(WORDS) + 2, 4, name="embed"),
-            keras.layers.GlobalAveragePooling1D(name="pool"),
-            keras.layers.Dense(5, activation="tanh", name="features")]
-
-
 @pytest.fixture(scope="module")
 def flat(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """a, b, c share a trunk; 'tuned' fine-tuned its top layer 'features'; 'own' trained its
     own embedding (only the vectorizer is shared with the others)."""
     folder = tmp_path_factory.mktemp("refusals")
-    trunk = _trunk(0)
+    trunk = vectorized_trunk(0)
     models = {name: _flat(folder, name, trunk, seed) for seed, name in enumerate("abc", 1)}
     tuned = trunk[:3] + [keras.layers.Dense(5, activation="tanh", name="features")]
     tuned[3].build((None, 4))
     tuned[3].set_weights([w + 0.01 for w in trunk[3].get_weights()])
     models["tuned"] = _flat(folder, "tuned", tuned, 7)
-    models["own"] = _flat(folder, "own", [trunk[0], *_trunk(9)[1:]], 8)
+    models["own"] = _flat(folder, "own", [trunk[0], *vectorized_trunk(9)[1:]], 8)
     return {"folder": folder, "models": models,
             "paths": {name: folder / f"{name}.keras" for name in models}}
 

@@ -17,6 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from dockerfiles import instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile.beam"
@@ -29,22 +30,6 @@ def _pin(extra: str, package: str) -> str:
                        if re.match(rf"^{package}(\[[^\]]*\])?\s*==", r)]
     assert len(pins) == 1, f"one {package}==X pin expected in the {extra} extra: {pins}"
     return pins[0].split("==", 1)[1].strip()
-
-
-def _instructions() -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    pending = ""
-    for line in DOCKERFILE.read_text().splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        keyword, _, rest = (pending + stripped).strip().partition(" ")
-        pending = ""
-        out.append((keyword.upper(), rest.strip()))
-    return out
 
 
 def test_hadolint_passes_without_any_finding() -> None:
@@ -61,21 +46,21 @@ def test_hadolint_passes_without_any_finding() -> None:
 
 
 def test_image_is_beams_sdk_image_of_the_pinned_beam_and_a_supported_python() -> None:
-    instructions = _instructions()
-    args = dict(rest.split("=", 1) for kw, rest in instructions if kw == "ARG")
+    found = instructions(DOCKERFILE)
+    args = dict(rest.split("=", 1) for kw, rest in found if kw == "ARG")
     assert args["BEAM_VERSION"] == _pin("beam", "apache-beam")
     python = args["PYTHON_VERSION"]
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     low, high = re.findall(r"3\.(\d+)", requires)
     assert int(low) <= int(python.split(".")[1]) < int(high)
-    assert [rest for kw, rest in instructions if kw == "FROM"] == [
+    assert [rest for kw, rest in found if kw == "FROM"] == [
         "apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}"]
-    assert not [kw for kw, _ in instructions if kw in ("ENTRYPOINT", "CMD")], \
+    assert not [kw for kw, _ in found if kw in ("ENTRYPOINT", "CMD")], \
         "Beam's boot program must stay the entrypoint"
 
 
 def test_image_installs_the_beam_extra_and_checks_it() -> None:
-    (run,) = [rest for kw, rest in _instructions() if kw == "RUN"]
+    (run,) = [rest for kw, rest in instructions(DOCKERFILE) if kw == "RUN"]
     assert '"/tmp/headswitch[beam]"' in run and "pip check" in run
     assert "import tensorflow, apache_beam, headswitch.score.beam" in run
     ignored = (ROOT / "Dockerfile.beam.dockerignore").read_text().split()
