@@ -110,6 +110,20 @@ def _instances(target: Target, count: int, text: str = "hi") -> bytes:
     return ('{"instances": [' + ",".join([item] * count) + "]}").encode()
 
 
+def serving_address(stdout: Any, seconds: float) -> tuple[str, str, str]:
+    """Read a starting ``headswitch serve``'s standard output until its "serving ..." line (or
+    ``seconds`` pass): (gRPC address, REST address, the line); empty addresses if it did not
+    say where it serves."""
+    line = ""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = stdout.readline()
+        if not line or "serving" in line:
+            break
+    match = re.search(r"on gRPC (\S+), REST (\S+)", line)
+    return (match.group(1), match.group(2), line) if match else ("", "", line)
+
+
 def _read_answer(sock: socket.socket, received: bytearray, *, head_alone: bool) -> None:
     """Read an HTTP answer into ``received`` until its Content-Length is in, the server closes,
     or (``head_alone``) its head is in when it has no Content-Length. Socket errors propagate;

@@ -141,14 +141,8 @@ def start_server(tree: Tree, base: Path, work: Path, rss_cap: int,
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True,
                                    env=tree.env(), cwd=work)
     assert process.stdout is not None
-    deadline = time.monotonic() + 180
-    line = ""
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line or "serving" in line:
-            break
-    match = re.search(r"on gRPC (\S+), REST (\S+)", line)
-    if match is None:
+    grpc_address, rest_address, line = _hostile.serving_address(process.stdout, 180)
+    if not rest_address:
         process.kill()
         raise RuntimeError(f"server did not start: {line!r}\n{log_path.read_text()[-2000:]}")
     from headswitch.serving import Limits
@@ -159,7 +153,7 @@ def start_server(tree: Tree, base: Path, work: Path, rss_cap: int,
               "max_string_bytes": defaults.max_string_bytes,
               "read_timeout": defaults.read_timeout, "idle_timeout": defaults.idle_timeout,
               **_limits_of(extra or [])}
-    target = _hostile.Target(match.group(2), match.group(1), MODEL, **limits)
+    target = _hostile.Target(rest_address, grpc_address, MODEL, **limits)
     server = Server(process, target, log_path, rss_cap)
 
     def watch() -> None:

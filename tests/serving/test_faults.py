@@ -12,7 +12,6 @@ SIGTERM and a killed exporter is ``bench/fault_bench.py``.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -67,18 +66,12 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_template: Path) -> It
             stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
         )
     assert process.stdout is not None
-    line = ""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line or "serving" in line:
-            break
-    match = re.search(r"on gRPC (\S+), REST (\S+)", line)
-    if match is None:
+    grpc_address, rest_address, line = _hostile().serving_address(process.stdout, 120)
+    if not rest_address:
         process.kill()
         pytest.fail(f"server did not start: {line!r}\n{log.read_text()[-3000:]}")
     target = _hostile().Target(
-        match.group(2), match.group(1), MODEL,
+        rest_address, grpc_address, MODEL,
         max_request_bytes=int(LIMITS["--max-request-bytes"]),
         max_examples=int(LIMITS["--max-examples"]),
         max_string_bytes=int(LIMITS["--max-string-bytes"]),
