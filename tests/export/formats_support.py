@@ -35,6 +35,21 @@ def vectorized_trunk(seed: int) -> list[Any]:
             keras.layers.Dense(5, activation="tanh", name="features")]
 
 
+def tiny_bert(vocabulary: list[str]) -> tuple[Any, Any]:
+    """A KerasHub BERT preprocessor (sequence length 16) and a one-layer BERT backbone of
+    width 8 on ``vocabulary``, weights from seed 0."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocabulary), num_layers=1,
+                                             num_heads=2, hidden_dim=8, intermediate_dim=16,
+                                             max_sequence_length=16)
+    return preprocessor, backbone
+
+
 def export(capfd: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     """``headswitch export ARGS --json`` in this process; (exit code, stdout, stderr)."""
     capfd.readouterr()

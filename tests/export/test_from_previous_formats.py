@@ -14,7 +14,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from formats_support import WORDS, check_against_originals, check_cpp_loader, write_hub_module
+from formats_support import (
+    WORDS,
+    check_against_originals,
+    check_cpp_loader,
+    tiny_bert,
+    write_hub_module,
+)
 
 from headswitch.export import ExportError, export_backbone, export_from, export_models
 
@@ -67,12 +73,7 @@ def test_kerashub_backbone(tmp_path: Path) -> None:
     keras_hub = pytest.importorskip("keras_hub")
     pytest.importorskip("tensorflow_text")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s"]
-    keras.utils.set_random_seed(0)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=1,
-                                             num_heads=2, hidden_dim=8, intermediate_dim=16,
-                                             max_sequence_length=16)
+    preprocessor, backbone = tiny_bert(vocab)
     models, paths = [], []
     for i, classes in enumerate((3, 2, 4)):
         keras.utils.set_random_seed(i + 1)

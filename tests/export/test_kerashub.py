@@ -17,6 +17,7 @@ from formats_support import (
     exported,
     manifest_of,
     refused,
+    tiny_bert,
 )
 
 from headswitch.cli import main
@@ -30,12 +31,7 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##a"]
 @pytest.fixture(scope="module")
 def classifiers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("kerashub")
-    keras.utils.set_random_seed(0)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=VOCAB, lowercase=True)
-    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
-    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(VOCAB), num_layers=1,
-                                             num_heads=2, hidden_dim=8, intermediate_dim=16,
-                                             max_sequence_length=16)
+    preprocessor, backbone = tiny_bert(VOCAB)
     models, paths = [], []
     for i, (classes, activation) in enumerate([(3, None), (2, "softmax")]):
         keras.utils.set_random_seed(i + 1)
