@@ -115,8 +115,8 @@ def main() -> int:
             "max_abs_diff": report["max_abs_diff"],
             "source_format": report["tasks"][0]["source_format"],
         }
-        write_json(Path(args.results) / f"export-tfhub-folders-{args.tasks}.json", result)
         _print(result)
+        write_json(Path(args.results) / f"export-tfhub-folders-{args.tasks}.json", result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -47,15 +47,8 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
+import _measure  # noqa: E402
 import compare  # noqa: E402
-from _measure import (  # noqa: E402
-    load_average,
-    machine,
-    onednn_enabled,
-    percentile,
-    run_child,
-    write_json,
-)
 
 VARIANTS = ("backbone", "headswitch", "one_kind", "minimal", "before")
 TITLES = {
@@ -191,7 +184,7 @@ def build(tf: Any, backbone: Any, first_model: str, heads: list[dict[str, Any]],
             "exports": {str(n): str(work / f"before-{n}") for n in tasks}}
     (work / "before.json").write_text(json.dumps(spec))
     try:
-        run_child(CHILD.format(bench=str(BENCH)), str(work / "before.json"))
+        _measure.run_child(CHILD.format(bench=str(BENCH)), str(work / "before.json"))
     except RuntimeError as e:
         reason = str(e).strip().splitlines()[-1]
         log(f"'before' skipped: {reason}")
@@ -304,8 +297,8 @@ def measure(paths: dict[tuple[str, int | None], str], tasks: list[int], batches:
                     if inst["tasks"] not in (n, None):
                         continue
                     variant, samples = inst["contender"], inst["samples"]
-                    run["p50_us"][variant] = percentile(samples, 50) * 1e6
-                    run["p99_us"][variant] = percentile(samples, 99) * 1e6
+                    run["p50_us"][variant] = _measure.percentile(samples, 50) * 1e6
+                    run["p99_us"][variant] = _measure.percentile(samples, 99) * 1e6
                     run["samples"][variant] = len(samples)
                     run["trace"][variant] = traces_of[(variant, inst["tasks"])]
             for session in sessions.values():
@@ -431,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error("--onednn off needs a process that has not imported TensorFlow yet")
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     started = time.perf_counter()
-    load_average_start = load_average()
+    load_average_start = _measure.load_average()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {msg}", file=sys.stderr, flush=True)
@@ -458,19 +451,20 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {
-        "machine": machine(), "backbone": args.backbone, "onednn": onednn_enabled(),
+        "machine": _measure.machine(), "backbone": args.backbone,
+        "onednn": _measure.onednn_enabled(),
         "path": "C++ loader + Session::Run (bench/_cpath.py), every output fetched",
         "tasks": tasks, "batches": args.batches, "real_heads": real,
         "budget_seconds_per_batch": budget, "traces": traces,
         "variants": {v: TITLES[v] for v in VARIANTS},
         "variants_built": sorted({v for v, _ in paths}, key=VARIANTS.index),
         "before": {"commit": BEFORE_COMMIT, "missing": before_missing},
-        "load_average_start": load_average_start, "load_average_end": load_average(),
+        "load_average_start": load_average_start, "load_average_end": _measure.load_average(),
         "runs": runs, "floors": floors(runs, tasks, args.batches),
         "seconds": time.perf_counter() - started,
     }
     out = Path(args.results) / f"overhead-{args.backbone}.json"
-    write_json(out, result)
+    _measure.write_json(out, result)
     print(tables(result))
     log(f"wrote {out}")
     return 0

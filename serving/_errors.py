@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
 
 from headswitch import Error
@@ -40,29 +42,11 @@ class ServingError(Error):
         return f"ServingError({self.code_name}, {self.message!r})"
 
 
-def invalid_argument(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def failed_precondition(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
-
-
-def not_found(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.NOT_FOUND, message)
-
-
-def unavailable(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
-
-
-def internal(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INTERNAL, message)
-
-
-def unimplemented(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
-
-
-def unknown(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.UNKNOWN, message)
+# One factory per status code: invalid_argument("...") is a ServingError with that code.
+invalid_argument = partial(ServingError, grpc.StatusCode.INVALID_ARGUMENT)
+failed_precondition = partial(ServingError, grpc.StatusCode.FAILED_PRECONDITION)
+not_found = partial(ServingError, grpc.StatusCode.NOT_FOUND)
+unavailable = partial(ServingError, grpc.StatusCode.UNAVAILABLE)
+internal = partial(ServingError, grpc.StatusCode.INTERNAL)
+unimplemented = partial(ServingError, grpc.StatusCode.UNIMPLEMENTED)
+unknown = partial(ServingError, grpc.StatusCode.UNKNOWN)
