@@ -40,6 +40,14 @@ def _batch_sizes(target: Target) -> dict[str, int]:
     return {le: int(count) for le, count in found}
 
 
+def _parameters(allowed: tuple[int, ...] = (), **values: int | bool) -> str:
+    """A batching parameters file (text protobuf): ``name { value: v }`` lines, then
+    ``allowed_batch_sizes`` lines."""
+    lines = [f"{name} {{ value: {str(v).lower() if isinstance(v, bool) else v} }}"
+             for name, v in values.items()]
+    return "\n".join([*lines, *(f"allowed_batch_sizes: {n}" for n in allowed)]) + "\n"
+
+
 def _start(
     factory: Factory, models_root: Path, template: Path, parameters: str, warmup: bool = False
 ) -> Target:
@@ -67,17 +75,9 @@ def _grpc_predict(target: Target, texts: list[str], tasks: list[int]) -> Any:
 def test_concurrent_requests_share_one_run(
     factory: Factory, models_root: Path, model_template: Path
 ) -> None:
-    target = _start(
-        factory,
-        models_root,
-        model_template,
-        (
-            "max_batch_size { value: 8 }\n"
-            "batch_timeout_micros { value: 3000000 }\n"
-            "max_enqueued_batches { value: 4 }\n"
-            "num_batch_threads { value: 1 }\n"
-        ),
-    )
+    target = _start(factory, models_root, model_template, _parameters(
+        max_batch_size=8, batch_timeout_micros=3000000, max_enqueued_batches=4,
+        num_batch_threads=1))
     runs_before = _runs(target)
     sizes_before = _batch_sizes(target)
     # 1 + 1 + 2 + 2 + 2 = 8 examples from 5 requests over both APIs, different tasks each.
@@ -123,17 +123,9 @@ def test_concurrent_requests_share_one_run(
 def test_full_queue_and_oversized_requests(
     factory: Factory, models_root: Path, model_template: Path
 ) -> None:
-    target = _start(
-        factory,
-        models_root,
-        model_template,
-        (
-            "max_batch_size { value: 2 }\n"
-            "batch_timeout_micros { value: 3000000 }\n"
-            "max_enqueued_batches { value: 1 }\n"
-            "num_batch_threads { value: 1 }\n"
-        ),
-    )
+    target = _start(factory, models_root, model_template, _parameters(
+        max_batch_size=2, batch_timeout_micros=3000000, max_enqueued_batches=1,
+        num_batch_threads=1))
     waiting: dict[str, Any] = {}
 
     def first() -> None:
@@ -172,18 +164,9 @@ def test_full_queue_and_oversized_requests(
 
 
 def test_large_batch_splitting(factory: Factory, models_root: Path, model_template: Path) -> None:
-    target = _start(
-        factory,
-        models_root,
-        model_template,
-        (
-            "max_batch_size { value: 8 }\n"
-            "batch_timeout_micros { value: 0 }\n"
-            "num_batch_threads { value: 1 }\n"
-            "enable_large_batch_splitting { value: true }\n"
-            "max_execution_batch_size { value: 2 }\n"
-        ),
-    )
+    target = _start(factory, models_root, model_template, _parameters(
+        max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1,
+        enable_large_batch_splitting=True, max_execution_batch_size=2))
     runs_before = _runs(target)
     texts = ["a", "bb", "ccc", "dddd", "eeeee"]
     tasks = [0, 1, 2, 0, 1]
@@ -200,18 +183,8 @@ def test_large_batch_splitting(factory: Factory, models_root: Path, model_templa
 def test_padding_to_allowed_batch_sizes(
     factory: Factory, models_root: Path, model_template: Path
 ) -> None:
-    target = _start(
-        factory,
-        models_root,
-        model_template,
-        (
-            "max_batch_size { value: 4 }\n"
-            "batch_timeout_micros { value: 0 }\n"
-            "num_batch_threads { value: 1 }\n"
-            "allowed_batch_sizes: 2\n"
-            "allowed_batch_sizes: 4\n"
-        ),
-    )
+    target = _start(factory, models_root, model_template, _parameters(
+        allowed=(2, 4), max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1))
     before = _batch_sizes(target)
     response = target.post(
         PREDICT, json={"inputs": {"text": ["a", "bb", "ccc"], "task_id": [0, 1, 2]}}
@@ -229,12 +202,8 @@ def test_invalid_batching_parameters(
     from headswitch.serving import ServingError
 
     with pytest.raises(ServingError) as info:
-        _start(
-            embedded_factory,
-            models_root,
-            model_template,
-            "max_batch_size { value: 8 }\nallowed_batch_sizes: 2\nallowed_batch_sizes: 4\n",
-        )
+        _start(embedded_factory, models_root, model_template,
+               _parameters(allowed=(2, 4), max_batch_size=8))
     assert info.value.message == (
         "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 4; expected 8"
     )
