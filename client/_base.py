@@ -23,6 +23,7 @@ from ._core import (
     build_predictions,
     check_rows,
     example_errors,
+    removal_messages,
     split,
 )
 from ._errors import HeadswitchError
@@ -92,6 +93,9 @@ class SyncClient(_Base[P]):
     def _tasks_once(self, timeout: float | None) -> list[TaskInfo]:
         raise NotImplementedError
 
+    def _names_once(self, names: list[str], timeout: float | None) -> list[Row]:
+        raise NotImplementedError
+
     def _status_once(self, timeout: float | None) -> ModelStatus:
         raise NotImplementedError
 
@@ -118,7 +122,7 @@ class SyncClient(_Base[P]):
             catalogue = self._refresh(catalogue, limit)
             ids, unknown = catalogue.resolve(refs)
             if unknown:
-                raise catalogue.unknown_names_error(unknown)
+                raise catalogue.unknown_names_error(unknown, self._removed(unknown, limit))
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = self._call(partial(self._predict_once, payload), limit)
@@ -149,6 +153,16 @@ class SyncClient(_Base[P]):
 
     def _call(self, attempt: Callable[[float | None], T], deadline: Deadline) -> T:
         return _retry.call(attempt, self._options.retry, deadline, self._options.timeout)
+
+    def _removed(self, unknown: list[tuple[int, str]], deadline: Deadline) -> dict[str, str]:
+        """What the model says of names its task list lacks: a removed task's name answers
+        "task N ('name') was removed in version V". Asked once, only when a request is refused."""
+        names = sorted({name for _, name in unknown})
+        try:
+            rows = self._call(partial(self._names_once, names), deadline)
+        except HeadswitchError:  # a model without by_name: the client's own message stands
+            return {}
+        return removal_messages(names, rows)
 
     def _refresh(self, stale: Catalogue | None, deadline: Deadline) -> Catalogue:
         with self._lock:  # one request however many threads need the list
@@ -181,6 +195,9 @@ class AsyncClient(_Base[P]):
     async def _tasks_once(self, timeout: float | None) -> list[TaskInfo]:
         raise NotImplementedError
 
+    async def _names_once(self, names: list[str], timeout: float | None) -> list[Row]:
+        raise NotImplementedError
+
     async def _status_once(self, timeout: float | None) -> ModelStatus:
         raise NotImplementedError
 
@@ -207,7 +224,7 @@ class AsyncClient(_Base[P]):
             catalogue = await self._refresh(catalogue, limit)
             ids, unknown = catalogue.resolve(refs)
             if unknown:
-                raise catalogue.unknown_names_error(unknown)
+                raise catalogue.unknown_names_error(unknown, await self._removed(unknown, limit))
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = await self._call(partial(self._predict_once, payload), limit)
@@ -240,6 +257,16 @@ class AsyncClient(_Base[P]):
         self, attempt: Callable[[float | None], Awaitable[T]], deadline: Deadline
     ) -> T:
         return await _retry.acall(attempt, self._options.retry, deadline, self._options.timeout)
+
+    async def _removed(self, unknown: list[tuple[int, str]], deadline: Deadline
+                       ) -> dict[str, str]:
+        """What the model says of names its task list lacks (see SyncClient._removed)."""
+        names = sorted({name for _, name in unknown})
+        try:
+            rows = await self._call(partial(self._names_once, names), deadline)
+        except HeadswitchError:
+            return {}
+        return removal_messages(names, rows)
 
     async def _refresh(self, stale: Catalogue | None, deadline: Deadline) -> Catalogue:
         if self._lock is None:

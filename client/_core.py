@@ -163,18 +163,30 @@ class Catalogue:
     def knows_ids(self, ids: Iterable[int]) -> bool:
         return all(i in self.by_id for i in ids)
 
-    def unknown_names_error(self, unknown: list[tuple[int, str]]) -> HeadswitchError:
+    def unknown_names_error(self, unknown: list[tuple[int, str]],
+                            removed: Mapping[str, str] | None = None) -> HeadswitchError:
+        """The error for names this list does not have; ``removed``: the model's message for
+        names of removed tasks (see ``removal_messages``)."""
         index, name = unknown[0]
+        more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
+        if removed and name in removed:
+            return client_error(f"{removed[name]} (text {index}, task {name!r}){more}",
+                                index=index, task=name)
         names = [t.name for t in self.tasks]
         shown = ", ".join(names[:_MAX_NAMES_SHOWN]) + (", ..." if len(names) > _MAX_NAMES_SHOWN
                                                         else "")
-        more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
         return client_error(
             f"unknown task name {name!r} for text {index}{more}; valid names, "
             f"{len(names)} tasks: {shown}",
             index=index,
             task=name,
         )
+
+
+def removal_messages(names: Sequence[str], rows: Sequence[Row]) -> dict[str, str]:
+    """The model's errors for task names (a ``by_name`` answer, one row per name) that say the
+    task was removed; unknown names are left to the client's own message."""
+    return {name: row[3] for name, row in zip(names, rows) if " was removed in version " in row[3]}
 
 
 def tasks_from_columns(

@@ -197,6 +197,9 @@ class GrpcClient(SyncClient[Any]):
         response = self._rpc(self._prediction.Predict, "Predict", payload, timeout)
         return self._setup.codec.predict_rows(response)  # type: ignore[no-any-return]
 
+    def _names_once(self, names: list[str], timeout: float | None) -> list[Row]:
+        return self._predict_once(self._setup.codec.names_request(self._options, names), timeout)
+
     def _tasks_once(self, timeout: float | None) -> list[TaskInfo]:
         setup = self._setup
         response = self._rpc(self._prediction.Predict, "Predict", setup.tasks_request, timeout)
@@ -297,6 +300,10 @@ class AsyncGrpcClient(AsyncClient[Any]):
     async def _predict_once(self, payload: Any, timeout: float | None) -> list[Row]:
         response = await self._rpc("Predict", payload, timeout)
         return self._setup.codec.predict_rows(response)  # type: ignore[no-any-return]
+
+    async def _names_once(self, names: list[str], timeout: float | None) -> list[Row]:
+        return await self._predict_once(self._setup.codec.names_request(self._options, names),
+                                        timeout)
 
     async def _tasks_once(self, timeout: float | None) -> list[TaskInfo]:
         response = await self._rpc("Predict", self._setup.tasks_request, timeout)

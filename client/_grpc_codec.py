@@ -110,6 +110,19 @@ def tasks_request(options: Options) -> Any:
     return request
 
 
+def names_request(options: Options, names: Sequence[str]) -> Any:
+    """A ``by_name`` request of one empty text per task name: the model's per-example
+    ``error`` says why a name is not served (removed, and in which version, or unknown)."""
+    request = pb.PredictRequest(model_spec=model_spec(options, c.SIGNATURE_NAMES))
+    for key, values in ((c.INPUT_TEXT, [b""] * len(names)),
+                        (c.INPUT_TASK, [name.encode() for name in names])):
+        tensor = request.inputs[key]
+        tensor.dtype = _DT_STRING
+        tensor.tensor_shape.dim.add().size = len(names)
+        tensor.string_val.extend(values)
+    return request
+
+
 def status_request(options: Options) -> Any:
     return pb.GetModelStatusRequest(model_spec=model_spec(options, None))
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Union
 
-from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_TASKS
+from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_NAMES, SIGNATURE_TASKS
 
 from ._auth import Token, TokenSource, google_token
 from ._base import AsyncClient, SyncClient
@@ -22,6 +22,7 @@ from ._rest_codec import (
     Routes,
     decode,
     metadata_from_document,
+    names_body,
     predict_rows,
     raw_predict_url_of,
     status_from_document,
@@ -133,6 +134,7 @@ class _Setup:
         self.predict_url, self.predict_head = self.routes.for_signature(options.signature)
         self.tasks_url, head = self.routes.for_signature(options.tasks_signature)
         self.tasks_body = tasks_body(head)
+        self.names_url, self.names_head = self.routes.for_signature(SIGNATURE_NAMES)
 
     def headers_with(self, authorization: str | None) -> dict[str, str]:
         if authorization is None:
@@ -258,6 +260,10 @@ class RestClient(SyncClient[bytes]):
         url = self._setup.tasks_url
         return tasks_from_document(self._send(url, self._setup.tasks_body, timeout), {"url": url})
 
+    def _names_once(self, names: list[str], timeout: float | None) -> list[Row]:
+        url, body = self._setup.names_url, names_body(self._setup.names_head, names)
+        return predict_rows(self._send(url, body, timeout), {"url": url})
+
     def _status_once(self, timeout: float | None) -> ModelStatus:
         url = self._setup.routes.status_url()
         return status_from_document(self.model, self._send(url, None, timeout), {"url": url})
@@ -350,6 +356,10 @@ class AsyncRestClient(AsyncClient[bytes]):
     async def _predict_once(self, payload: bytes, timeout: float | None) -> list[Row]:
         url = self._setup.predict_url
         return predict_rows(await self._send(url, payload, timeout), {"url": url})
+
+    async def _names_once(self, names: list[str], timeout: float | None) -> list[Row]:
+        url, body = self._setup.names_url, names_body(self._setup.names_head, names)
+        return predict_rows(await self._send(url, body, timeout), {"url": url})
 
     async def _tasks_once(self, timeout: float | None) -> list[TaskInfo]:
         url = self._setup.tasks_url

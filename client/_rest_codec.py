@@ -134,6 +134,13 @@ def tasks_body(head: bytes) -> bytes:
     return head + b'{"%s":0}]}' % c.INPUT_UNUSED.encode()
 
 
+def names_body(head: bytes, names: Sequence[str]) -> bytes:
+    """A ``by_name`` request of one empty text per task name: the model's per-example
+    ``error`` says why a name is not served (removed, and in which version, or unknown)."""
+    return head + b",".join(b'{"%s":"","%s":%s}' % (c.INPUT_TEXT.encode(), c.INPUT_TASK.encode(),
+                                                     _json(name)) for name in names) + b"]}"
+
+
 # ------------------------------------------------------------------------------------ answers
 
 

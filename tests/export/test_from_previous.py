@@ -313,3 +313,44 @@ def test_regression_calls_are_bounded() -> None:
     assert _chunks([CHUNK_TEXT_BYTES, 1, CHUNK_TEXT_BYTES]) == [(0, 1), (1, 2), (2, 3)]
     assert _chunks([1] * (CHUNK + 1)) == [(0, CHUNK), (CHUNK, CHUNK + 1)]
     assert _chunks([]) == []
+
+
+def test_clients_name_a_removed_task(base: Path, task_names: list[str]) -> None:
+    """Through either client, a request for a removed task fails with the model's own "was
+    removed in version V", by name and by id; a name that never existed keeps the client's
+    message."""
+    import asyncio
+
+    from headswitch.client import AsyncRestClient, GrpcClient, HeadswitchError, RestClient
+    from headswitch.serving import ModelServer
+
+    spam = task_names.index("spam")
+    said = f"task {spam} ('spam') was removed in version 2"
+    export_from(base, remove=["spam"])
+    with ModelServer(model_name="headswitch", model_base_path=base, grpc_port=0, rest_port=0,
+                     poll_seconds=0.2) as server:
+        server.wait_until_available()
+        assert server.rest_url is not None and server.grpc_address is not None
+        for client in (RestClient(server.rest_url), GrpcClient(server.grpc_address)):
+            with client:
+                with pytest.raises(HeadswitchError) as by_name:
+                    client.predict(["free money", "hello"], task=["topic", "spam"])
+                assert by_name.value.code == "INVALID_ARGUMENT"
+                assert by_name.value.message == f"{said} (text 1, task 'spam')"
+                with pytest.raises(HeadswitchError) as by_id:
+                    client.predict(["hello"], task=spam)
+                assert by_id.value.code == "INVALID_ARGUMENT" and said in by_id.value.message
+                with pytest.raises(HeadswitchError, match="unknown task name 'weather'"):
+                    client.predict(["hello"], task="weather")
+
+        url = server.rest_url
+
+        async def by_async() -> str:
+            async with AsyncRestClient(url) as client:
+                try:
+                    await client.predict(["hello"], task="spam")
+                except HeadswitchError as error:
+                    return error.message
+            return ""
+
+        assert asyncio.run(by_async()) == f"{said} (text 0, task 'spam')"
