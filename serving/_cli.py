@@ -50,6 +50,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _switch(parser: argparse.ArgumentParser, *names: str, default: bool, help: str) -> None:
+    """A boolean flag as TF Serving takes it: ``--flag``, ``--flag=true`` or ``--flag=false``."""
+    parser.add_argument(*names, dest=names[-1].lstrip("-").replace("-", "_"), nargs="?",
+                        const=True, default=default, type=_bool, help=help)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``serve`` subcommand."""
     parser = subparsers.add_parser(
@@ -105,30 +111,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)",
     )
-    parser.add_argument(
-        "--enable-batching",
-        "--enable_batching",
-        dest="enable_batching",
-        nargs="?",
-        const=True,
-        default=False,
-        type=_bool,
-        help="batch concurrent requests (TF Serving's --enable_batching)",
-    )
+    _switch(parser, "--enable-batching", "--enable_batching", default=False,
+            help="batch concurrent requests (TF Serving's --enable_batching)")
     parser.add_argument(
         "--batching-parameters-file",
         "--batching_parameters_file",
         dest="batching_parameters_file",
         help="BatchingParameters text proto",
     )
-    parser.add_argument(
-        "--monitoring",
-        nargs="?",
-        const=True,
-        default=False,
-        type=_bool,
-        help="serve Prometheus metrics at /monitoring/prometheus/metrics on the REST port",
-    )
+    _switch(parser, "--monitoring", default=False,
+            help="serve Prometheus metrics at /monitoring/prometheus/metrics on the REST port")
     parser.add_argument(
         "--monitoring-config-file",
         "--monitoring_config_file",
@@ -159,16 +151,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=60_000_000,
         help="wait between load retries in microseconds (default 60 s)",
     )
-    parser.add_argument(
-        "--enable-model-warmup",
-        "--enable_model_warmup",
-        dest="enable_model_warmup",
-        nargs="?",
-        const=True,
-        default=True,
-        type=_bool,
-        help=f"replay {ASSETS_EXTRA}/{WARMUP_FILE} at load (default true)",
-    )
+    _switch(parser, "--enable-model-warmup", "--enable_model_warmup", default=True,
+            help=f"replay {ASSETS_EXTRA}/{WARMUP_FILE} at load (default true)")
     limits = parser.add_argument_group(
         "request limits and timeouts (TF Serving has none; requests beyond a limit get an "
         "error that names it)"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 MODEL = "m"
 KINDS = ["embedded", "tfserving-docker"]
@@ -116,6 +116,17 @@ def docker_unavailable_reason() -> str | None:
     return None
 
 
+
+class Launch(NamedTuple):
+    """How a test starts a server (``TargetFactory.start``'s arguments)."""
+
+    base: Path | None
+    model_name: str
+    config_file: Path | None
+    batching_file: Path | None
+    monitoring: bool
+    poll_seconds: float
+
 class Factory:
     """Starts servers of one kind. Paths given to ``start`` are host paths under ``root``."""
 
@@ -141,33 +152,16 @@ class Factory:
         poll_seconds: float = 1.0,
         **embedded_options: Any,
     ) -> Target:
+        launch = Launch(base, model_name, config_file, batching_file, monitoring, poll_seconds)
         if self.kind == "embedded":
-            target = self._start_embedded(
-                base,
-                model_name,
-                config_file,
-                batching_file,
-                monitoring,
-                poll_seconds,
-                embedded_options,
-            )
+            target = self._start_embedded(launch, embedded_options)
         else:
-            target = self._start_docker(
-                base, model_name, config_file, batching_file, monitoring, poll_seconds
-            )
+            target = self._start_docker(launch)
         self._targets.append(target)
         return target
 
-    def _start_embedded(
-        self,
-        base: Path | None,
-        model_name: str,
-        config_file: Path | None,
-        batching_file: Path | None,
-        monitoring: bool,
-        poll_seconds: float,
-        options: dict[str, Any],
-    ) -> Target:
+    def _start_embedded(self, launch: Launch, options: dict[str, Any]) -> Target:
+        base, model_name, config_file, batching_file, monitoring, poll_seconds = launch
         from headswitch.serving import ModelServer
 
         options.setdefault("max_num_load_retries", 0)
@@ -194,15 +188,8 @@ class Factory:
             extra={"server": server},
         )
 
-    def _start_docker(
-        self,
-        base: Path | None,
-        model_name: str,
-        config_file: Path | None,
-        batching_file: Path | None,
-        monitoring: bool,
-        poll_seconds: float,
-    ) -> Target:
+    def _start_docker(self, launch: Launch) -> Target:
+        base, model_name, config_file, batching_file, monitoring, poll_seconds = launch
         import httpx
 
         import docker

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,17 @@ def _start(
     return factory.start(base=base, batching_file=batching)
 
 
+Start = Callable[..., Target]
+
+
+@pytest.fixture
+def start(factory: Factory, models_root: Path, model_template: Path) -> Start:
+    """Start a server of the fixture model with batching parameters given as keywords
+    (``_parameters``)."""
+    return lambda allowed=(), **values: _start(factory, models_root, model_template,
+                                               _parameters(allowed, **values))
+
+
 def _grpc_predict(target: Target, texts: list[str], tasks: list[int]) -> Any:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
@@ -72,12 +84,10 @@ def _grpc_predict(target: Target, texts: list[str], tasks: list[int]) -> Any:
     return target.prediction.Predict(request, timeout=30)
 
 
-def test_concurrent_requests_share_one_run(
-    factory: Factory, models_root: Path, model_template: Path
-) -> None:
-    target = _start(factory, models_root, model_template, _parameters(
+def test_concurrent_requests_share_one_run(start: Start) -> None:
+    target = start(
         max_batch_size=8, batch_timeout_micros=3000000, max_enqueued_batches=4,
-        num_batch_threads=1))
+        num_batch_threads=1)
     runs_before = _runs(target)
     sizes_before = _batch_sizes(target)
     # 1 + 1 + 2 + 2 + 2 = 8 examples from 5 requests over both APIs, different tasks each.
@@ -120,12 +130,10 @@ def test_concurrent_requests_share_one_run(
     assert elapsed < 3.0  # a full batch runs at once, without waiting for the timeout
 
 
-def test_full_queue_and_oversized_requests(
-    factory: Factory, models_root: Path, model_template: Path
-) -> None:
-    target = _start(factory, models_root, model_template, _parameters(
+def test_full_queue_and_oversized_requests(start: Start) -> None:
+    target = start(
         max_batch_size=2, batch_timeout_micros=3000000, max_enqueued_batches=1,
-        num_batch_threads=1))
+        num_batch_threads=1)
     waiting: dict[str, Any] = {}
 
     def first() -> None:
@@ -163,10 +171,10 @@ def test_full_queue_and_oversized_requests(
     assert info.value.details() == "Batching Run() input tensors must have equal 0th-dimension size"
 
 
-def test_large_batch_splitting(factory: Factory, models_root: Path, model_template: Path) -> None:
-    target = _start(factory, models_root, model_template, _parameters(
+def test_large_batch_splitting(start: Start) -> None:
+    target = start(
         max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1,
-        enable_large_batch_splitting=True, max_execution_batch_size=2))
+        enable_large_batch_splitting=True, max_execution_batch_size=2)
     runs_before = _runs(target)
     texts = ["a", "bb", "ccc", "dddd", "eeeee"]
     tasks = [0, 1, 2, 0, 1]
@@ -180,11 +188,9 @@ def test_large_batch_splitting(factory: Factory, models_root: Path, model_templa
     assert _runs(target) - runs_before == 3  # 2 + 2 + 1
 
 
-def test_padding_to_allowed_batch_sizes(
-    factory: Factory, models_root: Path, model_template: Path
-) -> None:
-    target = _start(factory, models_root, model_template, _parameters(
-        allowed=(2, 4), max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1))
+def test_padding_to_allowed_batch_sizes(start: Start) -> None:
+    target = start(
+        allowed=(2, 4), max_batch_size=4, batch_timeout_micros=0, num_batch_threads=1)
     before = _batch_sizes(target)
     response = target.post(
         PREDICT, json={"inputs": {"text": ["a", "bb", "ccc"], "task_id": [0, 1, 2]}}
