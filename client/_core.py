@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from headswitch.contract import TASK_REMOVED
+
 from ._chunking import encode_all, plan
 from ._errors import HeadswitchError, client_error
 from ._retry import RetryPolicy
@@ -186,7 +188,7 @@ class Catalogue:
 def removal_messages(names: Sequence[str], rows: Sequence[Row]) -> dict[str, str]:
     """The model's errors for task names (a ``by_name`` answer, one row per name) that say the
     task was removed; unknown names are left to the client's own message."""
-    return {name: row[3] for name, row in zip(names, rows) if " was removed in version " in row[3]}
+    return {name: row[3] for name, row in zip(names, rows) if f" {TASK_REMOVED} " in row[3]}
 
 
 def tasks_from_columns(

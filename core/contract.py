@@ -26,6 +26,7 @@ __all__ = [
     "INPUT_TEXT",
     "INPUT_UNUSED",
     "MANIFEST_FILE",
+    "TASK_REMOVED",
     "OUTPUT_ERROR",
     "OUTPUT_SCORES",
     "OUTPUT_TOP_LABEL",
@@ -109,6 +110,9 @@ WARMUP_FILE: Final = "tf_serving_warmup_requests"
 """``<version>/assets.extra/tf_serving_warmup_requests``: TFRecord of PredictionLog."""
 MANIFEST_FILE: Final = "headswitch.json"
 """``<version>/assets.extra/headswitch.json``: tasks, labels, sources and verification."""
+TASK_REMOVED: Final = "was removed in version"
+"""In the ``error`` of an example whose task was removed: "task 3 ('spam') was removed in
+version 4" (the clients recognise a removed task's name by it)."""
 
 # ------------------------------------------------------------------------------- status codes
 

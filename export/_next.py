@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from headswitch.contract import ASSETS_EXTRA, DEFAULT_MODEL_NAME, MANIFEST_FILE
+from headswitch.contract import ASSETS_EXTRA, DEFAULT_MODEL_NAME, MANIFEST_FILE, TASK_REMOVED
 
 from . import _changes, _previous, _publish, _regression, _verify, _warmup
 from ._collect import Progress, Task
@@ -41,7 +41,7 @@ from ._serving_ops import check_servable
 
 
 def removed_message(task_id: int, name: str, version: int) -> str:
-    return f"task {task_id} ({name!r}) was removed in version {version}"
+    return f"task {task_id} ({name!r}) {TASK_REMOVED} {version}"
 
 
 def _labels(task: Task, head: Head, before: dict[str, Any] | None) -> list[str]:
