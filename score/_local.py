@@ -23,8 +23,7 @@ from ._model import (
     Scorer,
     locate_model,
     prepare,
-    scored_line,
-    scored_record,
+    scored_lines,
 )
 from ._rows import Chunk, RowError, json_line, open_decompressed, read_chunks
 
@@ -150,19 +149,8 @@ class _Pipeline:
         progress = self.progress
         order = self.file_order
         for prepared, refused, rows, predictions in self._in_order():
-            lines: list[bytes] = []
-            errors = list(prepared.errors) + refused
-            for i, (row, task_id, raw) in enumerate(zip(prepared.rows, prepared.task_ids,
-                                                        prepared.raws)):
-                if raw is not None and not predictions.errors[i]:
-                    lines.append(scored_line(raw, task_id, predictions, i, tasks, with_scores))
-                    continue
-                record = scored_record(row, task_id, predictions, i, tasks, with_scores,
-                                       in_place=True)
-                if type(record) is dict:
-                    lines.append(json_line(record))
-                else:
-                    errors.append(record)  # type: ignore[arg-type]
+            lines, refused_by_model = scored_lines(prepared, predictions, tasks, with_scores)
+            errors = [*prepared.errors, *refused, *refused_by_model]
             if lines:
                 self.scores_out.write(b"\n".join(lines) + b"\n")
             if errors:

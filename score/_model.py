@@ -13,7 +13,7 @@ from headswitch import contract as c
 
 from . import _fs
 from ._errors import ScoreError
-from ._rows import Row, RowError
+from ._rows import Columns, Row, RowError, json_line
 from ._tasks import TaskTable
 
 _MODEL_FILE = "saved_model.pb"
@@ -79,7 +79,7 @@ class Prepared(NamedTuple):
     """Rows ready for one model call, and the rows refused before it. ``raws`` are the kept
     rows' JSON lines, when given (see ``Chunk.raws``)."""
 
-    rows: list[Row]
+    rows: Sequence[Row]
     texts: list[bytes]
     task_ids: list[int]
     errors: list[RowError]
@@ -90,6 +90,8 @@ def prepare(rows: Sequence[Row], tasks: TaskTable,
             raws: Sequence[bytes | None] | None = None) -> Prepared:
     """Check each row's task against the task table and encode its text; refused rows become
     errors here, so they never reach the model."""
+    if type(rows) is Columns:
+        return _prepare_columns(rows, tasks)
     good: list[Row] = []
     texts: list[bytes] = []
     ids: list[int] = []
@@ -149,11 +151,56 @@ def _model_message(message: str) -> str:
     return (useful or lines or ["the model refused this row"])[0]
 
 
-def scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
-                with_scores: bool) -> bytes:
-    """The output line of a row given as a JSON object line without any output field: that
-    line, its own fields exactly as they were, with the outputs appended (what
-    ``scored_record`` gives, without parsing and writing the row's fields again)."""
+def _prepare_columns(rows: Columns, tasks: TaskTable) -> Prepared:
+    """``prepare`` for rows read as columns: their tasks are ints and strings (see
+    ``_columns``), looked up at once; their texts are encoded already."""
+    lookup = tasks.ids.get
+    ids = [lookup(task, -1) for task in rows.tasks]
+    if -1 not in ids:
+        return Prepared(rows, rows.texts, ids, [], rows.raws)
+    refused: list[RowError] = []
+    for k in [k for k, task_id in enumerate(ids) if task_id < 0]:
+        found = tasks.resolve(rows.tasks[k])  # " 2 ", or the reason it is no task
+        if type(found) is int:
+            ids[k] = found
+        else:
+            refused.append(RowError(rows.source, rows.numbers[k], "unknown_task", str(found),
+                                    rows.items[k]))
+    keep = [k for k, task_id in enumerate(ids) if task_id >= 0]
+    good = rows.select(keep)
+    return Prepared(good, good.texts, [ids[k] for k in keep], refused, good.raws)
+
+
+def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
+                 with_scores: bool) -> tuple[list[bytes], list[RowError]]:
+    """The output lines (no newline) of one model call's rows, in order, and the rows the
+    model refused. A row given as a JSON object line without any output field (``raws[i]``
+    set) is that line, its own fields exactly as they were, with the outputs appended: what
+    ``scored_record`` gives, without parsing and writing the row's fields again."""
+    raws = prepared.raws
+    if not with_scores and None not in raws and not any(predictions.errors):
+        dumps = orjson.dumps
+        labels = {label: dumps(label) for label in set(predictions.top_label)}
+        scores = dumps(predictions.top_score.tolist())[1:-1].split(b",")  # one call, not b
+        return [b'%b,"top_label":%b,"top_score":%b}' % (raw.rstrip()[:-1],  # type: ignore[union-attr]
+                                                         labels[label], score)
+                for raw, label, score in zip(raws, predictions.top_label, scores)], []
+    lines: list[bytes] = []
+    refused: list[RowError] = []
+    for i, (row, task_id, raw) in enumerate(zip(prepared.rows, prepared.task_ids, raws)):
+        if raw is not None and not predictions.errors[i]:
+            lines.append(_scored_line(raw, task_id, predictions, i, tasks, with_scores))
+            continue
+        record = scored_record(row, task_id, predictions, i, tasks, with_scores, in_place=True)
+        if type(record) is dict:
+            lines.append(json_line(record))
+        else:
+            refused.append(record)  # type: ignore[arg-type]
+    return lines, refused
+
+
+def _scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+                 with_scores: bool) -> bytes:
     dumps = orjson.dumps
     tail = (b',"top_label":' + dumps(predictions.top_label[i]) + b',"top_score":'
             + dumps(float(predictions.top_score[i])))
@@ -206,8 +253,9 @@ class Scorer:
         out = self._predict(**{c.INPUT_TEXT: tf.constant(texts, tf.string),
                                c.INPUT_TASK_ID: tf.constant(task_ids, tf.int32)})
         labels = [s.decode("utf-8", "replace") for s in out[c.OUTPUT_TOP_LABEL].numpy()]
-        if self._has_error:
-            errors = [e.decode("utf-8", "replace") for e in out[c.OUTPUT_ERROR].numpy()]
+        refused = out[c.OUTPUT_ERROR].numpy() if self._has_error else ()
+        if any(refused):
+            errors = [e.decode("utf-8", "replace") for e in refused]
         else:
             errors = [""] * len(texts)
         return Predictions(out[c.OUTPUT_SCORES].numpy(), labels, out[c.OUTPUT_TOP_SCORE].numpy(),

@@ -20,9 +20,18 @@ class TaskTable:
     labels: tuple[tuple[str, ...], ...]
     activations: tuple[str, ...]
     _ids: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    ids: Mapping[int | str, int] = field(init=False, repr=False, compare=False)
+    """Every task given the way a row may give it (an id, a name, an id written as text) to
+    its id: what ``resolve`` returns for those, in one lookup. Look up ints and strings only
+    (``True`` finds the id 1)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_ids", {name: i for i, name in enumerate(self.names)})
+        names = {name: i for i, name in enumerate(self.names)}
+        object.__setattr__(self, "_ids", names)
+        ids: dict[int | str, int] = {str(i): i for i in range(len(self.names))}
+        ids.update(names)  # a name that looks like an id is that task's name first
+        ids.update((i, i) for i in range(len(self.names)))
+        object.__setattr__(self, "ids", ids)
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> TaskTable:

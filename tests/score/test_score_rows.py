@@ -117,3 +117,80 @@ def test_formats_from_file_names() -> None:
     assert [detect_format(n) for n in ("a.JSONL", "a.ndjson", "a.json", "a.csv.gz", "a.tsv",
                                        "a.txt", "noext")] == [
         "jsonl", "jsonl", "jsonl", "csv", "tsv", None, None]
+
+
+MIXED_LINES = [
+    b'{"id": 1, "text": "a", "task": 0}', b'{"text": "b", "task": "spam"}', b"",
+    b"{oops", b'{"text": "c", "task": "1"}', b'{"text": "d", "task": " 2 "}',
+    b'{"text": "e", "task": "2019"}', b'{"text": "f", "task": 7}', b'{"text": "g", "task": true}',
+    b'{"text": "h", "task": 1.0}', b'{"task": 0}', b'[1]', b'  {"text": "i", "task": 0}',
+    b'{"text": "j", "task": 0, "top_label": "mine"}', b'{"text": "k", "task": "sports"}',
+    b'{"text": "caf\\u00e9", "task": 1}',
+    b'{"id": 123456789012345678901234, "text": "l", "task": 0}',
+    b'{"text": "m", "task": 1}\r',
+]
+
+
+def _flat(chunks: Any) -> tuple[list[Any], list[Any], int]:
+    rows, errors, read = [], [], 0
+    for chunk in chunks:
+        rows += [tuple(row) for row in chunk.rows]
+        errors += chunk.errors
+        read += chunk.read
+    return rows, sorted(errors), read
+
+
+@pytest.mark.parametrize("size", [1, 3, 256])
+@pytest.mark.parametrize("drop", [None, 2, 3, 16])
+def test_column_reader_agrees_with_the_line_by_line_reader(size: int, drop: int | None) -> None:
+    """Groups of good rows are read as columns, with bad lines split out; every row, error,
+    line number and kept JSON line is what the line-by-line reader gives."""
+    from headswitch.score._model import prepare
+    from headswitch.score._rows import _line_chunks, read_chunks
+
+    lines = [line for i, line in enumerate(MIXED_LINES) if i != drop]
+    data = b"\n".join(lines) + b"\n"
+    chunks = list(read_chunks(io.BytesIO(data), "in", "jsonl", RowSpec(), size))
+    expected = list(_line_chunks(data.splitlines(keepends=True), "in", RowSpec(), size, 1))
+    assert _flat(chunks) == _flat(expected)
+    raws = [raw for chunk in chunks for raw in chunk.raws]
+    assert raws == [raw for chunk in expected for raw in chunk.raws]
+    assert all(len(chunk.rows) <= size for chunk in chunks)
+    fast = [prepare(chunk.rows, TABLE, chunk.raws) for chunk in chunks]
+    slow = [prepare(list(chunk.rows), TABLE, chunk.raws) for chunk in chunks]
+    for a, b in zip(fast, slow):
+        assert ([tuple(r) for r in a.rows], a.texts, a.task_ids, a.errors, a.raws) == (
+            [tuple(r) for r in b.rows], b.texts, b.task_ids, b.errors, b.raws)
+    if drop is None:
+        assert [t for p in fast for t in p.task_ids] == [0, 1, 1, 2, 2, 0, 0, 1, 0, 1]
+        assert sorted(e.kind for p in fast for e in p.errors) == ["unknown_task"] * 2
+
+
+def test_scored_lines_of_a_batch_are_the_row_by_row_lines() -> None:
+    """The whole-batch way of writing output lines gives the lines row by row would."""
+    import numpy as np
+
+    from headswitch.score._model import Predictions, prepare, scored_lines
+    from headswitch.score._rows import read_chunks
+
+    data = b'{"id": 1, "text": "a", "task": 0}\n{"text": "b", "task": "spam"}\n' \
+           b'{"text": "c\\u00e9", "task": 2, "n": null}\n'
+    (chunk,) = read_chunks(io.BytesIO(data), "in", "jsonl", RowSpec(), 256)
+    prepared = prepare(chunk.rows, TABLE, chunk.raws)
+    predictions = Predictions(np.full((3, 5), 0.25, np.float32), ["b", "spam", 'x"\u00e9'],
+                              np.array([0.5, 1 / 3, float("nan")], np.float32), ["", "", ""])
+    lines, refused = scored_lines(prepared, predictions, TABLE, False)
+    assert refused == []
+    assert lines == [
+        b'{"id": 1, "text": "a", "task": 0,"top_label":"b","top_score":0.5}',
+        b'{"text": "b", "task": "spam","top_label":"spam","top_score":0.3333333432674408}',
+        b'{"text": "c\\u00e9", "task": 2, "n": null,"top_label":"x\\"\xc3\xa9","top_score":null}']
+    row_by_row = prepared._replace(raws=[*prepared.raws[:2], None])  # the last one re-written
+    lines, _ = scored_lines(row_by_row, predictions, TABLE, False)
+    assert lines[:2] == scored_lines(prepared, predictions, TABLE, False)[0][:2]
+    assert lines[2] == b'{"text":"c\xc3\xa9","task":2,"n":null,"top_label":"x\\"\xc3\xa9",' \
+                       b'"top_score":null}'
+    refusing = predictions._replace(errors=["", "too long", ""])
+    lines, refused = scored_lines(prepared, refusing, TABLE, False)
+    assert len(lines) == 2 and [(e.line, e.kind, e.message) for e in refused] == [
+        (2, "model_error", "too long")]
