@@ -123,40 +123,32 @@ def _in_process(args: argparse.Namespace, options: ScoreOptions) -> Summary | No
     )
     from rich.progress import Progress as Bar
 
-    from headswitch._quiet import import_tensorflow
-
     err = Console(stderr=True)
-    started = time.perf_counter()
-    with err.status("loading the model"):
-        import_tensorflow()
-        from ._model import Scorer
-
-        scorer = Scorer(locate_model(options.model).path)
-    load_seconds = time.perf_counter() - started
+    loading = err.status("loading the model")
     bar = Bar(TextColumn("scoring"), BarColumn(), TaskProgressColumn(),
               TextColumn("{task.fields[rows]:>12,} rows  {task.fields[rate]:>8,.0f} rows/s"),
               TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
     state: dict[str, Any] = {}
 
     def on_start(progress: Progress) -> None:
-        import time
-
+        loading.stop()
+        bar.start()
         state["progress"], state["start"] = progress, time.perf_counter()
         state["task"] = bar.add_task("", total=progress.total_bytes, rows=0, rate=0.0)
 
     def on_tick() -> None:
-        import time
-
         progress = state["progress"]
         elapsed = max(time.perf_counter() - state["start"], 1e-9)
         bar.update(state["task"], completed=progress.bytes_read, rows=progress.rows,
                    rate=progress.rows / elapsed)
 
-    with bar:
-        summary = run_in_process(options, scorer=scorer, threads=args.threads,
-                                 on_start=on_start, on_tick=on_tick)
-    summary.load_seconds = load_seconds
-    return summary
+    loading.start()  # the model loads in run_in_process, while the input is being read
+    try:
+        return run_in_process(options, threads=args.threads, on_start=on_start,
+                              on_tick=on_tick)
+    finally:
+        loading.stop()
+        bar.stop()
 
 
 def _quiet_beam() -> None:

@@ -1,7 +1,8 @@
-"""The in-process runner: read, check, score and write in one process, as a pipeline of threads
-joined by short queues: one reads and checks rows, ``threads`` call the model (TensorFlow runs
-concurrent calls on every core), one writes. Batches carry sequence numbers, so output rows keep
-the input order; the queues are short, so memory stays the same whatever the input's size."""
+"""The in-process runner: one process scores and writes, as a pipeline of threads joined by short
+queues: one checks the rows a reader process parses (``_reader``), ``threads`` call the model
+(TensorFlow runs concurrent calls on every core), one writes. Batches carry sequence numbers,
+so output rows keep the input order; the queues are short, so memory stays the same whatever
+the input's size."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -25,7 +26,8 @@ from ._model import (
     prepare,
     scored_lines,
 )
-from ._rows import Chunk, RowError, json_line, open_decompressed, read_chunks
+from ._reader import ChunkReader
+from ._rows import RowError, json_line
 
 _QUEUE_BATCHES = 8
 _SWITCH_INTERVAL = 0.0005  # seconds; measured 1.1x to 1.5x the rows/s of the default 5 ms
@@ -49,16 +51,13 @@ class _Stopped(Exception):
 
 
 class _Pipeline:
-    def __init__(self, options: ScoreOptions, scorer: Scorer, files: list[str],
-                 progress: Progress, scores_out: IO[bytes], errors_out: IO[bytes],
-                 threads: int) -> None:
+    def __init__(self, options: ScoreOptions, scorer: Scorer, reader: ChunkReader,
+                 files: list[str], progress: Progress, threads: int) -> None:
         self.threads = threads
         self.options = options
         self.scorer = scorer
-        self.files = files
+        self.reader = reader
         self.progress = progress
-        self.scores_out = scores_out
-        self.errors_out = errors_out
         self.to_model: queue.Queue[Any] = queue.Queue(_QUEUE_BATCHES)
         self.to_writer: queue.Queue[Any] = queue.Queue(_QUEUE_BATCHES)
         self.stop = threading.Event()
@@ -96,29 +95,25 @@ class _Pipeline:
                 self.stop.set()
         return run
 
-    def _chunks(self) -> Iterator[Chunk]:
-        done_bytes = 0
-        size = self.options.batch_size
-        for path in self.files:
-            if path == STDIN:
-                yield from read_chunks(sys.stdin.buffer, "<stdin>", self.options.fmt or "jsonl",
-                                       self.options.spec, size)
-                continue
-            with _fs.open_read(path) as raw:
-                stream = open_decompressed(raw, path)
-                fmt = self.options.format_of(path)
-                for chunk in read_chunks(stream, path, fmt, self.options.spec, size):
-                    self.progress.bytes_read = done_bytes + raw.tell()
-                    yield chunk
-            done_bytes += _fs.size(path)
-            self.progress.bytes_read = done_bytes
-
     def read(self) -> None:
-        """Chunks of rows (at most --batch-size, within one file) -> checked batches."""
+        """Chunks of rows from the reader -> checked batches."""
         tasks = self.scorer.tasks
-        for sequence, chunk in enumerate(self._chunks()):
+        sequence = 0
+        while True:
+            try:
+                item = self.reader.get(timeout=0.1)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise _Stopped from None
+                continue
+            if item is None:
+                break
+            chunk, self.progress.bytes_read = item
+            if chunk is None:
+                continue
             self._put(self.to_model, (sequence, prepare(chunk.rows, tasks, chunk.raws),
                                       chunk.errors, chunk.read))
+            sequence += 1
         for _ in range(self.threads):
             self._put(self.to_model, _DONE)
 
@@ -161,7 +156,10 @@ class _Pipeline:
             progress.errors += len(errors)
             progress.rows += rows
 
-    def run(self, on_tick: Callable[[], None] | None) -> None:
+    def run(self, scores_out: IO[bytes], errors_out: IO[bytes],
+            on_tick: Callable[[], None] | None) -> None:
+        self.scores_out = scores_out
+        self.errors_out = errors_out
         work = [self.read] + [self.score] * self.threads + [self.write]
         threads = [threading.Thread(target=self._guard(f), name=f"score-{f.__name__}",
                                     daemon=True) for f in work]
@@ -186,6 +184,29 @@ def _temporary(path: str) -> str:
     return f"{path}.tmp-{os.getpid()}"
 
 
+def _score_to(outputs: Sequence[str], pipeline: _Pipeline,
+              on_start: Callable[[Progress], None] | None,
+              on_tick: Callable[[], None] | None) -> None:
+    """Run the pipeline into temporary files, renamed to ``outputs`` once it is done."""
+    temporary = [_temporary(p) for p in outputs]
+    # A thread that gets its TensorFlow call back waits for the GIL up to the switch interval
+    # while another thread runs Python; 5 ms by default, enough to leave a core idle.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(_SWITCH_INTERVAL)
+    try:
+        with _fs.open_write(temporary[0]) as scores_out, \
+                _fs.open_write(temporary[1]) as errors_out:
+            if on_start is not None:
+                on_start(pipeline.progress)
+            pipeline.run(scores_out, errors_out, on_tick)
+        for tmp, final in zip(temporary, outputs):
+            _fs.rename(tmp, final)
+    finally:
+        sys.setswitchinterval(switch_interval)
+        for tmp in temporary:
+            _fs.remove(tmp)
+
+
 def default_threads() -> int:
     """Model calls in flight: one per core (TensorFlow's own threads work inside each)."""
     return max(1, min(os.cpu_count() or 1, 8))
@@ -204,29 +225,17 @@ def run_in_process(options: ScoreOptions, *, scorer: Scorer | None = None,
     outputs = output_paths(options.output)
     check_outputs_free(outputs, options.overwrite)
     started = time.perf_counter()
-    if scorer is None:
-        scorer = Scorer(locate_model(options.model).path)
-    loaded = time.perf_counter()
-    total = None if STDIN in files else sum(_fs.size(f) for f in files)
-    progress = Progress(total_bytes=total)
-    temporary = [_temporary(p) for p in outputs]
-    # A thread that gets its TensorFlow call back waits for the GIL up to the switch interval
-    # while the reader or writer runs Python; 5 ms by default, enough to leave a core idle.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(_SWITCH_INTERVAL)
+    reader = ChunkReader(files, options)  # starts reading while the model loads
     try:
-        with _fs.open_write(temporary[0]) as scores_out, \
-                _fs.open_write(temporary[1]) as errors_out:
-            if on_start is not None:
-                on_start(progress)
-            _Pipeline(options, scorer, files, progress, scores_out, errors_out,
-                      threads or default_threads()).run(on_tick)
-        for tmp, final in zip(temporary, outputs):
-            _fs.rename(tmp, final)
+        if scorer is None:
+            scorer = Scorer(locate_model(options.model).path)
+        loaded = time.perf_counter()
+        total = None if STDIN in files else sum(_fs.size(f) for f in files)
+        progress = Progress(total_bytes=total)
+        _score_to(outputs, _Pipeline(options, scorer, reader, files, progress,
+                                     threads or default_threads()), on_start, on_tick)
     finally:
-        sys.setswitchinterval(switch_interval)
-        for tmp in temporary:
-            _fs.remove(tmp)
+        reader.close()
     return Summary(runner="in-process", model=scorer.path, rows=progress.rows,
                    scored=progress.scored, errors=progress.errors,
                    seconds=time.perf_counter() - loaded, load_seconds=loaded - started,

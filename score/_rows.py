@@ -222,12 +222,13 @@ def _errors_of(raw: bytes, source: str, spec: RowSpec, number: int) -> list[RowE
 class Columns(Sequence[Row]):
     """Rows of one file as columns: their fields, encoded texts, tasks (not yet checked),
     JSON lines (see ``Chunk.raws``) and line numbers. A ``Row`` is made only when asked
-    for: scoring and writing good rows needs none."""
+    for: scoring and writing good rows needs none. Pickled (to leave a reader process), rows
+    that have their JSON line leave their fields behind: they are read again if asked for."""
 
-    def __init__(self, items: list[dict[str, Any]], texts: list[bytes], tasks: list[int | str],
-                 raws: list[bytes | None], source: str, numbers: Sequence[int],
-                 text_field: str) -> None:
-        self.items = items
+    def __init__(self, items: list[dict[str, Any]] | None, texts: list[bytes],
+                 tasks: list[int | str], raws: list[bytes | None], source: str,
+                 numbers: Sequence[int], text_field: str) -> None:
+        self._items: list[dict[str, Any]] | None = items
         self.texts = texts
         self.tasks = tasks
         self.raws = raws
@@ -235,14 +236,28 @@ class Columns(Sequence[Row]):
         self.numbers = numbers
         self._text_field = text_field
 
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        if self._items is None:
+            self._items = [orjson.loads(raw) for raw in self.raws]  # type: ignore[arg-type]
+        return self._items
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if None not in self.raws:
+            state["_items"] = None
+        return state
+
     def select(self, keep: Sequence[int]) -> Columns:
         """These rows only."""
-        return Columns([self.items[k] for k in keep], [self.texts[k] for k in keep],
+        items = self._items
+        return Columns([items[k] for k in keep] if items is not None else None,
+                       [self.texts[k] for k in keep],
                        [self.tasks[k] for k in keep], [self.raws[k] for k in keep],
                        self.source, [self.numbers[k] for k in keep], self._text_field)
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.texts)
 
     @overload
     def __getitem__(self, i: int) -> Row: ...

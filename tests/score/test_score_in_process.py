@@ -155,3 +155,38 @@ def test_output_lines_keep_the_rows_fields_however_they_were_written(
         k = scorer.tasks.num_classes[i]
         np.testing.assert_allclose(record["scores"], want.scores[i][:k], atol=1e-6)
         assert record["labels"] == list(scorer.tasks.labels[i])
+
+
+def test_a_file_that_breaks_midway_fails_the_job_in_the_reader_process(
+        scorer: Scorer, rows_file: RowsFile, tmp_path: Path) -> None:
+    """The input is parsed in a worker process: its failure (a truncated .gz here) is raised
+    by the job as it was raised there, no output is left, and no process is left behind."""
+    import gzip
+    import multiprocessing
+
+    packed = gzip.compress(rows_file.path.read_bytes())
+    broken = tmp_path / "rows.jsonl.gz"
+    broken.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(EOFError, match="end-of-stream"):
+        run_in_process(ScoreOptions("m", (str(broken),), str(tmp_path / "out"), batch_size=16),
+                       scorer=scorer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl.gz"]
+    assert multiprocessing.active_children() == []
+    (tmp_path / "whole.jsonl.gz").write_bytes(packed)
+    summary = run_in_process(ScoreOptions("m", (str(tmp_path / "whole.jsonl.gz"),),
+                                          str(tmp_path / "out")), scorer=scorer)
+    assert summary.rows == rows_file.lines
+    assert multiprocessing.active_children() == []
+
+
+def test_rows_from_standard_input(scorer: Scorer, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Standard input is read in the scoring process (a worker process cannot read it)."""
+    import io
+
+    lines = b'{"text": "a", "task": 0}\n{"text": "b", "task": 7}\n{"text": "c", "task": 1}\n'
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(lines)))
+    summary = run_in_process(ScoreOptions("m", ("-",), str(tmp_path / "out"), fmt="jsonl"),
+                             scorer=scorer)
+    assert (summary.rows, summary.scored, summary.errors) == (3, 2, 1)
+    assert [r["text"] for r in read_jsonl(tmp_path / "out.jsonl")] == ["a", "c"]
