@@ -70,7 +70,7 @@ class Predictions(NamedTuple):
     """One model call's outputs; ``errors[i]`` is "" for a row that was scored."""
 
     scores: np.ndarray[Any, np.dtype[np.float32]]  # [b, K]
-    top_label: list[str]
+    top_label: list[bytes]  # UTF-8, as the model gives it
     top_score: np.ndarray[Any, np.dtype[np.float32]]  # [b]
     errors: list[str]
 
@@ -130,7 +130,7 @@ def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, task
     if error:
         return RowError(row.source, row.line, "model_error", error, row.fields)
     record = row.fields if in_place else dict(row.fields)
-    record["top_label"] = predictions.top_label[i]
+    record["top_label"] = predictions.top_label[i].decode("utf-8", "replace")
     record["top_score"] = float(predictions.top_score[i])
     if with_scores:
         k = tasks.num_classes[task_id]
@@ -180,7 +180,8 @@ def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
     raws = prepared.raws
     if not with_scores and None not in raws and not any(predictions.errors):
         dumps = orjson.dumps
-        labels = {label: dumps(label) for label in set(predictions.top_label)}
+        labels = {label: dumps(label.decode("utf-8", "replace"))
+                  for label in set(predictions.top_label)}
         scores = dumps(predictions.top_score.tolist())[1:-1].split(b",")  # one call, not b
         return [b'%b,"top_label":%b,"top_score":%b}' % (raw.rstrip()[:-1],  # type: ignore[union-attr]
                                                          labels[label], score)
@@ -202,7 +203,8 @@ def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
 def _scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
                  with_scores: bool) -> bytes:
     dumps = orjson.dumps
-    tail = (b',"top_label":' + dumps(predictions.top_label[i]) + b',"top_score":'
+    tail = (b',"top_label":' + dumps(predictions.top_label[i].decode("utf-8", "replace"))
+            + b',"top_score":'
             + dumps(float(predictions.top_score[i])))
     if with_scores:
         k = tasks.num_classes[task_id]
@@ -252,9 +254,9 @@ class Scorer:
         tf = self._tf
         out = self._predict(**{c.INPUT_TEXT: tf.constant(texts, tf.string),
                                c.INPUT_TASK_ID: tf.constant(task_ids, tf.int32)})
-        labels = [s.decode("utf-8", "replace") for s in out[c.OUTPUT_TOP_LABEL].numpy()]
-        refused = out[c.OUTPUT_ERROR].numpy() if self._has_error else ()
-        if any(refused):
+        labels = out[c.OUTPUT_TOP_LABEL].numpy().tolist()
+        refused = out[c.OUTPUT_ERROR].numpy() if self._has_error else np.zeros(0, object)
+        if refused.astype(bool).any():
             errors = [e.decode("utf-8", "replace") for e in refused]
         else:
             errors = [""] * len(texts)
@@ -273,7 +275,7 @@ class Scorer:
         except self._tf.errors.OpError as exc:
             if len(texts) == 1:
                 message = _model_message(exc.message or str(exc))
-                return Predictions(np.full((1, self.width), np.nan, np.float32), [""],
+                return Predictions(np.full((1, self.width), np.nan, np.float32), [b""],
                                    np.full((1,), np.nan, np.float32), [message])
         half = len(texts) // 2
         a = self.predict(texts[:half], task_ids[:half])

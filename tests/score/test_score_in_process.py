@@ -51,7 +51,7 @@ def test_csv_input_and_tasks_given_on_the_command_line(
                                                     ("d2", names[0]), ("d2", "1")]
     want = scorer.predict([b"great match tonight"] * 2 + [b"free prize, click"] * 2,
                           [0, 1, 0, 1])
-    assert [r["top_label"] for r in out] == want.top_label
+    assert [r["top_label"].encode() for r in out] == want.top_label
     np.testing.assert_allclose([r["top_score"] for r in out], want.top_score, atol=1e-6)
 
 
@@ -148,10 +148,10 @@ def test_output_lines_keep_the_rows_fields_however_they_were_written(
     out = read_jsonl(tmp_path / "out.jsonl")
     want = scorer.predict([b"great match", b"free prize", b"bom"], [0, 1, 2])
     assert out[0]["n"] == 123456789012345678901234
-    assert out[1]["top_label"] == want.top_label[1] != "stale"
+    assert out[1]["top_label"].encode() == want.top_label[1] != b"stale"
     for i, record in enumerate(out):
         assert set(record) >= {"text", "task", "top_label", "top_score", "scores", "labels"}
-        assert record["top_label"] == want.top_label[i]
+        assert record["top_label"].encode() == want.top_label[i]
         k = scorer.tasks.num_classes[i]
         np.testing.assert_allclose(record["scores"], want.scores[i][:k], atol=1e-6)
         assert record["labels"] == list(scorer.tasks.labels[i])

@@ -177,7 +177,8 @@ def test_scored_lines_of_a_batch_are_the_row_by_row_lines() -> None:
            b'{"text": "c\\u00e9", "task": 2, "n": null}\n'
     (chunk,) = read_chunks(io.BytesIO(data), "in", "jsonl", RowSpec(), 256)
     prepared = prepare(chunk.rows, TABLE, chunk.raws)
-    predictions = Predictions(np.full((3, 5), 0.25, np.float32), ["b", "spam", 'x"\u00e9'],
+    predictions = Predictions(np.full((3, 5), 0.25, np.float32),
+                              [b"b", b"spam", 'x"\u00e9'.encode()],
                               np.array([0.5, 1 / 3, float("nan")], np.float32), ["", "", ""])
     lines, refused = scored_lines(prepared, predictions, TABLE, False)
     assert refused == []
