@@ -99,15 +99,7 @@ class _Pipeline:
         """Chunks of rows from the reader -> checked batches."""
         tasks = self.scorer.tasks
         sequence = 0
-        while True:
-            try:
-                item = self.reader.get(timeout=0.1)
-            except queue.Empty:
-                if self.stop.is_set():
-                    raise _Stopped from None
-                continue
-            if item is None:
-                break
+        while (item := self.reader.next()) is not None:
             chunk, self.progress.bytes_read = item
             if chunk is None:
                 continue
@@ -174,6 +166,8 @@ class _Pipeline:
             self.stop.set()
             raise
         finally:
+            if self.stop.is_set():
+                self.reader.close()  # the reading thread may wait on it
             for t in threads:
                 t.join()
         if self.failure is not None:

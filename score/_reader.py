@@ -1,22 +1,28 @@
 """The rows of a job's input files, read and parsed in a worker process: parsing is Python work
 per row, and in the scoring process it would hold the GIL the model threads need between their
 TensorFlow calls (measured: 0.78 of a bare loop's rows/s with the parsing in a thread, 0.98
-without it). Standard input is read in this process."""
+without it). Standard input is read in this process.
+
+The worker is ``python -m headswitch.score._reader``: a new interpreter that imports nothing of
+the caller's (``multiprocessing``'s spawn would import the caller's main module again, which a
+script without an ``if __name__ == "__main__"`` guard cannot survive, and a fork would copy a
+process running TensorFlow's threads). It reads the job (files, options) pickled on its
+standard input and writes pickled items on its standard output; the pipe's buffer is the
+read-ahead, so memory stays the same whatever the input's size."""
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
-import queue
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO
 
 from . import _fs
 from ._job import STDIN, ScoreOptions
 from ._rows import Chunk, open_decompressed, read_chunks
 
-_AHEAD = 8  # chunks parsed ahead of the model
 _END = "end"
 _FAILED = "failed"
 Item = tuple[Chunk | None, int]  # a chunk (None: progress only), and the input bytes read
@@ -50,59 +56,53 @@ def _picklable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _produce(files: list[str], options: ScoreOptions, out: Any, stop: Any) -> None:
-    """The worker process: put every item on ``out``, then ``_END`` (or ``_FAILED`` and the
-    exception), until done or ``stop`` is set."""
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        out.cancel_join_thread()  # exit without waiting for a reader that is gone
-        return False
-
+def _work(job: IO[bytes], out: IO[bytes]) -> None:
+    """The worker: every item of the job read from ``job``, pickled to ``out``, then ``_END``
+    (or ``_FAILED`` and the exception)."""
+    files, options = pickle.load(job)
     try:
         for item in chunks_of(files, options):
-            if not put(item):
-                return
+            pickle.dump(item, out, pickle.HIGHEST_PROTOCOL)
+    except BrokenPipeError:
+        return  # the scoring process stopped reading: it has stopped
     except BaseException as exc:  # noqa: BLE001 - handed to the scoring process
-        put((_FAILED, _picklable(exc)))
-        return
-    put(_END)
+        pickle.dump((_FAILED, _picklable(exc)), out, pickle.HIGHEST_PROTOCOL)
+    else:
+        pickle.dump(_END, out, pickle.HIGHEST_PROTOCOL)
+    out.flush()
 
 
 class ChunkReader:
-    """``get`` gives the next ``Item`` (None at the end) from a worker process, or from this
+    """``next()`` gives the next ``Item`` (None at the end) from a worker process, or from this
     process for standard input. ``close`` stops the worker."""
 
     def __init__(self, files: list[str], options: ScoreOptions) -> None:
         self._local: Iterator[Item] | None = None
-        self._process: Any = None
+        self._process: subprocess.Popen[bytes] | None = None
         if STDIN in files:  # a worker process cannot read this process's standard input
             self._local = chunks_of(files, options)
             return
-        context = multiprocessing.get_context("spawn")  # no fork of a process running TF
-        self._queue: Any = context.Queue(_AHEAD)
-        self._stop = context.Event()
-        self._process = context.Process(target=_produce, name="headswitch-score-reader",
-                                        args=(files, options, self._queue, self._stop),
-                                        daemon=True)
-        self._process.start()
+        self._stderr = tempfile.TemporaryFile()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self._stderr)
+        assert self._process.stdin is not None
+        with self._process.stdin as job:
+            pickle.dump((files, options), job, pickle.HIGHEST_PROTOCOL)
 
-    def get(self, timeout: float) -> Item | None:
-        """The next item, None at the end; ``queue.Empty`` if none came within ``timeout``
-        seconds. Raises what the worker raised."""
+    def next(self) -> Item | None:
+        """The next item, None at the end. Raises what the worker raised."""
         if self._local is not None:
             return next(self._local, None)
+        assert self._process is not None and self._process.stdout is not None
         try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            if not self._process.is_alive():
-                raise RuntimeError(f"the process reading the input exited (exit code "
-                                   f"{self._process.exitcode}) before the end") from None
-            raise
+            item = pickle.load(self._process.stdout)
+        except EOFError:
+            code = self._process.wait()
+            self._stderr.seek(0)
+            said = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+            raise RuntimeError(f"the process reading the input exited (exit code {code}) "
+                               f"before the end{': ' + said[-1] if said else ''}") from None
         if item == _END:
             return None
         if item[0] == _FAILED:
@@ -113,10 +113,13 @@ class ChunkReader:
     def close(self) -> None:
         if self._process is None:
             return
-        self._stop.set()
-        self._process.join(2)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
-        self._queue.close()
-        self._queue.cancel_join_thread()
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        assert self._process.stdout is not None
+        self._process.stdout.close()
+        self._stderr.close()
+
+
+if __name__ == "__main__":
+    _work(sys.stdin.buffer, sys.stdout.buffer)
