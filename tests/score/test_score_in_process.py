@@ -196,3 +196,23 @@ def _children() -> list[int]:
     ``Popen.wait``, so it is gone)."""
     return [int(pid) for task in Path("/proc/self/task").iterdir()
             for pid in (task / "children").read_text().split()]
+
+
+def test_a_script_without_a_main_guard_can_score(exported: Any, rows_file: RowsFile,
+                                                 tmp_path: Path) -> None:
+    """The reader process is a new interpreter that does not import the caller's main module
+    (as multiprocessing's spawn would): a plain script can call run_in_process."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from headswitch.score import ScoreOptions, run_in_process\n"
+        f"s = run_in_process(ScoreOptions({str(exported.path)!r}, ({str(rows_file.path)!r},), "
+        f"{str(tmp_path / 'out')!r}))\n"
+        "print('ROWS', s.rows)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["ROWS", str(rows_file.lines)]
