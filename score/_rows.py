@@ -219,42 +219,40 @@ def _errors_of(raw: bytes, source: str, spec: RowSpec, number: int) -> list[RowE
             for error in chunk.errors]
 
 
+@dataclass(eq=False)
 class Columns(Sequence[Row]):
-    """Rows of one file as columns: their fields, encoded texts, tasks (not yet checked),
-    JSON lines (see ``Chunk.raws``) and line numbers. A ``Row`` is made only when asked
-    for: scoring and writing good rows needs none. Pickled (to leave a reader process), rows
-    that have their JSON line leave their fields behind: they are read again if asked for."""
+    """Rows of one file as columns: their fields (``parsed``), encoded texts, tasks (not yet
+    checked), JSON lines (see ``Chunk.raws``) and line numbers. A ``Row`` is made only when
+    asked for: scoring and writing good rows needs none. Pickled (to leave a reader process),
+    rows that have their JSON line leave their fields behind: they are read again if asked for."""
 
-    def __init__(self, items: list[dict[str, Any]] | None, texts: list[bytes],
-                 tasks: list[int | str], raws: list[bytes | None], source: str,
-                 numbers: Sequence[int], text_field: str) -> None:
-        self._items: list[dict[str, Any]] | None = items
-        self.texts = texts
-        self.tasks = tasks
-        self.raws = raws
-        self.source = source
-        self.numbers = numbers
-        self._text_field = text_field
+    parsed: list[dict[str, Any]] | None
+    texts: list[bytes]
+    tasks: list[int | str]
+    raws: list[bytes | None]
+    source: str
+    numbers: Sequence[int]
+    text_field: str
 
     @property
     def items(self) -> list[dict[str, Any]]:
-        if self._items is None:
-            self._items = [orjson.loads(raw) for raw in self.raws]  # type: ignore[arg-type]
-        return self._items
+        if self.parsed is None:
+            self.parsed = [orjson.loads(raw) for raw in self.raws]  # type: ignore[arg-type]
+        return self.parsed
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if None not in self.raws:
-            state["_items"] = None
+            state["parsed"] = None
         return state
 
     def select(self, keep: Sequence[int]) -> Columns:
         """These rows only."""
-        items = self._items
+        items = self.parsed
         return Columns([items[k] for k in keep] if items is not None else None,
                        [self.texts[k] for k in keep],
                        [self.tasks[k] for k in keep], [self.raws[k] for k in keep],
-                       self.source, [self.numbers[k] for k in keep], self._text_field)
+                       self.source, [self.numbers[k] for k in keep], self.text_field)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -268,7 +266,7 @@ class Columns(Sequence[Row]):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
         item = self.items[i]
-        return Row(item, item[self._text_field], self.tasks[i], self.source, self.numbers[i])
+        return Row(item, item[self.text_field], self.tasks[i], self.source, self.numbers[i])
 
 
 def _line_chunks(lines: list[bytes], source: str, spec: RowSpec, size: int,
