@@ -1,7 +1,8 @@
 """The rows of a job's input files, read and parsed in a worker process: parsing is Python work
 per row, and in the scoring process it would hold the GIL the model threads need between their
-TensorFlow calls (measured: 0.78 of a bare loop's rows/s with the parsing in a thread, 0.98
-without it). Standard input is read in this process.
+TensorFlow calls (in interleaved runs, the pipeline reached 0.78 of a bare loop's rows/s with
+the parsing in a thread, and 0.80 to 0.98 with no parsing in its process; bench/score_bench.py).
+Standard input is read in this process.
 
 The worker is ``python -m headswitch.score._reader``: a new interpreter that imports nothing of
 the caller's (``multiprocessing``'s spawn would import the caller's main module again, which a
