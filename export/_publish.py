@@ -103,11 +103,24 @@ def staging(base: Path, version: int) -> Iterator[Path]:
         published = True
         _fsync_dir(base)
     finally:
+        _clean_up(temp, [] if published else created)
+
+
+def _clean_up(temp: Path, created: list[Path], seconds: float = 3.0) -> None:
+    """Remove ``temp`` and the folders in ``created`` that are left empty (the BASE and parents
+    an unpublished export made). Again for up to ``seconds`` while they are still there: after
+    an interrupt TensorFlow's file threads may still add a file to ``temp``."""
+    deadline = time.monotonic() + seconds
+    while True:
         _remove_tree(temp)
-        if not published:  # leave no empty BASE (or parents) this export created
-            for folder in created:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()  # only if empty
+        for folder in created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        if not temp.exists() and not any(folder.exists() for folder in created):
+            return
+        if time.monotonic() > deadline:
+            return  # a folder holds something else: it is not ours to remove
+        time.sleep(0.05)
 
 
 def _remove_tree(path: Path, attempts: int = 5) -> None:
