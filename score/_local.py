@@ -136,15 +136,16 @@ class _Pipeline:
         progress = self.progress
         order = self.file_order
         for prepared, refused, rows, predictions in self._in_order():
-            lines, refused_by_model = scored_lines(prepared, predictions, tasks, with_scores)
+            block, scored, refused_by_model = scored_lines(prepared, predictions, tasks,
+                                                           with_scores)
             errors = [*prepared.errors, *refused, *refused_by_model]
-            if lines:
-                self.scores_out.write(b"\n".join(lines) + b"\n")
+            if block:
+                self.scores_out.write(block)
             if errors:
                 errors.sort(key=lambda e: (order[e.source], e.line))  # input order within the batch
                 self.errors_out.write(b"".join(json_line(e.to_dict()) + b"\n" for e in errors))
                 progress.error_kinds.update(e.kind for e in errors)
-            progress.scored += len(lines)
+            progress.scored += scored
             progress.errors += len(errors)
             progress.rows += rows
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -17,6 +19,7 @@ from ._rows import Columns, Row, RowError, json_line
 from ._tasks import TaskTable
 
 _MODEL_FILE = "saved_model.pb"
+_WITHOUT_LAST = itemgetter(slice(None, -1))  # a JSON object line without its closing brace
 
 
 @dataclass(frozen=True)
@@ -172,20 +175,24 @@ def _prepare_columns(rows: Columns, tasks: TaskTable) -> Prepared:
 
 
 def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
-                 with_scores: bool) -> tuple[list[bytes], list[RowError]]:
-    """The output lines (no newline) of one model call's rows, in order, and the rows the
-    model refused. A row given as a JSON object line without any output field (``raws[i]``
-    set) is that line, its own fields exactly as they were, with the outputs appended: what
-    ``scored_record`` gives, without parsing and writing the row's fields again."""
+                 with_scores: bool) -> tuple[bytes, int, list[RowError]]:
+    """The output lines of one model call's rows, in order, as one block (each line ends with
+    a newline), their number, and the rows the model refused. A row given as a JSON object line
+    without any output field (``raws[i]`` set) is that line, its own fields exactly as they
+    were, with the outputs appended: what ``scored_record`` gives, without parsing and writing
+    the row's fields again. For a batch of such rows only, the block is made by C loops
+    (``map``, ``zip``, ``join``): no Python step per row."""
     raws = prepared.raws
-    if not with_scores and None not in raws and not any(predictions.errors):
+    if raws and not with_scores and None not in raws and not any(predictions.errors):
         dumps = orjson.dumps
-        labels = {label: dumps(label.decode("utf-8", "replace"))
-                  for label in set(predictions.top_label)}
-        scores = dumps(predictions.top_score.tolist())[1:-1].split(b",")  # one call, not b
-        return [b'%b,"top_label":%b,"top_score":%b}' % (raw.rstrip()[:-1],  # type: ignore[union-attr]
-                                                         labels[label], score)
-                for raw, label, score in zip(raws, predictions.top_label, scores)], []
+        tails = {label: b',"top_label":' + dumps(label.decode("utf-8", "replace"))
+                 + b',"top_score":' for label in set(predictions.top_label)}
+        # One dumps for the batch's scores: "[s0,s1]" -> [b"s0}\n", b"s1}\n"].
+        scores = (dumps(predictions.top_score.tolist())[1:-1] + b",").replace(
+            b",", b"}\n,").split(b",")[:-1]
+        heads = map(_WITHOUT_LAST, map(bytes.rstrip, raws))  # type: ignore[arg-type]
+        return b"".join(chain.from_iterable(zip(
+            heads, map(tails.__getitem__, predictions.top_label), scores))), len(raws), []
     lines: list[bytes] = []
     refused: list[RowError] = []
     for i, (row, task_id, raw) in enumerate(zip(prepared.rows, prepared.task_ids, raws)):
@@ -197,7 +204,7 @@ def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
             lines.append(json_line(record))
         else:
             refused.append(record)  # type: ignore[arg-type]
-    return lines, refused
+    return b"".join(line + b"\n" for line in lines), len(lines), refused
 
 
 def _scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,

@@ -180,18 +180,25 @@ def test_scored_lines_of_a_batch_are_the_row_by_row_lines() -> None:
     predictions = Predictions(np.full((3, 5), 0.25, np.float32),
                               [b"b", b"spam", 'x"\u00e9'.encode()],
                               np.array([0.5, 1 / 3, float("nan")], np.float32), ["", "", ""])
-    lines, refused = scored_lines(prepared, predictions, TABLE, False)
+    def lines_of(prepared: Any, predictions: Any) -> tuple[list[bytes], list[Any]]:
+        block, count, refused = scored_lines(prepared, predictions, TABLE, False)
+        assert block.endswith(b"\n") and block.count(b"\n") == count
+        return block.split(b"\n")[:-1], refused
+
+    lines, refused = lines_of(prepared, predictions)
     assert refused == []
     assert lines == [
         b'{"id": 1, "text": "a", "task": 0,"top_label":"b","top_score":0.5}',
         b'{"text": "b", "task": "spam","top_label":"spam","top_score":0.3333333432674408}',
         b'{"text": "c\\u00e9", "task": 2, "n": null,"top_label":"x\\"\xc3\xa9","top_score":null}']
     row_by_row = prepared._replace(raws=[*prepared.raws[:2], None])  # the last one re-written
-    lines, _ = scored_lines(row_by_row, predictions, TABLE, False)
-    assert lines[:2] == scored_lines(prepared, predictions, TABLE, False)[0][:2]
-    assert lines[2] == b'{"text":"c\xc3\xa9","task":2,"n":null,"top_label":"x\\"\xc3\xa9",' \
-                       b'"top_score":null}'
+    slow, _ = lines_of(row_by_row, predictions)
+    assert slow[:2] == lines[:2]
+    assert slow[2] == b'{"text":"c\xc3\xa9","task":2,"n":null,"top_label":"x\\"\xc3\xa9",' \
+                      b'"top_score":null}'
     refusing = predictions._replace(errors=["", "too long", ""])
-    lines, refused = scored_lines(prepared, refusing, TABLE, False)
+    lines, refused = lines_of(prepared, refusing)
     assert len(lines) == 2 and [(e.line, e.kind, e.message) for e in refused] == [
         (2, "model_error", "too long")]
+    assert scored_lines(prepared._replace(raws=[]), predictions._replace(top_label=[]), TABLE,
+                        False)[:2] == (b"", 0)
