@@ -177,17 +177,23 @@ def _columns(group: list[bytes], source: str, first_line: int, spec: RowSpec
     loads = orjson.loads
     errors: list[RowError] = []
     numbers: Sequence[int] = range(first_line, first_line + len(group))
+    reparsable = True  # every row's fields are orjson.loads of its line
     try:
         items = list(map(loads, group))
         raws: list[bytes] = group
-    except ValueError:  # bad JSON, or a blank line
+    except ValueError:  # bad JSON, a blank line, or a line only the standard library reads
         items, raws, numbers = [], [], []
         for number, raw in enumerate(group, first_line):
             try:
-                items.append(loads(raw))
+                item = loads(raw)
             except ValueError:
-                errors += _errors_of(raw, source, spec, number)
-                continue
+                try:
+                    item = _loads(raw)  # a byte order mark, NaN: read as _line_chunks reads it
+                except ValueError:
+                    errors += _errors_of(raw, source, spec, number)
+                    continue
+                reparsable = False
+            items.append(item)
             raws.append(raw)
             numbers.append(number)
     text_field, task_field = spec.text_field, spec.task_field
@@ -210,7 +216,7 @@ def _columns(group: list[bytes], source: str, first_line: int, spec: RowSpec
     keys_free = _OUTPUT_FIELDS.isdisjoint
     kept: list[bytes | None] = [raw if raw[0] == 123 and keys_free(item) else None  # "{"
                                 for item, raw in zip(items, raws)]
-    return Columns(items, texts, tasks, kept, source, numbers, text_field), errors
+    return Columns(items, texts, tasks, kept, source, numbers, text_field, reparsable), errors
 
 
 def _errors_of(raw: bytes, source: str, spec: RowSpec, number: int) -> list[RowError]:
@@ -233,6 +239,7 @@ class Columns(Sequence[Row]):
     source: str
     numbers: Sequence[int]
     text_field: str
+    reparsable: bool = True  # False: some fields are not orjson.loads of their line
 
     @property
     def items(self) -> list[dict[str, Any]]:
@@ -242,7 +249,7 @@ class Columns(Sequence[Row]):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        if None not in self.raws:
+        if self.reparsable and None not in self.raws:
             state["parsed"] = None
         return state
 
@@ -252,7 +259,8 @@ class Columns(Sequence[Row]):
         return Columns([items[k] for k in keep] if items is not None else None,
                        [self.texts[k] for k in keep],
                        [self.tasks[k] for k in keep], [self.raws[k] for k in keep],
-                       self.source, [self.numbers[k] for k in keep], self.text_field)
+                       self.source, [self.numbers[k] for k in keep], self.text_field,
+                       self.reparsable)
 
     def __len__(self) -> int:
         return len(self.texts)

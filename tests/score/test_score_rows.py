@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import pickle
 from typing import Any
 
 import pytest
@@ -127,7 +128,8 @@ MIXED_LINES = [
     b'{"text": "j", "task": 0, "top_label": "mine"}', b'{"text": "k", "task": "sports"}',
     b'{"text": "caf\\u00e9", "task": 1}',
     b'{"id": 123456789012345678901234, "text": "l", "task": 0}',
-    b'{"text": "m", "task": 1}\r',
+    b'{"text": "m", "task": 1}\r', b'\xef\xbb\xbf{"text": "n", "task": 0}',
+    b'{"text": "o", "task": 1, "x": NaN}', b'{"text": "p\\ud800", "task": 1}',
 ]
 
 
@@ -156,13 +158,16 @@ def test_column_reader_agrees_with_the_line_by_line_reader(size: int, drop: int 
     raws = [raw for chunk in chunks for raw in chunk.raws]
     assert raws == [raw for chunk in expected for raw in chunk.raws]
     assert all(len(chunk.rows) <= size for chunk in chunks)
+    for chunk in chunks:  # as the reader process sends them (fields left behind if re-readable)
+        sent = pickle.loads(pickle.dumps(chunk.rows))
+        assert repr([tuple(r) for r in sent]) == repr([tuple(r) for r in chunk.rows])
     fast = [prepare(chunk.rows, TABLE, chunk.raws) for chunk in chunks]
     slow = [prepare(list(chunk.rows), TABLE, chunk.raws) for chunk in chunks]
     for a, b in zip(fast, slow):
         assert ([tuple(r) for r in a.rows], a.texts, a.task_ids, a.errors, a.raws) == (
             [tuple(r) for r in b.rows], b.texts, b.task_ids, b.errors, b.raws)
     if drop is None:
-        assert [t for p in fast for t in p.task_ids] == [0, 1, 1, 2, 2, 0, 0, 1, 0, 1]
+        assert [t for p in fast for t in p.task_ids] == [0, 1, 1, 2, 2, 0, 0, 1, 0, 1, 0, 1]
         assert sorted(e.kind for p in fast for e in p.errors) == ["unknown_task"] * 2
 
 
