@@ -213,9 +213,8 @@ def _columns(group: list[bytes], source: str, first_line: int, spec: RowSpec
         numbers = [numbers[k] for k in keep]
         texts = [item[text_field].encode("utf-8") for item in items]
         tasks = [item[task_field] for item in items]
-    keys_free = _OUTPUT_FIELDS.isdisjoint
-    kept: list[bytes | None] = [raw if raw[0] == 123 and keys_free(item) else None  # "{"
-                                for item, raw in zip(items, raws)]
+    kept: list[bytes | None] = [raw if raw[0] == 123 and not _has_output_field(item) else None
+                                for item, raw in zip(items, raws)]  # 123: "{"
     return Columns(items, texts, tasks, kept, source, numbers, text_field, reparsable), errors
 
 
@@ -328,7 +327,7 @@ def _line_chunks(lines: list[bytes], source: str, spec: RowSpec, size: int,
 
 
 def _has_output_field(item: dict[str, Any]) -> bool:
-    return any(name in item for name in OUTPUT_FIELDS)
+    return not _OUTPUT_FIELDS.isdisjoint(item)
 
 
 def read_jsonl(lines: Iterator[bytes], source: str, spec: RowSpec) -> Iterator[Row | RowError]:
