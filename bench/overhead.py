@@ -13,8 +13,9 @@ signature fetched, inputs built once:
   minimal     the smallest graph that answers a mixed batch: gather each example's
               [features + 1, K] output kernel by task id, one einsum, softmax; no error output,
               no labels, no id checks, one head kind
-  before      the same heads (4 kinds) exported with the predict graph of commit e345e97 (the
-              previous export/_module.py, read with ``git show`` and built in a child process)
+  before      the same heads (4 kinds) exported with the predict graph of commit ``--before``
+              (default e345e97; its export/_module.py, read with ``git show`` and built in a
+              child process)
 
 Each batch size times every variant and N interleaved round by round; then each is traced
 (RunOptions FULL_TRACE): nodes executed per call and per-op time (median per node over the
@@ -56,9 +57,9 @@ TITLES = {
     "headswitch": "headswitch as exported (4 head kinds)",
     "one_kind": "headswitch, 1 head kind",
     "minimal": "minimal graph (gather, einsum, softmax)",
-    "before": "before: graph of e345e97 (4 head kinds)",
+    "before": "before: graph of {commit} (4 head kinds)",
 }
-BEFORE_COMMIT = "e345e97"
+BEFORE_COMMIT = "e345e97"  # the default of --before
 PLUMBING = {"Const", "VarHandleOp", "Identity", "IdentityN", "NoOp", "_Arg", "_Retval",
             "HashTableV2", "ReadVariableOp"}
 CHILD = ("import sys; sys.path.insert(0, {bench!r}); import overhead; "
@@ -162,8 +163,8 @@ def before_main(spec_path: str) -> None:
 
 
 def build(tf: Any, backbone: Any, first_model: str, heads: list[dict[str, Any]], tasks: list[int],
-          work: Path, log: Callable[[str], None]) -> tuple[dict[tuple[str, int | None], str],
-                                                           str | None]:
+          work: Path, log: Callable[[str], None], before: str = BEFORE_COMMIT
+          ) -> tuple[dict[tuple[str, int | None], str], str | None]:
     """Save every variant for every N; return their paths and why ``before`` is missing."""
     width = int(backbone.outputs[0].shape[-1])
     flat = one_kind(heads, width)
@@ -177,10 +178,10 @@ def build(tf: Any, backbone: Any, first_model: str, heads: list[dict[str, Any]],
             path = work / f"{variant}-{n}"
             save(tf, backbone, chosen[:n], path)
             paths[(variant, n)] = str(path)
-    log(f"saving 'before' (export/_module.py of {BEFORE_COMMIT}) in a child process ...")
+    log(f"saving 'before' (export/_module.py of {before}) in a child process ...")
     with open(work / "heads.pkl", "wb") as f:
         pickle.dump(heads, f)
-    spec = {"commit": BEFORE_COMMIT, "first_model": first_model, "heads": str(work / "heads.pkl"),
+    spec = {"commit": before, "first_model": first_model, "heads": str(work / "heads.pkl"),
             "exports": {str(n): str(work / f"before-{n}") for n in tasks}}
     (work / "before.json").write_text(json.dumps(spec))
     try:
@@ -343,7 +344,7 @@ def tables(result: dict[str, Any]) -> str:
              "| variant | " + " | ".join(f"N={n}, batch {b}" for n, b in keys) + " |",
              "|---|" + "---|" * len(keys)]
     for v in variants:
-        lines.append(f"| {TITLES[v]} | " + " | ".join(
+        lines.append(f"| {result['variants'][v]} | " + " | ".join(
             f"{runs[f'N={n},batch={b}']['p50_us'][v]:.0f} "
             f"({runs[f'N={n},batch={b}']['p50_x_backbone'][v]:.2f}x)" for n, b in keys) + " |")
     lines += ["", ("### Nodes executed per call (all / compute: not Const, Identity, _Arg, "
@@ -355,7 +356,7 @@ def tables(result: dict[str, Any]) -> str:
         for n, b in keys:
             t = runs[f"N={n},batch={b}"]["trace"][v]
             cells.append(f"{t['nodes']} / {t['compute_nodes']}")
-        lines.append(f"| {TITLES[v]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {result['variants'][v]} | " + " | ".join(cells) + " |")
     lines += ["", "### Floor (issue 11)", "", "| floor | value | limit | met |",
               "|---|---|---|---|"]
     for f in result["floors"]:
@@ -414,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
                    "wheel's setting for this CPU")
     p.add_argument("--quick", action="store_true",
                    help="N in {10, 50}, 6 s per batch size, 5 traces (about 2 min)")
+    p.add_argument("--before", default=BEFORE_COMMIT,
+                   help=f"the commit whose predict graph is 'before' (default {BEFORE_COMMIT})")
     p.add_argument("--results", default=str(BENCH / "results"))
     args = p.parse_args(argv)
     tasks = sorted(args.tasks or ([10, 50] if args.quick else [10, 1000]))
@@ -446,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         _, backbone = compare._backbone_of(example_paths[0])
         width = int(backbone.outputs[0].shape[-1])
         heads, real = compare.synthesized_heads(example_paths[:7], max(tasks), width)
-        paths, before_missing = build(tf, backbone, example_paths[0], heads, tasks, work, log)
+        paths, before_missing = build(tf, backbone, example_paths[0], heads, tasks, work, log,
+                                      args.before)
         runs = measure(paths, tasks, args.batches, budget, args.rounds, traces, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -456,9 +460,9 @@ def main(argv: list[str] | None = None) -> int:
         "path": "C++ loader + Session::Run (bench/_cpath.py), every output fetched",
         "tasks": tasks, "batches": args.batches, "real_heads": real,
         "budget_seconds_per_batch": budget, "traces": traces,
-        "variants": {v: TITLES[v] for v in VARIANTS},
+        "variants": {v: TITLES[v].format(commit=args.before) for v in VARIANTS},
         "variants_built": sorted({v for v, _ in paths}, key=VARIANTS.index),
-        "before": {"commit": BEFORE_COMMIT, "missing": before_missing},
+        "before": {"commit": args.before, "missing": before_missing},
         "load_average_start": load_average_start, "load_average_end": _measure.load_average(),
         "runs": runs, "floors": floors(runs, tasks, args.batches),
         "seconds": time.perf_counter() - started,

@@ -18,7 +18,6 @@ runners is chosen.
 from __future__ import annotations
 
 import io
-import os
 import re
 import sys
 import time
@@ -38,7 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from ._errors import ScoreError
 from ._job import RUNNERS, ScoreOptions, Summary
-from ._model import Scorer, locate_model, prepare, scored_record
+from ._model import Scorer, cores, locate_model, op_threads_for, prepare, scored_record
 from ._rows import (
     COMPRESSED,
     Row,
@@ -134,13 +133,14 @@ class HeadswitchModelHandler(ModelHandler):
     """
 
     def __init__(self, model_path: str, *, batch_size: int = 256,
-                 with_scores: bool = False) -> None:
+                 with_scores: bool = False, op_threads: int | None = None) -> None:
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
         self._model_path = model_path
         self._with_scores = with_scores
+        self._op_threads = op_threads  # TensorFlow threads per op; None: its default
 
     def load_model(self) -> Scorer:
-        return Scorer(self._model_path)
+        return Scorer(self._model_path, op_threads=self._op_threads)
 
     def _score(self, batch: Sequence[Any], model: Scorer
                ) -> tuple[list[Row | None], list[Any]]:
@@ -213,8 +213,10 @@ class SplitResults(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(ERRORS, error)
 
 
-def build(pipeline: beam.Pipeline, options: ScoreOptions, model_path: str) -> None:
-    """Add the scoring steps to ``pipeline``."""
+def build(pipeline: beam.Pipeline, options: ScoreOptions, model_path: str,
+          op_threads: int | None = None) -> None:
+    """Add the scoring steps to ``pipeline``; each worker's model gets ``op_threads``
+    TensorFlow threads per op (None: TensorFlow's default, all of the worker's cores)."""
     patterns = pipeline | "Input patterns" >> beam.Create(list(options.inputs))
     read = (patterns
             | "Match input files" >> fileio.MatchAll(EmptyMatchTreatment.DISALLOW)
@@ -223,7 +225,8 @@ def build(pipeline: beam.Pipeline, options: ScoreOptions, model_path: str) -> No
             | "Read rows" >> beam.ParDo(ReadPart(options.fmt, options.spec, options.batch_size))
             .with_outputs(ERRORS, main="batches"))
     handler = BatchHandler(model_path, batch_size=options.batch_size,
-                           with_scores=options.with_scores).with_no_batching()
+                           with_scores=options.with_scores,
+                           op_threads=op_threads).with_no_batching()
     results = (read.batches
                | "Score" >> RunInference(handler)
                | "Split results" >> beam.ParDo(SplitResults()).with_outputs(ERRORS, main="scored"))
@@ -263,6 +266,9 @@ class BeamPlan:
     model_pinned: bool
     pipeline_options: PipelineOptions
     notes: list[str] = field(default_factory=list)
+    # Local workers share this machine's cores: each model gets its share as threads per op.
+    # Remote workers (one SDK process per vCPU on Dataflow) keep TensorFlow's default.
+    op_threads: int | None = None
 
     def flags(self) -> dict[str, Any]:
         return dict(self.pipeline_options.get_all_options(drop_default=True))
@@ -284,10 +290,12 @@ def plan(options: ScoreOptions, runner: str, beam_args: Sequence[str], *,
     given = PipelineOptions(flags).get_all_options(drop_default=True)
     overrides: dict[str, Any] = {}
     notes: list[str] = []
+    op_threads = None
     if runner == "direct":  # every core, as local processes, unless the flags say otherwise
         named = {f.split("=", 1)[0] for f in flags}
         if "--direct_num_workers" not in named:
-            overrides["direct_num_workers"] = os.cpu_count() or 1
+            overrides["direct_num_workers"] = cores()
+        op_threads = op_threads_for(int(given.get("direct_num_workers") or cores()))
         if "--direct_running_mode" not in named:
             overrides["direct_running_mode"] = "multi_processing"
     else:
@@ -318,7 +326,7 @@ def plan(options: ScoreOptions, runner: str, beam_args: Sequence[str], *,
                      f"{sys.version_info.minor} and Apache Beam {beam.__version__}, as this "
                      "launcher does (Dockerfile.beam builds it)")
     pipeline_options = PipelineOptions(flags, **overrides)
-    return BeamPlan(runner, options, model, pinned, pipeline_options, notes)
+    return BeamPlan(runner, options, model, pinned, pipeline_options, notes, op_threads)
 
 
 def _looks_versioned(path: str) -> bool:
@@ -378,7 +386,7 @@ def describe(plan_: BeamPlan) -> str:
     runner: a Dataflow pipeline object checks its buckets on Cloud Storage as it is made."""
     pipeline = beam.Pipeline(runner=_offline_runner(plan_.pipeline_options),
                              options=plan_.pipeline_options)
-    build(pipeline, plan_.options, plan_.model)
+    build(pipeline, plan_.options, plan_.model, plan_.op_threads)
     scored, errors = output_patterns(plan_.options.output)
     runner = RUNNERS[plan_.runner] + (" (in-process, offline)" if plan_.runner == "direct" else "")
     lines = [
@@ -418,7 +426,7 @@ def run(plan_: BeamPlan, *, on_started: Any = None) -> Summary:
     """Run the job to the end and sum up its counters."""
     started = time.perf_counter()
     pipeline = new_pipeline(plan_)
-    build(pipeline, plan_.options, plan_.model)
+    build(pipeline, plan_.options, plan_.model, plan_.op_threads)
     result = pipeline.run()
     if on_started is not None:
         on_started(result)

@@ -95,7 +95,7 @@ def _print_summary(summary: Summary, as_json: bool) -> None:
 def _in_process(args: argparse.Namespace, options: ScoreOptions) -> Summary | None:
     from ._job import match_inputs, output_paths
     from ._local import Progress, default_threads, run_in_process
-    from ._model import locate_model
+    from ._model import locate_model, op_threads_for
 
     if args.threads is not None and args.threads < 1:
         raise ScoreError(f"--threads must be at least 1, got {args.threads}")
@@ -103,7 +103,9 @@ def _in_process(args: argparse.Namespace, options: ScoreOptions) -> Summary | No
         location = locate_model(options.model)
         files = match_inputs(options)
         print("dry run: nothing is read, scored or written\n")
-        print(f"runner:   in-process, {args.threads or default_threads()} model calls in flight")
+        calls = args.threads or default_threads()
+        print(f"runner:   in-process, {calls} model calls in flight, "
+              f"{op_threads_for(calls)} TensorFlow thread(s) per op each")
         print(f"model:    {location.describe()}")
         print(f"input:    {len(files)} file{'s' if len(files) != 1 else ''}: "
               + ", ".join(files[:5]) + (", ..." if len(files) > 5 else ""))

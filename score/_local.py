@@ -22,7 +22,9 @@ from ._model import (
     Predictions,
     Prepared,
     Scorer,
+    cores,
     locate_model,
+    op_threads_for,
     prepare,
     scored_lines,
 )
@@ -203,8 +205,9 @@ def _score_to(outputs: Sequence[str], pipeline: _Pipeline,
 
 
 def default_threads() -> int:
-    """Model calls in flight: one per core (TensorFlow's own threads work inside each)."""
-    return max(1, min(os.cpu_count() or 1, 8))
+    """Model calls in flight: one per core, up to 8 (past that, TensorFlow's threads share out
+    the cores within each call: ``op_threads_for``)."""
+    return min(cores(), 8)
 
 
 def run_in_process(options: ScoreOptions, *, scorer: Scorer | None = None,
@@ -212,6 +215,9 @@ def run_in_process(options: ScoreOptions, *, scorer: Scorer | None = None,
                    on_start: Callable[[Progress], None] | None = None,
                    on_tick: Callable[[], None] | None = None) -> Summary:
     """Score every row of ``options.inputs`` in this process; return what was done.
+
+    ``threads`` model calls run at once (default: one per core); a model loaded here gets the
+    cores shared out among them as TensorFlow's threads per op.
 
     The output files are written under temporary names and renamed when the job is complete,
     so an interrupted job leaves no file that looks finished.
@@ -222,13 +228,14 @@ def run_in_process(options: ScoreOptions, *, scorer: Scorer | None = None,
     started = time.perf_counter()
     reader = ChunkReader(files, options)  # starts reading while the model loads
     try:
+        threads = threads or default_threads()
         if scorer is None:
-            scorer = Scorer(locate_model(options.model).path)
+            scorer = Scorer(locate_model(options.model).path, op_threads=op_threads_for(threads))
         loaded = time.perf_counter()
         total = None if STDIN in files else sum(_fs.size(f) for f in files)
         progress = Progress(total_bytes=total)
-        _score_to(outputs, _Pipeline(options, scorer, reader, files, progress,
-                                     threads or default_threads()), on_start, on_tick)
+        pipeline = _Pipeline(options, scorer, reader, files, progress, threads)
+        _score_to(outputs, pipeline, on_start, on_tick)
     finally:
         reader.close()
     return Summary(runner="in-process", model=scorer.path, rows=progress.rows,

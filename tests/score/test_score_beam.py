@@ -14,6 +14,7 @@ import pytest
 from score_support import RowsFile, check_errors, check_scored, read_jsonl
 
 from headswitch.score import ScoreError, ScoreOptions, Scorer
+from headswitch.score._model import op_threads_for
 
 beam_module = pytest.importorskip("headswitch.score._beam", reason="needs headswitch[beam]")
 
@@ -85,3 +86,4 @@ def test_unknown_options_are_refused_not_dropped(exported: Any, tmp_path: Path) 
     flags = plan.flags()
     assert (flags["direct_num_workers"], flags["job_name"]) == (3, "nightly")
     assert flags["direct_running_mode"] == "multi_processing"
+    assert plan.op_threads == op_threads_for(3)  # the local workers share this machine's cores

@@ -201,18 +201,35 @@ def _children() -> list[int]:
 def test_a_script_without_a_main_guard_can_score(exported: Any, rows_file: RowsFile,
                                                  tmp_path: Path) -> None:
     """The reader process is a new interpreter that does not import the caller's main module
-    (as multiprocessing's spawn would): a plain script can call run_in_process."""
+    (as multiprocessing's spawn would): a plain script can call run_in_process. The model it
+    loads gets the cores shared out among the model calls in flight as TensorFlow's threads per
+    op; a model loaded after TensorFlow has run keeps the setting in use, without failing."""
     import os
     import subprocess
     import sys
 
+    from headswitch.score._model import op_threads_for
+
     script = tmp_path / "plain.py"
     script.write_text(
-        "from headswitch.score import ScoreOptions, run_in_process\n"
+        "import tensorflow as tf\n"
+        "from headswitch.score import ScoreOptions, Scorer, run_in_process\n"
         f"s = run_in_process(ScoreOptions({str(exported.path)!r}, ({str(rows_file.path)!r},), "
-        f"{str(tmp_path / 'out')!r}))\n"
-        "print('ROWS', s.rows)\n")
+        f"{str(tmp_path / 'out')!r}), threads=2)\n"
+        "print('ROWS', s.rows)\n"
+        "print('OPS', tf.config.threading.get_intra_op_parallelism_threads())\n"
+        f"print('LATER', Scorer({str(exported.path)!r}, op_threads=99).op_threads)\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["ROWS", str(rows_file.lines)]
+    shared = str(op_threads_for(2))
+    assert done.stdout.split() == ["ROWS", str(rows_file.lines), "OPS", shared, "LATER", shared]
+
+
+def test_cores_are_shared_out_among_model_calls() -> None:
+    from headswitch.score._model import cores, op_threads_for
+
+    assert op_threads_for(1) == cores()
+    assert op_threads_for(cores()) == 1
+    assert op_threads_for(10 * cores()) == 1
+    assert op_threads_for(2) == max(1, cores() // 2)
