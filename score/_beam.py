@@ -37,9 +37,18 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from ._errors import ScoreError
 from ._job import RUNNERS, ScoreOptions, Summary
-from ._model import Scorer, cores, locate_model, op_threads_for, prepare, scored_record
+from ._model import (
+    Scorer,
+    cores,
+    locate_model,
+    op_threads_for,
+    prepare,
+    scored_lines,
+    scored_record,
+)
 from ._rows import (
     COMPRESSED,
+    Columns,
     Row,
     detect_format,
     json_line,
@@ -85,9 +94,22 @@ class PlanReads(beam.DoFn):
                 yield path, start, end, first_line
 
 
+@dataclass(frozen=True)
+class RowBatch:
+    """Rows read together, scored by one model call: ``rows`` (columns, for JSON lines) and
+    each row's JSON line when its output line can be that line with the outputs appended
+    (``Chunk.raws``), so a batch is written without a Python step per row."""
+
+    rows: Sequence[Row]
+    raws: list[bytes | None]
+
+    def __len__(self) -> int:  # RunInference counts a batch's elements with len()
+        return len(self.rows)
+
+
 class ReadPart(beam.DoFn):
-    """A part of a file -> batches of at most ``batch_size`` rows (lists of plain tuples) and,
-    tagged ``errors``, the rows that cannot be read."""
+    """A part of a file -> batches of at most ``batch_size`` rows (``RowBatch``) and, tagged
+    ``errors``, the rows that cannot be read."""
 
     def __init__(self, fmt: str | None, spec: Any, batch_size: int) -> None:
         self._fmt = fmt
@@ -111,7 +133,7 @@ class ReadPart(beam.DoFn):
                                      first_line=first_line):
                 rows += chunk.read
                 if chunk.rows:
-                    yield [tuple(row) for row in chunk.rows]
+                    yield RowBatch(chunk.rows, chunk.raws)
                 for error in chunk.errors:
                     errors += 1
                     kinds[error.kind] = kinds.get(error.kind, 0) + 1
@@ -175,20 +197,31 @@ class ScoredBatch(NamedTuple):
 
 
 class BatchHandler(HeadswitchModelHandler):
-    """The pipeline's handler: elements are batches already (from ReadRows, at most
-    ``--batch-size`` rows; RunInference is told so with ``with_no_batching``), and each batch's
-    result is one :class:`ScoredBatch`, so that Beam moves one element per batch, not per row."""
+    """The pipeline's handler: elements are batches already (``RowBatch`` from ReadPart, or
+    lists of row tuples; at most ``--batch-size`` rows; RunInference is told so with
+    ``with_no_batching``), and each batch's result is one :class:`ScoredBatch`, so that Beam
+    moves one element per batch, not per row. Lines are made as the in-process runner makes
+    them (``scored_lines``)."""
 
-    def run_inference(self, batch: Sequence[Any], model: Scorer,
+    def run_inference(self, batch: Any, model: Scorer,
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
-        _, results = self._score(batch, model)
-        lines = [json_line(r) for r in results if type(r) is dict]
-        errors = [r.to_dict() for r in results if type(r) is not dict]
-        return [PredictionResult(None, ScoredBatch(b"\n".join(lines), len(lines), errors))]
+        if isinstance(batch, RowBatch):
+            prepared = prepare(batch.rows, model.tasks, batch.raws)
+        else:
+            prepared = prepare([Row(*element) for element in batch], model.tasks)
+        predictions = model.predict(prepared.texts, prepared.task_ids)
+        block, scored, refused = scored_lines(prepared, predictions, model.tasks,
+                                              self._with_scores)
+        errors = [e.to_dict() for e in (*prepared.errors, *refused)]
+        return [PredictionResult(None, ScoredBatch(block[:-1], scored, errors))]
 
-    def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        return sum(len(element[1]) for element in batch)
+    def get_num_bytes(self, batch: Any) -> int:
+        if not isinstance(batch, RowBatch):
+            return sum(len(element[1]) for element in batch)
+        if type(batch.rows) is Columns:
+            return sum(map(len, batch.rows.texts))
+        return sum(len(row.text) for row in batch.rows)
 
 
 class SplitResults(beam.DoFn):

@@ -13,6 +13,7 @@ try:
         HeadswitchModelHandler,
         PlanReads,
         ReadPart,
+        RowBatch,
         ScoredBatch,
         SplitResults,
         build,
@@ -21,5 +22,5 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(f'headswitch.score.beam needs Apache Beam: pip install "headswitch[beam]" '
                       f"({exc})") from exc
 
-__all__ = ["BatchHandler", "HeadswitchModelHandler", "PlanReads", "ReadPart", "ScoredBatch",
-           "SplitResults", "build"]
+__all__ = ["BatchHandler", "HeadswitchModelHandler", "PlanReads", "ReadPart", "RowBatch",
+           "ScoredBatch", "SplitResults", "build"]

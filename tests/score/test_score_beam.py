@@ -21,20 +21,25 @@ beam_module = pytest.importorskip("headswitch.score._beam", reason="needs headsw
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
+@pytest.mark.parametrize("with_scores", [True, False])
 def test_pipeline_matches_serving_default_and_loses_no_row(
         exported: Any, rows_file: RowsFile, reference: dict[int, dict[str, Any]],
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The file is cut in parts read by different bundles: line numbers stay exact."""
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_scores: bool) -> None:
+    """The file is cut in parts read by different bundles: line numbers stay exact. Without
+    scores, batches of JSON lines are written by the in-process runner's C-loop path."""
     monkeypatch.setattr(beam_module, "PART_BYTES", rows_file.path.stat().st_size // 5)
     options = ScoreOptions(str(exported.path), (str(rows_file.path),), str(tmp_path / "out"),
-                           with_scores=True, batch_size=100)
+                           with_scores=with_scores, batch_size=100)
     plan = beam_module.plan(options, "direct", IN_MEMORY)
     summary = beam_module.run(plan)
     scored = read_jsonl(*sorted(tmp_path.glob("out-*-of-*.jsonl")))
     errors = read_jsonl(*sorted(tmp_path.glob("out.errors-*-of-*.jsonl")))
     assert summary.rows == rows_file.lines == len(scored) + len(errors)
     assert (summary.scored, summary.errors) == (len(scored), len(errors))
-    check_scored(scored, rows_file, reference, Scorer(str(exported.path)).tasks)
+    check_scored(scored, rows_file, reference,
+                 Scorer(str(exported.path)).tasks if with_scores else None)
+    if not with_scores:
+        assert not any("scores" in record for record in scored)
     check_errors(errors, rows_file)
     assert sum(summary.error_kinds.values()) == summary.errors
     assert summary.error_kinds["unknown_task"] == sum(
