@@ -194,8 +194,13 @@ def test_rows_from_standard_input(scorer: Scorer, tmp_path: Path,
 def _children() -> list[int]:
     """This process's child processes that are running (a finished one's status is read by
     ``Popen.wait``, so it is gone)."""
-    return [int(pid) for task in Path("/proc/self/task").iterdir()
-            for pid in (task / "children").read_text().split()]
+    pids: list[int] = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that ended since the listing
+            continue
+    return pids
 
 
 def test_a_script_without_a_main_guard_can_score(exported: Any, rows_file: RowsFile,
