@@ -244,7 +244,11 @@ def _set_op_threads(tf: Any, threads: int) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
     except RuntimeError:
         pass
-    return int(tf.config.threading.get_intra_op_parallelism_threads()) or cores()
+    return _op_threads_in_use(tf)
+
+
+def _op_threads_in_use(tf: Any) -> int:
+    return int(tf.config.threading.get_intra_op_parallelism_threads()) or cores()  # 0: all
 
 
 class Scorer:
@@ -258,7 +262,7 @@ class Scorer:
         tf = import_tensorflow()
         self._tf = tf
         self.path = path
-        self.op_threads = (cores() if op_threads is None
+        self.op_threads = (_op_threads_in_use(tf) if op_threads is None
                            else _set_op_threads(tf, op_threads))
         try:
             loaded = tf.saved_model.load(path)
