@@ -22,6 +22,12 @@ Each batch size times every variant and N interleaved round by round; then each 
 traces), grouped by op type and by part of the graph. oneDNN is off unless ``--onednn
 default`` (``TF_ENABLE_ONEDNN_OPTS=0``, as compare.py's headline column).
 
+``--inter-op`` sets the session's ``inter_op_parallelism_threads``. The default, 0, is what
+tensorflow_model_server runs without a session config: the executor hands nodes to a pool of
+threads. -1 runs every node in the calling thread (TensorFlow's meaning of a negative value):
+no hand-offs between threads, so its p50 is the graph's compute alone, and the difference
+between the two runs is what the thread pool costs.
+
 DIR holds example models (``headswitch example-models``); without it 7 are built. The first 7
 are read; the other tasks get random Dense heads of their example shape (``task_specs``).
 Writes bench/results/overhead-<backbone>.json and prints markdown tables.
@@ -264,13 +270,25 @@ def _runner(session: Any, requests: list[Any]) -> Callable[[int], None]:
     return lambda i: session.run(requests[i])
 
 
+def session_config(inter_op: int) -> bytes:
+    """A serialized ConfigProto with ``inter_op_parallelism_threads`` (b"" for 0: no config,
+    as tensorflow_model_server runs)."""
+    if inter_op == 0:
+        return b""
+    from tensorflow.core.protobuf import config_pb2
+
+    return config_pb2.ConfigProto(inter_op_parallelism_threads=inter_op).SerializeToString()
+
+
 def measure(paths: dict[tuple[str, int | None], str], tasks: list[int], batches: list[int],
-            budget: float, rounds: int, traces: int, log: Callable[[str], None]) -> dict[str, Any]:
+            budget: float, rounds: int, traces: int, log: Callable[[str], None],
+            inter_op: int = 0) -> dict[str, Any]:
     """Every variant and N loaded in this process, timed interleaved per batch size, then
     traced."""
     from _cpath import CSession
 
-    sessions = {key: CSession(path) for key, path in paths.items()}
+    config = session_config(inter_op)
+    sessions = {key: CSession(path, config=config) for key, path in paths.items()}
     lay = compare._layout({"tasks": tasks, "batches": {str(b): 16 for b in batches},
                            "texts": 512})
     runs: dict[str, Any] = {}
@@ -336,8 +354,13 @@ def tables(result: dict[str, Any]) -> str:
     variants = [v for v in VARIANTS if v in result["variants_built"]]
     keys = [(n, b) for n in tasks for b in batches]
     runs = result["runs"]
+    inter_op = result.get("inter_op", 0)
+    executor = ("inter-op thread pool (as tensorflow_model_server)" if inter_op == 0 else
+                "every node in the calling thread" if inter_op < 0 else
+                f"{inter_op} inter-op threads")
     lines = [(f"## C++ path (C++ loader + Session::Run), oneDNN "
-              f"{'on' if result['onednn'] else 'off'}, {result['backbone']} backbone"), "",
+              f"{'on' if result['onednn'] else 'off'}, {result['backbone']} backbone, "
+              f"{executor}"), "",
              (f"Load average (1/5/15 min): start {result['load_average_start']}, end "
               f"{result['load_average_end']}."), "",
              "### p50 latency, us (x backbone alone)", "",
@@ -417,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="N in {10, 50}, 6 s per batch size, 5 traces (about 2 min)")
     p.add_argument("--before", default=BEFORE_COMMIT,
                    help=f"the commit whose predict graph is 'before' (default {BEFORE_COMMIT})")
+    p.add_argument("--inter-op", type=int, default=0,
+                   help="the session's inter_op_parallelism_threads: 0 (default) as "
+                   "tensorflow_model_server; -1 runs every node in the calling thread")
     p.add_argument("--results", default=str(BENCH / "results"))
     args = p.parse_args(argv)
     tasks = sorted(args.tasks or ([10, 50] if args.quick else [10, 1000]))
@@ -451,13 +477,15 @@ def main(argv: list[str] | None = None) -> int:
         heads, real = compare.synthesized_heads(example_paths[:7], max(tasks), width)
         paths, before_missing = build(tf, backbone, example_paths[0], heads, tasks, work, log,
                                       args.before)
-        runs = measure(paths, tasks, args.batches, budget, args.rounds, traces, log)
+        runs = measure(paths, tasks, args.batches, budget, args.rounds, traces, log,
+                       args.inter_op)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result: dict[str, Any] = {
         "machine": _measure.machine(), "backbone": args.backbone,
         "onednn": _measure.onednn_enabled(),
         "path": "C++ loader + Session::Run (bench/_cpath.py), every output fetched",
+        "inter_op": args.inter_op,
         "tasks": tasks, "batches": args.batches, "real_heads": real,
         "budget_seconds_per_batch": budget, "traces": traces,
         "variants": {v: TITLES[v].format(commit=args.before) for v in VARIANTS},
@@ -467,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs, "floors": floors(runs, tasks, args.batches),
         "seconds": time.perf_counter() - started,
     }
-    out = Path(args.results) / f"overhead-{args.backbone}.json"
+    suffix = "" if args.inter_op == 0 else f"-inter-op{args.inter_op}"
+    out = Path(args.results) / f"overhead-{args.backbone}{suffix}.json"
     _measure.write_json(out, result)
     print(tables(result))
     log(f"wrote {out}")

@@ -84,6 +84,19 @@ def test_agrees_with_the_python_loader(session: Any, loaded: Any, task_names: li
     assert got[OUTPUT_ERROR][1] != b"" and got[OUTPUT_ERROR][0] == b""
 
 
+def test_caller_thread_session_answers_the_same(cpath: Any, exported: Any, loaded: Any) -> None:
+    """bench/overhead.py --inter-op -1: every node runs in the calling thread."""
+    import tensorflow as tf
+
+    overhead = _import(BENCH, "overhead")
+    assert overhead.session_config(0) == b""
+    ids = np.array([2, 0, 99, 1, 3], np.int32)
+    with cpath.CSession(exported.path, config=overhead.session_config(-1)) as inline:
+        got = inline.call(SIGNATURE_IDS, {INPUT_TEXT: _texts(TEXTS), INPUT_TASK_ID: ids})
+    want = loaded.signatures[SIGNATURE_IDS](text=tf.constant(TEXTS), task_id=tf.constant(ids))
+    _same(got, want)
+
+
 def test_fetches_only_what_is_asked(session: Any) -> None:
     got = session.call(SIGNATURE_IDS, {INPUT_TEXT: _texts(TEXTS[:2]),
                                        INPUT_TASK_ID: np.array([1, 2], np.int32)},
