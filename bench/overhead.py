@@ -30,7 +30,8 @@ between the two runs is what the thread pool costs.
 
 DIR holds example models (``headswitch example-models``); without it 7 are built. The first 7
 are read; the other tasks get random Dense heads of their example shape (``task_specs``).
-Writes bench/results/overhead-<backbone>.json and prints markdown tables.
+Writes bench/results/overhead-<backbone>.json and the same tables as markdown beside it
+(``.md``), and prints them.
 """
 
 from __future__ import annotations
@@ -404,8 +405,8 @@ def tables(result: dict[str, Any]) -> str:
                     cells += [f"{x['us']:.0f}", str(x["nodes"])]
             lines.append(f"| {part} | " + " | ".join(cells) + " |")
         ops = sorted({o for v in shown for o in trace[v]["by_op"]},
-                     key=lambda o: -max(trace[v]["by_op"].get(o, {"us": 0})["us"]
-                                        for v in shown if v != "backbone"))
+                     key=lambda o: (-max(trace[v]["by_op"].get(o, {"us": 0})["us"]
+                                         for v in shown if v != "backbone"), o))
         lines += ["", (f"Per op type, N={n}, batch {b} (us / nodes; the 20 dearest outside "
                        "the backbone variant):"), "",
                   "| op | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
@@ -498,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "" if args.inter_op == 0 else f"-inter-op{args.inter_op}"
     out = Path(args.results) / f"overhead-{args.backbone}{suffix}.json"
     _measure.write_json(out, result)
-    print(tables(result))
+    report = tables(result)
+    out.with_suffix(".md").write_text(report + "\n")
+    print(report)
     log(f"wrote {out}")
     return 0
 
