@@ -206,10 +206,10 @@ def _job_export(spec: dict[str, Any]) -> dict[str, Any]:
 def _backbone_of(path: str) -> Any:
     import keras
 
-    from headswitch.export import _graph
+    from headswitch.export._keras import KerasModel
 
     model = keras.models.load_model(path, compile=False)
-    return model, _graph.backbone_model(model, model.get_layer("backbone"))
+    return model, KerasModel.of(model).up_to(model.get_layer("backbone")).model
 
 
 def _bert_heads(spec: dict[str, Any], width: int) -> tuple[list[dict[str, Any]], int]:
@@ -223,15 +223,15 @@ def synthesized_heads(paths: list[str], n_max: int, width: int) -> tuple[list[di
     import numpy as np
 
     from headswitch.examples._tasks import task_specs
-    from headswitch.export import _graph
     from headswitch.export._heads import analyse_head
+    from headswitch.export._keras import KerasModel
     from headswitch.export._module import TaskEntry
 
     specs = task_specs(n_max)
     heads = []
     for i, path in enumerate(paths[:n_max]):
         model = keras.models.load_model(path, compile=False)
-        head = analyse_head(_graph.head_model(model, model.get_layer("backbone")))
+        head = analyse_head(KerasModel.of(model).head(model.get_layer("backbone")))
         heads.append(_head_record(TaskEntry(i, specs[i].name, specs[i].labels, head)))
     real = len(heads)
     rng = np.random.default_rng(12345)

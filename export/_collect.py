@@ -17,7 +17,7 @@ import numpy.typing as npt
 from . import _formats, _graph, _sources, _verify
 from ._errors import ExportError
 from ._heads import Head, analyse_head
-from ._keras import TF_KERAS
+from ._keras import TF_KERAS, KerasModel
 from ._split import Splitter, label
 
 Progress = Callable[[int, int, str], None]
@@ -45,7 +45,7 @@ class Task:
 @dataclasses.dataclass
 class Collected:
     tasks: list[Task]  # in task-id order
-    first: Any  # the first task model: its backbone is the merged model's
+    first: KerasModel  # the first task model: its backbone is the merged model's
     first_loaded: _formats.LoadedModel
     split: int
     split_ops: list[Any]
@@ -53,10 +53,10 @@ class Collected:
     reference: list[_graph.OpSnapshot]
 
 
-def read_head(model: Any, split: int, where: str) -> Head:
+def read_head(model: KerasModel, split: int, where: str) -> Head:
     """The head of a task model split at position ``split``: stacked Dense weights or generic."""
-    ops = _graph.operations(model)
-    head = _graph.head_model(model, ops[split]) if split < len(ops) else None
+    ops = model.operations()
+    head = model.head(ops[split]) if split < len(ops) else None
     if head is None:
         raise ExportError(f"{where}: layer {ops[min(split, len(ops) - 1)].name!r} does not split "
                           "this model into backbone and head")

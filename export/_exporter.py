@@ -33,7 +33,7 @@ from ._errors import ExportError
 from ._head_store import HEADS_DIR, HEADS_FILE, HeadWriter
 from ._heads import DenseChainHead, Head
 from ._inspect import folder_bytes, served_bytes
-from ._keras import kit_of
+from ._keras import KerasModel
 from ._module import TaskEntry, build_module, keras_state, signatures
 from ._serving_ops import SERVING_IMAGE, TF_TEXT_IN_SERVING, check_servable
 
@@ -118,15 +118,6 @@ def _fingerprint(snapshots: list[_graph.OpSnapshot]) -> str:
     return digest.hexdigest()
 
 
-def _text_backbone(model: Any, rank: int) -> Any:
-    """The backbone taking rank-1 text, wrapping a model whose input is (batch, 1)."""
-    if rank == 1:
-        return model
-    kit = kit_of(model)
-    text = kit.text_input(name=INPUT_TEXT)
-    return kit.model(text, model(kit.expand_last(text)), name="backbone")
-
-
 def _check_arguments(base: Path, version: int | None, tolerance: float) -> None:
     if tolerance < 0:
         raise ExportError(f"--tolerance must be >= 0, got {tolerance}")
@@ -167,8 +158,7 @@ def export_models(
                   progress=progress)
     entries = [TaskEntry(i, t.name, _labels(t, t.head), t.head) for i, t in enumerate(got.tasks)]
     split_op = got.split_ops[-1]
-    backbone = _text_backbone(_graph.backbone_model(got.first, split_op),
-                              len(got.first.inputs[0].shape))
+    backbone = got.first.up_to(split_op).with_text_input(INPUT_TEXT)
     module = build_module(backbone, entries)
     names = [e.name for e in entries]
     ids = [e.task_id for e in entries]
@@ -205,7 +195,7 @@ def export_models(
         ]
         originals = {str(t.source.path): t.bytes for t in got.tasks}
         fingerprint = _fingerprint(got.reference[: got.split + 1])
-        features_dtype = _graph.output_dtype(got.first, split_op)
+        features_dtype = got.first.output_dtype(split_op)
         report_fields = dict(
             version=version, model_name=model_name, split_layer=split_op.name,
             split_mode="given" if split_layer else "auto", tasks=results,
@@ -261,12 +251,12 @@ def history_entry(version: int, previous: int | None, *, added: Sequence[int] = 
             "added": list(added), "replaced": list(replaced), "removed": list(removed)}
 
 
-def _backbone_saved_bytes(tf: Any, backbone: Any) -> int:
+def _backbone_saved_bytes(tf: Any, backbone: KerasModel) -> int:
     """Size on disk of the backbone alone as a SavedModel: the floor for the merged model."""
     folder = tempfile.mkdtemp(prefix="headswitch-backbone-")
     try:
         module = tf.Module()
-        module.variables_, module.resources_ = keras_state(tf, backbone)
+        module.variables_, module.resources_ = keras_state(tf, backbone.model)
         fn = tf.function(lambda text: {"features": backbone(text, training=False)},
                          input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_TEXT)])
         tf.saved_model.save(module, folder, signatures={SIGNATURE_IDS: fn})

@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from ._errors import ExportError
 from ._heads import DenseChainHead, DenseStep, GenericHead, Head
-from ._keras import TF_KERAS, kit_of
+from ._keras import KERAS3, TF_KERAS, KerasModel
 
 HEADS_FILE = "heads.npy"
 HEADS_DIR = "heads"
@@ -79,14 +79,14 @@ class HeadWriter:
               ) -> tuple[dict[str, Any], str]:
         """Save a generic head with its own Keras and check that the saved file reloads into a
         head that computes exactly the same on ``features``; else a ``none`` entry saying why."""
-        kit = kit_of(head.model)
+        kit = head.model.kit
         relative = f"{HEADS_DIR}/{task_id}.keras"
         target = self.folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         fields = {"keras": kit.name, "width": head.width, "activation": head.activation,
                   "squeeze": head.squeeze, "compute_dtype": head.compute_dtype}
         try:
-            head.model.save(str(target))
+            head.model.model.save(str(target))
             again = _load_keras(target, kit.name, unsafe)
             same = np.array_equal(np.asarray(head.model(features, training=False)),
                                   np.asarray(again(features, training=False)))
@@ -120,12 +120,10 @@ class HeadWriter:
                 "sha256": _sha256_file(path)}
 
 
-def _load_keras(path: Path, kit: str, unsafe: bool) -> Any:
-    if kit == TF_KERAS.name:
-        return TF_KERAS.keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
-    import keras
-
-    return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
+def _load_keras(path: Path, kit: str, unsafe: bool) -> KerasModel:
+    chosen = TF_KERAS if kit == TF_KERAS.name else KERAS3
+    return KerasModel(chosen.keras.models.load_model(str(path), compile=False,
+                                                     safe_mode=not unsafe), chosen)
 
 
 class HeadReader:

@@ -48,6 +48,7 @@ import numpy.typing as npt
 from headswitch import contract as c
 
 from ._heads import DenseChainHead, GenericHead, Head
+from ._keras import KerasModel
 
 _MAX_NAMES_IN_ERRORS = 20
 # Output activations with f(-inf) == 0 and f >= 0: their padding is free and argmax needs no mask.
@@ -278,7 +279,7 @@ class _GenericHeads:
         self.variables: list[Any] = []
         self.resources: list[Any] = []
         for model in self.models:
-            variables, resources = keras_state(tf, model)
+            variables, resources = keras_state(tf, model.model)
             self.variables += variables
             self.resources += resources
         self._squeeze = [h.squeeze for h in heads]
@@ -349,10 +350,11 @@ def _features_function(tf: Any, backbone: Any) -> tuple[Any, int, list[Any], lis
     if isinstance(backbone, SavedBackbone):
         return (backbone.features, backbone.width, list(backbone.variables),
                 list(backbone.resources))
-    features = tf.function(lambda text: backbone(text, training=False), autograph=False,
+    model = backbone.model if isinstance(backbone, KerasModel) else backbone
+    features = tf.function(lambda text: model(text, training=False), autograph=False,
                            input_signature=[tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT)])
-    variables, resources = keras_state(tf, backbone)
-    return features, int(backbone.outputs[0].shape[-1]), variables, resources
+    variables, resources = keras_state(tf, model)
+    return features, int(model.outputs[0].shape[-1]), variables, resources
 
 
 def build_module(backbone: Any, tasks: list[TaskEntry],
