@@ -147,7 +147,7 @@ def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str]
     tf = import_tensorflow()
     previous = _previous.open_version(version)
     target = Path(out)
-    entry = previous.manifest["backbone"].get("keras_model", {})
+    entry = previous.manifest.backbone.keras_model
     hint = (f"train the new head on the model the tasks of {previous.label} were built from: "
             "`headswitch export --from` compares its backbone with the version's")
     if "file" not in entry:
