@@ -26,8 +26,10 @@ from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT, SIGNATURE_IDS
 from . import _graph, _keras_backbone, _leaves, _sources
 from ._collect import Collected, Progress, collect, labels_of
 from ._errors import ExportError
+from ._graph import saved_state
+from ._heads import TaskEntry
 from ._keras import KerasModel
-from ._module import TaskEntry, build_module, keras_state
+from ._module import build_module
 from ._publish import BackboneWriter, FreshTask, Lineage, Release, publish
 from ._report import ExportReport
 from ._versions import folder_bytes
@@ -122,7 +124,7 @@ def _backbone_saved_bytes(tf: Any, backbone: KerasModel) -> int:
     folder = tempfile.mkdtemp(prefix="headswitch-backbone-")
     try:
         module = tf.Module()
-        module.variables_, module.resources_ = keras_state(tf, backbone.model)
+        module.variables_, module.resources_ = saved_state(backbone.model)
         fn = tf.function(lambda text: {"features": backbone(text, training=False)},
                          input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_TEXT)])
         tf.saved_model.save(module, folder, signatures={SIGNATURE_IDS: fn})

@@ -93,6 +93,20 @@ class GenericHead:
 Head = DenseChainHead | GenericHead
 
 
+@dataclasses.dataclass
+class TaskEntry:
+    """A task as the build stage takes it: its id, name, labels and head."""
+
+    task_id: int
+    name: str
+    labels: list[str]
+    head: Head
+
+    @property
+    def activation(self) -> str:
+        return self.head.activation
+
+
 def _activation_name(head: KerasModel, layer: Any) -> str | None:
     name = head.activation_name(layer)
     return name if name in STACKABLE_ACTIVATIONS else None

@@ -24,8 +24,9 @@ from . import _changes, _previous
 from ._collect import Progress, labels_of
 from ._errors import ExportError
 from ._head_store import HeadReader
+from ._heads import TaskEntry
 from ._keras_backbone import BACKBONE_FILE
-from ._module import TaskEntry, build_module
+from ._module import build_module
 from ._publish import (
     BackboneWriter,
     FreshTask,

@@ -35,8 +35,8 @@ from . import _regression, _verify, _versions, _warmup
 from ._collect import Task
 from ._errors import ExportError
 from ._head_store import HeadWriter, stored_heads_bytes
-from ._heads import DenseChainHead
-from ._module import TaskEntry, signatures
+from ._heads import DenseChainHead, TaskEntry
+from ._module import signatures
 from ._report import ExportReport, TaskResult
 from ._serving_ops import SERVING_IMAGE, TF_TEXT_IN_SERVING, check_servable
 
