@@ -95,12 +95,14 @@ Head = DenseChainHead | GenericHead
 
 @dataclasses.dataclass
 class TaskEntry:
-    """A task as the build stage takes it: its id, name, labels and head."""
+    """A task as the build stage takes it: its id, name, labels, head and the id of the
+    backbone the head reads."""
 
     task_id: int
     name: str
     labels: list[str]
     head: Head
+    backbone: int = 0
 
     @property
     def activation(self) -> str:
