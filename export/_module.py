@@ -216,18 +216,31 @@ class _Backbone:
     names: dict[str, str] = dataclasses.field(default_factory=dict)  # its weight-store names
 
 
+_ANSWERS = (c.OUTPUT_SCORES, c.OUTPUT_TOP_LABEL, c.OUTPUT_TOP_SCORE)
+
+
+def _case(index: Any, branches: list[Any]) -> Any:
+    """``tf.switch_case`` kept a ``Case`` op in the session graph: TensorFlow lowers functional
+    control flow to Switch/Merge nodes unless the op says not to, and only its internal
+    ``indexed_case`` lets a caller say so (TensorFlow is pinned; tests check the saved op)."""
+    from tensorflow.python.ops import cond_v2
+
+    return cond_v2.indexed_case(index, branches, lower_using_switch_merge=False)
+
+
 class _Endpoints:
     """The bodies of the module's functions (named as the functions, which take their names),
     over the planned tables. Plain Python: TensorFlow ops are made only when the builder's
     tf.functions trace them."""
 
     def __init__(self, tf: Any, module: Any, rows: TaskRows, backbones: list[_Backbone],
-                 names: Mapping[str, str]) -> None:
+                 names: Mapping[str, str], store: WeightStore) -> None:
         self.tf = tf
         self.module = module
         self.r = rows
         self.backbones = backbones
         self.names = names  # weight-store names of the shared tables
+        self.store = store
 
     def _parts(self, b: _Backbone, w: Mapping[str, Any], row: Any) -> dict[str, Any]:
         assert b.heads is not None
@@ -288,24 +301,57 @@ class _Endpoints:
         return outputs
 
     def _each_backbone(self, w: Mapping[str, Any], text: Any, row: Any) -> dict[str, Any]:
-        """Each backbone on its own examples only (none: a cond skips it); bad rows keep zero
-        scores, an empty label and a zero top score."""
+        """A batch whose examples all have one backbone runs that backbone and its heads on the
+        whole batch; any other batch runs each backbone on its own examples (``_mixed``). One
+        ``Case`` chooses, and it stays a function call in TF Serving's session (not lowered to
+        Switch/Merge, whose every node, live or dead, costs executor time on every call)."""
         tf = self.tf
-        group = tf.gather(w[self.names["backbone"]], row)
-        count = tf.size(row)
-        state = (tf.zeros(tf.stack([count, self.r.width]), tf.float32),
-                 tf.fill([count], ""), tf.zeros([count], tf.float32))
-        for g, b in enumerate(self.backbones):
-            at = tf.where(tf.equal(group, g))
+        count = len(self.backbones)
+        part = tf.gather(w[self.names["backbone"]], row)
+        low = tf.reduce_min(part)
+        index = tf.where(tf.equal(low, tf.reduce_max(part)), low, count)
 
-            def run(b: _Backbone = b, at: Any = at, state: Any = state) -> Any:
-                sub_row = tf.gather_nd(row, at)
-                out = self._heads(b, w, b.features(tf.gather_nd(text, at)), sub_row)
-                return tuple(tf.tensor_scatter_nd_update(s, at, out[k]) for s, k in zip(
-                    state, (c.OUTPUT_SCORES, c.OUTPUT_TOP_LABEL, c.OUTPUT_TOP_SCORE)))
+        def whole(b: _Backbone, position: int) -> Any:
+            def run() -> tuple[Any, ...]:
+                out = self._heads(b, self.store.read(position), b.features(text), row)
+                return tuple(out[k] for k in _ANSWERS)
+            return run
 
-            state = tf.cond(tf.size(at) > 0, run, lambda state=state: state)
-        return dict(zip((c.OUTPUT_SCORES, c.OUTPUT_TOP_LABEL, c.OUTPUT_TOP_SCORE), state))
+        branches = [whole(b, i) for i, b in enumerate(self.backbones)]
+        branches.append(lambda: tuple(self._mixed(w, text, row, part)[k] for k in _ANSWERS))
+        return dict(zip(_ANSWERS, _case(index, branches)))
+
+    def _mixed(self, w: Mapping[str, Any], text: Any, row: Any, part: Any) -> dict[str, Any]:
+        """Each backbone on its own examples only: the batch split by backbone
+        (``dynamic_partition``), each part run in a cond that skips an empty part, the answers
+        put back in order (``dynamic_stitch``). Rows of no live task keep zero scores, an empty
+        label and a zero top score. A branch reads its heads' weights itself (its own section
+        of the store), so it captures only its inputs and its backbone's variables."""
+        tf, width = self.tf, self.r.width
+        count = len(self.backbones)
+        texts = tf.dynamic_partition(text, part, count + 1)
+        rows = tf.dynamic_partition(row, part, count + 1)
+        where = tf.dynamic_partition(tf.range(tf.size(row)), part, count + 1)
+        keys = _ANSWERS
+        answers: dict[str, list[Any]] = {k: [] for k in keys}
+        for position, b in enumerate(self.backbones):
+
+            def run(b: _Backbone = b, text: Any = texts[position], row: Any = rows[position],
+                    position: int = position) -> tuple[Any, ...]:
+                out = self._heads(b, self.store.read(position), b.features(text), row)
+                return tuple(out[k] for k in keys)
+
+            def skip() -> tuple[Any, ...]:
+                return (tf.zeros([0, width], tf.float32), tf.constant([], tf.string),
+                        tf.zeros([0], tf.float32))
+
+            for k, value in zip(keys, tf.cond(tf.size(rows[position]) > 0, run, skip)):
+                answers[k].append(value)
+        bad = tf.size(rows[count])
+        answers[c.OUTPUT_SCORES].append(tf.zeros(tf.stack([bad, width]), tf.float32))
+        answers[c.OUTPUT_TOP_LABEL].append(tf.fill(tf.reshape(bad, [1]), ""))
+        answers[c.OUTPUT_TOP_SCORE].append(tf.zeros(tf.reshape(bad, [1]), tf.float32))
+        return {k: tf.dynamic_stitch(where, v) for k, v in answers.items()}
 
     def _same_length(self, text: Any, task: Any, task_input: str) -> Any:
         """An Assert that ``text`` and the task input hold as many values. TF Serving's batcher
@@ -410,9 +456,10 @@ class TaskSwitchBuilder:
                                  f"{self.ids}")
             mine[position[t.backbone]].append(t)
         alone = len(self._backbones) == 1
-        for b, own in zip(self._backbones, mine):
+        for number, (b, own) in enumerate(zip(self._backbones, mine)):
             if not own:
                 raise ValueError("every backbone needs at least one task")
+            store.current = "" if alone else number  # each backbone's heads: their section
             b.heads = plan_heads(own, rows.rows, rows.width, store, b.width, alone=alone)
         generic_variables: list[Any] = []
         generic_resources: list[Any] = []
@@ -428,23 +475,25 @@ class TaskSwitchBuilder:
         if generic_variables or generic_resources:
             module._generic_variables = generic_variables
             module._generic_resources = generic_resources
-        for b in self._backbones:
+        for number, b in enumerate(self._backbones):
             assert b.heads is not None
+            store.current = "" if alone else number
             b.names = {"table": store.add("per_task", b.heads.table),
                        "labels": store.add("labels", b.heads.main.labels.astype(str))}
+        store.current = ""
         names = {"errors": store.add("errors", rows.errors.astype(str))}
         if alone and self._backbones[0].heads is not None and \
                 self._backbones[0].heads.zero_invalid:
             names["valid"] = store.add("valid", rows.valid)
         if not alone:
-            names["backbone"] = store.add("backbone", _backbone_table(rows, mine))
+            names["backbone"] = store.add("backbone", _partition_table(rows, mine))
             names["task_labels"] = store.add("task_labels", _labels_table(rows))
         store.build(tf, module)
         module._name_to_row = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(rows.name_keys, tf.string),
                                                 tf.constant(rows.name_rows, tf.int32)),
             default_value=rows.rows.unknown_name)
-        self._endpoints = _Endpoints(tf, module, rows, self._backbones, names)
+        self._endpoints = _Endpoints(tf, module, rows, self._backbones, names, store)
         return self
 
     def build(self) -> Any:
@@ -475,9 +524,10 @@ def backbone_suffix(number: int, count: int) -> str:
     return "" if count == 1 else f"_{number}"
 
 
-def _backbone_table(rows: TaskRows, mine: list[list[TaskEntry]]) -> npt.NDArray[Any]:
-    """[rows] each row's backbone (its position), -1 for rows of no live task."""
-    table = np.full(rows.rows.count, -1, np.int32)
+def _partition_table(rows: TaskRows, mine: list[list[TaskEntry]]) -> npt.NDArray[Any]:
+    """[rows] each row's backbone (its position); the number of backbones for rows of no live
+    task (their partition)."""
+    table = np.full(rows.rows.count, len(mine), np.int32)
     for position, own in enumerate(mine):
         table[[rows.rows.of(t.task_id) for t in own]] = position
     return table

@@ -134,6 +134,20 @@ def test_each_backbone_runs_only_for_its_examples(fleet: dict[str, Any],
     np.testing.assert_allclose(cpp, python.numpy(), atol=1e-6)
 
 
+def test_one_backbone_batches_skip_the_others(grouped: dict[str, Any]) -> None:
+    """The choice between 'one backbone on the whole batch' and 'each on its own examples' is
+    one Case op that TensorFlow must not lower to Switch/Merge (whose dead nodes still cost
+    time on every call in a session)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((grouped["path"] / "saved_model.pb").read_bytes())
+    cases = [node for f in proto.meta_graphs[0].graph_def.library.function
+             for node in f.node_def if node.op == "Case"]
+    assert cases and all(not node.attr["_lower_using_switch_merge"].b for node in cases)
+    assert all(len(node.attr["branches"].list.func) == 4 for node in cases)  # 3 + mixed
+
+
 def test_warmup_covers_every_backbone(grouped: dict[str, Any]) -> None:
     records = tf.data.TFRecordDataset(str(grouped["path"] / "assets.extra" /
                                           "tf_serving_warmup_requests"))
