@@ -7,13 +7,15 @@ of ``--before`` (the export before backbone groups existed). Every SavedModel is
 C++ loader and run in a C++ session (``_cpath``: what tensorflow_model_server does); the
 contenders of one comparison are timed interleaved, round after round, p50 per call.
 
-    python bench/groups_bench.py [--quick] [--before COMMIT] [--write]
+    python bench/groups_bench.py [--quick] [--backbone small|bert] [--before COMMIT] [--write]
 
-Floors (issue 22): batch 64 of one group's tasks, grouped / that group alone <= 1.10; batch 64
-mixing the groups, grouped / the sum of each group's own export on its examples <= 1.10; one
-group, this code / the code before, batch 1 and 64 <= 1.03; served bytes / (distinct backbones
-+ heads) <= 1.05. Also reported: exporting 200 models in 3 groups vs 200 in one group (time,
-peak RSS). Results: bench/results/groups.{json,md} with ``--write`` (else a temporary folder).
+``--backbone bert`` uses the BERT-sized example encoder (B tuned its top feed-forward layer,
+C its token embedding). Floors (issue 22): batch 64 of one group's tasks, grouped / that group
+alone <= 1.10; batch 64 mixing the groups, grouped / the sum of each group's own export on its
+examples <= 1.10; one group, this code / the code before, batch 1 and 64 <= 1.03; served bytes
+/ (distinct backbones + heads) <= 1.05. Also reported: exporting 200 models in 3 groups vs 200
+in one group (time, peak RSS). Results: bench/results/groups-<backbone>.{json,md} with
+``--write`` (else a temporary folder).
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ sys.path.insert(0, str(BENCH))
 import _measure  # noqa: E402
 
 BEFORE_COMMIT = "6cf8ad9"  # the last commit before backbone groups (and the export stages)
-GROUPS = {"A": None, "B": "features", "C": "embed"}  # which backbone layer each group tuned
+TUNED = {  # the backbone layer groups B and C fine-tuned, per example backbone
+    "small": {"B": "features", "C": "embed"},
+    "bert": {"B": "encoder_3_ffn_out", "C": "token_embed"},
+}
 
 VARIANT = """
 import sys, numpy as np
@@ -43,7 +48,7 @@ import keras
 src, dst, layer = sys.argv[1], sys.argv[2], sys.argv[3]
 model = keras.models.load_model(src, compile=False)
 target = model.get_layer("backbone").get_layer(layer)
-rng = np.random.default_rng(7 if layer == "features" else 11)  # the same tuning in every file
+rng = np.random.default_rng(len(layer))  # the same tuning in every file of a group
 target.set_weights([w + 0.01 * rng.standard_normal(w.shape).astype(w.dtype)
                     for w in target.get_weights()])
 model.save(dst)
@@ -74,11 +79,12 @@ def _report(run: _measure.ChildRun) -> dict[str, Any]:
     raise RuntimeError("export child printed no report")
 
 
-def fleet(n: int, folder: Path, shares: tuple[float, float]) -> dict[str, list[Path]]:
+def fleet(n: int, folder: Path, shares: tuple[float, float], backbone: str
+          ) -> dict[str, list[Path]]:
     """``n`` example task models split into groups A, B, C (``shares`` of B and C)."""
     from headswitch.examples import build_example_models
 
-    examples = build_example_models(n, folder / "A")
+    examples = build_example_models(n, folder / "A", backbone=backbone)
     n_b, n_c = round(n * shares[0]), round(n * shares[1])
     n_a = n - n_b - n_c
     groups: dict[str, list[Path]] = {"A": list(examples.paths[:n_a]), "B": [], "C": []}
@@ -87,7 +93,7 @@ def fleet(n: int, folder: Path, shares: tuple[float, float]) -> dict[str, list[P
         (folder / kind).mkdir()
         for path in chosen:
             target = folder / kind / f"{path.stem}_{kind}.keras"
-            _measure.run_child(VARIANT, str(path), str(target), str(GROUPS[kind]))
+            _measure.run_child(VARIANT, str(path), str(target), TUNED[backbone][kind])
             groups[kind].append(target)
     return groups
 
@@ -196,7 +202,9 @@ def _ratio(p50: dict[str, float], mine: str, base: str) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# Backbone groups ({result['machine']}, load {result['load_average']})", "",
+    lines = [f"# Backbone groups, {result['backbone']} example backbone ({result['machine']}, "
+             f"load {result['load_average']})", "",
+             f"Tasks per group: {result['tasks']}.", "",
              "C++ session path (TF_LoadSessionFromSavedModel + TF_SessionRun, as "
              "tensorflow_model_server), p50 per call, contenders interleaved.", "",
              "| what | p50 (us) | ratio | floor |", "|---|---|---|---|"]
@@ -223,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer rounds, no 200-model export")
     p.add_argument("--tasks", type=int, default=12)
+    p.add_argument("--backbone", choices=sorted(TUNED), default="small")
     p.add_argument("--before", default=BEFORE_COMMIT)
     p.add_argument("--write", action="store_true",
                    help="write bench/results/groups.{json,md} (else a temporary folder)")
@@ -237,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         log(f"building {args.tasks} example models in groups A, B, C ...")
-        groups = fleet(args.tasks, work / "models", (1 / 3, 1 / 6))
+        groups = fleet(args.tasks, work / "models", (1 / 3, 1 / 6), args.backbone)
         paths: dict[str, str] = {}
         reports: dict[str, Any] = {}
         everything = [p for kind in ("A", "B", "C") for p in groups[kind]]
@@ -252,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = {k: r["path"] for k, r in reports.items()}
         rounds, per_round = (5, 20) if args.quick else (15, 40)
         result: dict[str, Any] = {
+            "backbone": args.backbone,
             "machine": _measure.machine(), "load_average": _measure.load_average(),
             "tasks": {k: len(v) for k, v in groups.items()},
             "latency": latency(paths, groups, rounds, per_round, log),
@@ -262,15 +272,15 @@ def main(argv: list[str] | None = None) -> int:
                           "ratio": round(grouped["served_bytes"] / floor, 3)}
         if not args.quick:
             log("exporting 200 models in 3 groups and in 1 group ...")
-            big = fleet(200, work / "models-200", (0.3, 0.2))
+            big = fleet(200, work / "models-200", (0.3, 0.2), args.backbone)
             result["export_200"] = {
                 "3 groups": export(work / "g200", [p for k in "ABC" for p in big[k]], True),
                 "1 group": export(work / "a200",
                                   sorted((work / "models-200" / "A").glob("*.keras")), False)}
         result["exports"] = reports
         out = BENCH / "results" if args.write else work / "results"
-        _measure.write_json(out / "groups.json", result)
-        (out / "groups.md").write_text(markdown(result))
+        _measure.write_json(out / f"groups-{args.backbone}.json", result)
+        (out / f"groups-{args.backbone}.md").write_text(markdown(result))
         print(markdown(result))
         print(f"results in {out}")
     finally:

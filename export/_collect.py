@@ -145,11 +145,9 @@ def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tol
     are made from the first model's vocabulary unless given."""
     first_loaded = _formats.load(sources[0], unsafe=unsafe)
     tree = BackboneTree(split_layer, tolerance)
-    first = first_loaded.tasks[0].model
-    ops = first.operations()
-    tree.add(first, label(sources[0].path, first_loaded.tasks[0].output))
-    if texts is None:
-        texts = _verify.probe_texts(ops[: tree.members[0].candidates[-1] + 1])
+    if texts is None:  # words of the first model's vocabulary (any of its task models)
+        texts = _verify.probe_texts(first_loaded.tasks[0].model.operations()[:-1])
+    first: KerasModel | None = None
     tasks: list[Task] = []
     names: dict[str, Path] = {}
     for index, source in enumerate(sources):
@@ -158,7 +156,9 @@ def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tol
         digest = _sources.sha256(source.path), _sources.size(source.path)
         for t in file_tasks(source, loaded, names):
             model = loaded.tasks[t.index].model
-            member = 0 if not (index or t.index) else tree.add(model, t.where)
+            member = tree.add(model, t.where)
+            if member == 0:
+                first = model
             task = make_task(source, loaded, t, tree.provisional_split(member), answers,
                              tree.accepted(member), digest)
             task.member = member
@@ -179,6 +179,7 @@ def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tol
     models = _reread(sources[0], first_loaded, unsafe,
                      [t for t in tasks if t.head_split != split_of[t.member]
                       or (t.member in references and t.member != 0)], split_of, references)
+    assert first is not None
     models[0] = first
     groups = [BackboneGroup(number, models[g.reference], g.split,
                             sorted((by_member[m] for m in g.members), key=lambda t: t.order))
