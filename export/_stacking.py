@@ -39,7 +39,8 @@ CONSTANT_BYTES = 64 * 2**20
 def activation(tf: Any, name: str, z: Any) -> Any:
     if name == "softmax":
         # exp(log_softmax): the same values (within 1e-7), but oneDNN (on by default on recent
-        # x86 CPUs) rewrites Softmax to a kernel that takes 70-90 us on a [64, 5] batch.
+        # x86 CPUs) rewrites Softmax to a kernel far slower on small batches (bench/overhead.py
+        # times the graph's ops on TF Serving's path).
         return tf.math.exp(tf.nn.log_softmax(z, axis=-1))
     if name == "linear":
         return z
@@ -62,8 +63,8 @@ def rowwise(tf: Any, x: Any, table: Any, rows: Any) -> Any:
     """Each example's ``x`` [b, in] times its own rows of ``table`` [b, k, in] -> [b, k].
 
     A multiply and a sum (Eigen's elementwise kernels): a batched matmul of b tiny matrices
-    costs a kernel launch per example, and with oneDNN (on by default for recent x86 CPUs, in
-    the TensorFlow wheel and the tensorflow/serving image alike) 100+ us at batch 64."""
+    costs a kernel launch per example, and more with oneDNN (on by default for recent x86
+    CPUs, in the TensorFlow wheel and the tensorflow/serving image alike)."""
     return tf.reduce_sum(x[:, None, :] * tf.gather(table, rows), axis=2)
 
 
