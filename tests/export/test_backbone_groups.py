@@ -105,6 +105,7 @@ def test_one_model_answers_like_every_original(fleet: dict[str, Any],
     assert [t["backbone"] for t in manifest["tasks"]] == [0] * 5 + [1] * 2 + [2]
     assert len({b["fingerprint_sha256"] for b in manifest["backbones"]}) == 3
     assert manifest["next_backbone_id"] == 3
+    assert manifest["trunk"][-1] == "vectorize"  # C tuned the embedding: only that is shared
     check_cpp_loader(path, len(originals))
 
 
@@ -255,3 +256,9 @@ def test_flat_models_split_where_each_group_ends(tmp_path: Path,
     assert [(b["id"], b["split_layer"], b["tasks"]) for b in report["backbones"]] == [
         (0, "features", ["a", "b"]), (1, "pool", ["tuned"])]
     check_against_originals(report["path"], [keras_original(m) for m in models.values()])
+    # 'tuned's backbone is the others' up to 'pool': one copy of those layers, saved once
+    assert manifest_of(Path(report["path"]))["trunk"][-1] == "pool"
+    keys = [k for k, _ in tf.train.list_variables(str(Path(report["path"]) / "variables" /
+                                                      "variables"))]
+    # the embedding once (not once per backbone), the 'features' kernel and bias
+    assert len([k for k in keys if k.endswith("VARIABLE_VALUE")]) == 3, keys
