@@ -23,7 +23,7 @@ from ._collect import Collected, Progress, collect, labels_of
 from ._errors import ExportError
 from ._heads import TaskEntry
 from ._keras import KerasModel
-from ._module import TaskSwitchBuilder
+from ._module import build_module
 from ._publish import BackboneWriter, FreshTask, Lineage, Release, publish
 from ._report import ExportReport
 
@@ -64,7 +64,7 @@ def export_models(
     trunk = _trunk.find(backbones) if len(backbones) > 1 else None
     if trunk is not None:  # the layers every group shares: one copy
         backbones = trunk.backbones
-    module = TaskSwitchBuilder(backbones).add_tasks(entries).build()
+    module = build_module(backbones, entries)
     return publish(Release(
         base=base, version=version, model_name=model_name, module=module, texts=got.texts,
         fresh=[FreshTask(e, t) for e, t in zip(entries, got.tasks)], kept=[],
