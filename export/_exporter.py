@@ -27,7 +27,7 @@ from headswitch.contract import (
     DEFAULT_BASE as _DEFAULT_BASE,
 )
 
-from . import _graph, _keras_backbone, _leaves, _publish, _sources, _verify, _warmup
+from . import _graph, _hf, _keras_backbone, _leaves, _publish, _sources, _verify, _warmup
 from ._collect import Progress, Task, collect
 from ._errors import ExportError
 from ._head_store import HEADS_DIR, HEADS_FILE, HeadWriter
@@ -149,6 +149,7 @@ def export_models(
     progress: Progress | None = None,
     unsafe_deserialization: bool = False,
     accept_shorter_backbone: bool = False,
+    tokenizer: str | os.PathLike[str] | None = None,
 ) -> ExportReport:
     """Merge Keras models that share a backbone into ``out/<version>/``, verified and atomic.
 
@@ -162,9 +163,10 @@ def export_models(
     base = Path(out)
     _check_arguments(base, version, tolerance)
     sources = _sources.resolve(list(models), manifest)
-    got = collect(sources, split_layer=split_layer, tolerance=tolerance,
-                  unsafe=unsafe_deserialization, accept_shorter=accept_shorter_backbone,
-                  progress=progress)
+    with _hf.tokenizer_from(tokenizer):  # issue 21: Hugging Face models' tokenizer files
+        got = collect(sources, split_layer=split_layer, tolerance=tolerance,
+                      unsafe=unsafe_deserialization, accept_shorter=accept_shorter_backbone,
+                      progress=progress)
     entries = [TaskEntry(i, t.name, _labels(t, t.head), t.head) for i, t in enumerate(got.tasks)]
     split_op = got.split_ops[-1]
     backbone = _text_backbone(_graph.backbone_model(got.first, split_op),

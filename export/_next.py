@@ -21,7 +21,7 @@ from typing import Any
 
 from headswitch.contract import ASSETS_EXTRA, DEFAULT_MODEL_NAME, MANIFEST_FILE, TASK_REMOVED
 
-from . import _changes, _previous, _publish, _regression, _verify, _warmup
+from . import _changes, _hf, _previous, _publish, _regression, _verify, _warmup
 from ._collect import Progress, Task
 from ._errors import ExportError
 from ._exporter import (
@@ -95,6 +95,7 @@ def export_from(
     model_name: str = DEFAULT_MODEL_NAME,
     progress: Progress | None = None,
     unsafe_deserialization: bool = False,
+    tokenizer: str | os.PathLike[str] | None = None,
 ) -> ExportReport:
     """Publish the next version of ``previous`` (``BASE``: its newest version, or
     ``BASE/VERSION``) into ``out`` (default: the same BASE): its tasks, plus ``models`` (new
@@ -113,8 +114,9 @@ def export_from(
         raise ExportError(f"version {version} is not free at {base / str(version)}",
                           hint="omit --version to take the next number")
     changes = _changes.plan(before, models, replace or {}, remove, manifest)
-    new_tasks = _changes.collect(changes, before, tolerance=tolerance,
-                                 unsafe=unsafe_deserialization, progress=progress)
+    with _hf.tokenizer_from(tokenizer):  # issue 21: Hugging Face models' tokenizer files
+        new_tasks = _changes.collect(changes, before, tolerance=tolerance,
+                                     unsafe=unsafe_deserialization, progress=progress)
     assigned = _changes.assign(changes, before, new_tasks)
     if version is None:
         version = _publish.next_version(base)
