@@ -216,7 +216,10 @@ def encoder_class() -> type:
             accepted = inspect.signature(cls.call).parameters
             self.inputs_used = [k for k in (_IDS, _MASK, _TYPES) if k in accepted]
 
-        def call(self, features: Any) -> Any:
+        # Not converted by AutoGraph (the Hugging Face layers need no conversion; converting them
+        # took seconds per model).
+        @tf.autograph.experimental.do_not_convert
+        def call(self, features: Any, training: Any = None) -> Any:
             out = self.main(**{k: features[k] for k in self.inputs_used}, training=False)
             return out[1] if self.pooling == "pooler" else out[0][:, 0]
 
@@ -304,9 +307,10 @@ def _from_folder(path: Path) -> _Read:
         raise ExportError(f"cannot load {folder} with transformers: {type(e).__name__}: "
                           f"{str(e).splitlines()[0][:300] if str(e) else ''}",
                           hint="the folder must be what save_pretrained(folder) writes") from e
-    if info.get("missing_keys"):
+    missing = sorted(k for k in info.get("missing_keys", []) if "dropout" not in k)
+    if missing:  # (Dropout layers have no weights: transformers lists them all the same)
         raise ExportError(f"{folder}: tf_model.h5 lacks weights of the model "
-                          f"({', '.join(sorted(info['missing_keys'])[:3])})",
+                          f"({', '.join(missing[:3])})",
                           hint="save the whole fine-tuned model with save_pretrained")
     return _Read(model, "Hugging Face save_pretrained folder",
                  lambda features: model(features, training=False).logits)
@@ -508,7 +512,9 @@ def load(source: Any, *, unsafe: bool = False) -> Any:
         read.model.config, "max_position_embeddings", None))
     model = _normalized_classifier(read, family, spec)
     hf_tokenizer = _hf_tokenizer(transformers, folder)
-    accepted = getattr(hf_tokenizer, "model_input_names", [_IDS, _MASK])
+    import inspect
+
+    accepted = inspect.signature(read.model.call).parameters  # DistilBERT: no token types
 
     def original_logits(texts: list[str]) -> list[Any]:
         features = _encode(hf_tokenizer, texts, spec.max_length, None)

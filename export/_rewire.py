@@ -12,15 +12,33 @@ output feeds the heads alone, so it can end the backbone (automatically, or name
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 OUTPUT_SEPARATOR = ":"
 
 
+def by_path(structure: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of a nest of dicts, lists and tuples by path ("pooled_output",
+    "encoder_outputs/0", ...)."""
+    if isinstance(structure, Mapping):
+        items: Any = structure.items()
+    elif isinstance(structure, (list, tuple)):
+        items = enumerate(structure)
+    else:
+        return {prefix: structure}
+    found: dict[str, Any] = {}
+    for key, value in items:
+        found.update(by_path(value, f"{prefix}/{key}" if prefix else str(key)))
+    return found
+
+
 def _paths(structure: Any) -> list[str]:
+    """The paths of ``tf.nest.flatten(structure)``, in its order."""
     import tensorflow as tf
 
-    return [path for path, _ in tf.nest.flatten_with_joined_string_paths(structure)]
+    path_of = {id(leaf): path for path, leaf in by_path(structure).items()}
+    return [path_of[id(leaf)] for leaf in tf.nest.flatten(structure)]
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,9 +67,9 @@ def output_of_class() -> type:
         def _name_scope(self) -> str:  # TensorFlow name scopes take no ':'
             return str(self.layer.name)
 
+        @tf.autograph.experimental.do_not_convert
         def call(self, *args: Any, **kwargs: Any) -> Any:
-            out = self.layer(*args, **kwargs)
-            return dict(tf.nest.flatten_with_joined_string_paths(out))[self.output_path]
+            return by_path(self.layer(*args, **kwargs))[self.output_path]
 
         def get_config(self) -> dict[str, Any]:
             config = super().get_config()

@@ -488,7 +488,8 @@ def layer_class() -> type:
             self.length = length
             self.graph = TokenizerGraph(self.spec)
 
-        def call(self, text: Any) -> Any:
+        @tf.autograph.experimental.do_not_convert  # plain TensorFlow: nothing to convert
+        def call(self, text: Any, training: Any = None) -> Any:
             return self.graph(text, tf.as_dtype(self.output_dtype), self.length)
 
         def get_vocabulary(self) -> list[str]:
