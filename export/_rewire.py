@@ -73,7 +73,11 @@ def output_of_class() -> type:
 
         def get_config(self) -> dict[str, Any]:
             config = super().get_config()
-            config.update(layer=tf_keras.layers.serialize(self.layer), output=self.output_path)
+            # The inner layer by class name and configuration (not by the module that made it:
+            # a hub.KerasLayer revived from a folder and one read from an .h5 are the same).
+            inner = tf_keras.layers.serialize(self.layer)
+            config.update(layer={"class_name": inner["class_name"], "config": inner["config"]},
+                          output=self.output_path)
             return dict(config)
 
     return OutputOf
