@@ -27,6 +27,7 @@ import contextvars
 import dataclasses
 import functools
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ _IDS, _MASK, _TYPES = "input_ids", "attention_mask", "token_type_ids"
 
 
 @contextlib.contextmanager
-def tokenizer_from(folder: str | Path | None) -> Iterator[None]:
+def tokenizer_from(folder: str | os.PathLike[str] | None) -> Iterator[None]:
     """Within it, Hugging Face models read their tokenizer from ``folder`` (``--tokenizer``)."""
     token = _TOKENIZER.set(None if folder is None else Path(folder))
     try:
@@ -195,7 +196,7 @@ def encoder_class() -> type:
     tf_keras = import_tf_keras()
 
     @tf_keras.utils.register_keras_serializable(package="headswitch")
-    class HFEncoder(tf_keras.layers.Layer):  # type: ignore[misc,name-defined]
+    class HFEncoder(tf_keras.layers.Layer):  # type: ignore[name-defined]
         def __init__(self, main_class: str, config: dict[str, Any], pooling: str,
                      main: Any = None, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -251,7 +252,8 @@ def _import_transformers() -> Any:
     if not hasattr(transformers, "TFPreTrainedModel"):
         raise ExportError(f"transformers {transformers.__version__} has no TensorFlow models",
                           hint=INSTALL_HF)
-    transformers.logging.set_verbosity_error()
+    quiet: Any = transformers.logging.set_verbosity_error  # no "newly initialized" chatter
+    quiet()
     return transformers
 
 
@@ -444,8 +446,9 @@ def _normalized_wrapper(path: Path, wrapper: Any, spec: WordPieceSpec | None
     names = [x._keras_history.layer.name for x in wrapper.inputs]
     if len(wrapper.inputs) == 1 and wrapper.inputs[0].dtype == tf.string:
         return tf_keras.Model(text, rerun(wrapper, [text]), name=wrapper.name), [], None
-    keys = [_input_key(n) for n in names]
-    if None in keys or len(set(keys)) != len(keys) or _IDS not in keys:
+    found = [_input_key(n) for n in names]
+    keys = [k for k in found if k is not None]
+    if len(keys) != len(found) or len(set(keys)) != len(keys) or _IDS not in keys:
         raise ExportError(f"{path}: cannot tell which token tensor each input takes "
                           f"({', '.join(names)})", hint="name the inputs input_ids, "
                           "attention_mask and token_type_ids")
@@ -459,8 +462,8 @@ def _normalized_wrapper(path: Path, wrapper: Any, spec: WordPieceSpec | None
         spec = dataclasses.replace(spec, max_length=int(length))
     dtype = wrapper.inputs[0].dtype.name
     features = tokenizer_layer(spec, dtype=dtype, length=length)(text)
-    outputs = rerun(wrapper, [features[k] for k in keys])  # type: ignore[index]
-    return tf_keras.Model(text, outputs, name=wrapper.name), keys, length  # type: ignore[return-value]
+    outputs = rerun(wrapper, [features[k] for k in keys])
+    return tf_keras.Model(text, outputs, name=wrapper.name), keys, length
 
 
 def load(source: Any, *, unsafe: bool = False) -> Any:

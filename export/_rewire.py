@@ -53,7 +53,7 @@ def output_of_class() -> type:
     tf_keras = import_tf_keras()
 
     @tf_keras.utils.register_keras_serializable(package="headswitch")
-    class OutputOf(tf_keras.layers.Layer):  # type: ignore[misc,name-defined]
+    class OutputOf(tf_keras.layers.Layer):  # type: ignore[name-defined]
         def __init__(self, layer: Any, output: str, **kwargs: Any) -> None:
             if isinstance(layer, dict):
                 layer = tf_keras.layers.deserialize(layer)

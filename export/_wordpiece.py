@@ -146,9 +146,9 @@ def _fast_tokenizer_json(folder: Path) -> dict[str, Any]:
     except ImportError as e:
         raise ExportError(f"{folder} has no tokenizer.json; reading vocab.txt and "
                           "tokenizer_config.json needs transformers", hint=INSTALL_HF) from e
+    auto: Any = AutoTokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), use_fast=True,
-                                                  local_files_only=True)
+        tokenizer = auto.from_pretrained(str(folder), use_fast=True, local_files_only=True)
     except Exception as e:
         raise ExportError(f"cannot read the tokenizer in {folder}: {type(e).__name__}: "
                           f"{str(e).splitlines()[0][:300] if str(e) else ''}",
@@ -479,7 +479,7 @@ def layer_class() -> type:
     tf_keras = import_tf_keras()
 
     @tf_keras.utils.register_keras_serializable(package="headswitch")
-    class WordPieceTokenizer(tf_keras.layers.Layer):  # type: ignore[misc,name-defined]
+    class WordPieceTokenizer(tf_keras.layers.Layer):  # type: ignore[name-defined]
         def __init__(self, spec: dict[str, Any], output_dtype: str = "int32",
                      length: int | None = None, **kwargs: Any) -> None:
             super().__init__(trainable=False, **kwargs)

@@ -73,7 +73,7 @@ def _tokenizer(folder: Path) -> Any:
 def _classifiers(family: str) -> list[Any]:
     """Three classifiers (2, 3, 5 classes) sharing one frozen encoder's weights."""
     cls = getattr(transformers, CLASSES[family])
-    models = []
+    models: list[Any] = []
     for seed, labels in enumerate((2, 3, 5)):
         tf_keras.utils.set_random_seed(seed)
         model = cls(_config(family, labels))
@@ -117,7 +117,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def _check(report: dict[str, Any], originals: list[Any], tasks: int = 3) -> float:
     assert report["non_core_ops"] == ["FastWordpieceTokenizeWithOffsets"]
-    worst = check_against_originals(report["path"], originals, TEXTS)
+    worst = float(check_against_originals(report["path"], originals, TEXTS))
     assert worst <= 1e-5
     check_cpp_loader(report["path"], tasks)
     return worst

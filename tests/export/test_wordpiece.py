@@ -23,10 +23,12 @@ MAX_LENGTH = 24
 BASE = [
     "The quick brown fox jumps over the lazy dog.", "", "   ", "a", "Hello, World!",
     "Café CAFÉ cafe\u0301 naïve Ångström ÉCOLE résumé", "Crème brûlée, s'il vous plaît!",
-    "中文字符 and 東京 and 日本語のテキスト", "한국어 텍스트 문장", "Ελληνικά ΟΔΟΣ οδός", "Привет, мир!",
+    "中文字符 and 東京 and 日本語のテキスト", "한국어 텍스트 문장", "Ελληνικά ΟΔΟΣ οδός",
+    "Привет, мир!",
     "emoji 👍🥰 x 🇫🇷 👨\u200d👩\u200d👧 👍🏽", "¿Qué tal? ¡Muy bien! «quoted» — dash… “smart”",
     "a\x00b\x01c\x7fd\x85e", "zero\u200bwidth\ufeffbom", "line\u2028sep\u2029para",
-    "tab\tnew\nline\r\x0bvt\x0cff", "nbsp\u00a0ideographic\u3000space", "multiple     spaces   here",
+    "tab\tnew\nline\r\x0bvt\x0cff", "nbsp\u00a0ideographic\u3000space",
+    "multiple     spaces   here",
     "hello [SEP] world [CLS] and [MASK].", "[sep] [SE P] [[SEP]] [UNK][PAD]", "ﬁ ß İ ǅ ﬀ",
     "ＡＢＣ fullwidth ＡＢＣ １２３", "𝐀𝐁𝐂 math bold", "numbers 3.14159 1,000,000 42nd",
     "https://example.com/a?b=c&d=e#f user@example.com", "x" * 150, "П" * 60, "é" * 99 + "s",
@@ -81,7 +83,7 @@ def _save(folder: Path, lowercase: bool, fast: bool = True, **options: Any) -> P
     return folder
 
 
-SETTINGS = {
+SETTINGS: dict[str, dict[str, Any]] = {
     "uncased": dict(lowercase=True),
     "cased": dict(lowercase=False),
     "uncased-keep-accents": dict(lowercase=True, strip_accents=False),
