@@ -237,6 +237,20 @@ def encoder_class() -> type:
     return HFEncoder
 
 
+def register_layers(config: str) -> None:
+    """Register the tf_keras layers headswitch adds to normalized models (the tokenizer, the
+    encoder), so that a backbone's configuration (JSON text) deserializes; refuse one that
+    ends at one output of a layer (``OutputOf``), which is not rebuilt yet."""
+    from ._wordpiece import layer_class
+
+    if '"headswitch>OutputOf"' in config:
+        raise ExportError("the backbone ends at one output of a layer with several (a hub "
+                          "encoder's pooled_output, ...), which headswitch does not rebuild as a "
+                          "Keras model yet")
+    layer_class()
+    encoder_class()
+
+
 # ---------------------------------------------------------------- loading
 
 

@@ -56,7 +56,7 @@ def output_of_class() -> type:
     class OutputOf(tf_keras.layers.Layer):  # type: ignore[name-defined]
         def __init__(self, layer: Any, output: str, **kwargs: Any) -> None:
             if isinstance(layer, dict):
-                layer = tf_keras.layers.deserialize(layer)
+                layer = tf_keras.layers.deserialize(layer, custom_objects=_hub_objects())
             kwargs.setdefault("name", f"{layer.name}{OUTPUT_SEPARATOR}{output}")
             kwargs.setdefault("trainable", layer.trainable)
             kwargs.setdefault("dtype", layer.dtype_policy)
@@ -81,6 +81,14 @@ def output_of_class() -> type:
             return dict(config)
 
     return OutputOf
+
+
+def _hub_objects() -> dict[str, Any]:
+    try:
+        import tensorflow_hub as hub
+    except ImportError:
+        return {}
+    return {"KerasLayer": hub.KerasLayer}
 
 
 def rerun(model: Any, inputs: list[Any]) -> Any:

@@ -482,7 +482,8 @@ def layer_class() -> type:
     class WordPieceTokenizer(tf_keras.layers.Layer):  # type: ignore[name-defined]
         def __init__(self, spec: dict[str, Any], output_dtype: str = "int32",
                      length: int | None = None, **kwargs: Any) -> None:
-            super().__init__(trainable=False, **kwargs)
+            kwargs["trainable"] = False  # nothing to train
+            super().__init__(**kwargs)
             self.spec = WordPieceSpec.from_config(spec)
             self.output_dtype = output_dtype
             self.length = length

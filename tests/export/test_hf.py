@@ -16,6 +16,8 @@ import pytest
 import tensorflow as tf
 from formats_support import check_against_originals, check_cpp_loader, exported, refused
 
+from headswitch.cli import main
+
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tensorflow_text")
 tf_keras = pytest.importorskip("tf_keras")
@@ -134,6 +136,11 @@ def test_save_pretrained_folders(made: dict[str, Any], family: str,
     assert report["tasks"][0]["source_format"] == \
         f"Hugging Face save_pretrained folder ({CLASSES[family]})"
     _check(report, got["originals"])
+    if family == "bert":  # the backbone (tokenizer and encoder) as a frozen Keras model
+        capfd.readouterr()
+        assert main(["backbone", report["path"], "--out",
+                     str(made["base"] / "backbone")]) == 0, capfd.readouterr().err
+        assert "identical to the version's" in capfd.readouterr().out
 
 
 @pytest.mark.slow

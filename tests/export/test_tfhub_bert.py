@@ -19,6 +19,8 @@ from formats_support import (
     refused,
 )
 
+from headswitch.cli import main
+
 pytest.importorskip("tensorflow_text")
 pytest.importorskip("tensorflow_hub")
 pytest.importorskip("tf_keras")
@@ -48,6 +50,10 @@ def test_folders_and_h5_export_with_the_backbone_ending_at_pooled_output(
                                                      for m in tutorial["models"]], TEXTS)
     assert worst <= 1e-5
     check_cpp_loader(report["path"], 3)
+    capfd.readouterr()
+    assert main(["backbone", report["path"], "--out", str(tutorial["folder"] / "bb")]) == 2
+    err = " ".join(capfd.readouterr().err.split())
+    assert "does not rebuild as a Keras model yet" in err and "Traceback" not in err
 
 
 @pytest.mark.slow
