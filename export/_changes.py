@@ -15,7 +15,8 @@ import gc
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+
+from headswitch._manifest import TaskRecord
 
 from . import _formats, _sources
 from ._collect import Progress, Task, file_tasks, make_task
@@ -31,21 +32,21 @@ _GC_EVERY = 16
 class Changes:
     sources: list[_sources.ModelSource]  # new models and replacements, in the order given
     replace: dict[str, Path]  # task name -> its new model file
-    remove: list[dict[str, Any]]  # the previous version's entries of the tasks removed
+    remove: list[TaskRecord]  # the previous version's entries of the tasks removed
 
 
-def _by_name_or_id(previous: PreviousVersion, ref: str, flag: str) -> dict[str, Any]:
-    live = {t["name"]: t for t in previous.tasks}
+def _by_name_or_id(previous: PreviousVersion, ref: str, flag: str) -> TaskRecord:
+    live = {t.name: t for t in previous.tasks}
     if ref in live:
         return live[ref]
     if ref.isdigit():
-        by_id = {t["id"]: t for t in previous.tasks}
+        by_id = {t.id: t for t in previous.tasks}
         if int(ref) in by_id:
             return by_id[int(ref)]
-    gone = [r for r in previous.removed if r["name"] == ref or str(r["id"]) == ref]
+    gone = [r for r in previous.removed if r.name == ref or str(r.id) == ref]
     if gone:
-        raise ExportError(f"{flag} {ref}: task {gone[-1]['id']} ({gone[-1]['name']!r}) was "
-                          f"already removed in version {gone[-1]['version']}")
+        raise ExportError(f"{flag} {ref}: task {gone[-1].id} ({gone[-1].name!r}) was "
+                          f"already removed in version {gone[-1].version}")
     names = ", ".join(list(live)[:20]) + (", ..." if len(live) > 20 else "")
     raise ExportError(f"{flag} {ref}: {previous.label} has no task {ref!r}",
                       hint=f"its tasks: {names}")
@@ -55,7 +56,7 @@ def plan(previous: PreviousVersion, models: Sequence[str | os.PathLike[str]],
          replace: Mapping[str, str | os.PathLike[str]], remove: Sequence[str],
          manifest: str | os.PathLike[str] | None) -> Changes:
     """Check the requested changes against the previous version (no model is read yet)."""
-    removed: list[dict[str, Any]] = []
+    removed: list[TaskRecord] = []
     for ref in remove:
         task = _by_name_or_id(previous, str(ref), "--remove")
         if task not in removed:
@@ -64,9 +65,9 @@ def plan(previous: PreviousVersion, models: Sequence[str | os.PathLike[str]],
     for ref, file in replace.items():
         task = _by_name_or_id(previous, str(ref), "--replace")
         if task in removed:
-            raise ExportError(f"task {task['name']!r} is both replaced and removed",
+            raise ExportError(f"task {task.name!r} is both replaced and removed",
                               hint="pass it to --replace or to --remove, not both")
-        replaced[task["name"]] = Path(file)
+        replaced[task.name] = Path(file)
     if not models and manifest is None and not replaced and not removed:
         raise ExportError(f"nothing to change in {previous.label}",
                           hint="pass new model files, --replace NAME=FILE or --remove NAME")
@@ -93,7 +94,7 @@ def collect(changes: Changes, previous: PreviousVersion, *, tolerance: float, un
             progress: Progress | None = None) -> list[Task]:
     """Read the new and replacing models: their tasks, heads and answers on the previous
     version's probe texts. Each model's backbone must be the previous version's."""
-    stored = previous.manifest["backbone"]["leaves"]
+    stored = list(previous.manifest.backbone.leaves)
     values = previous.variable_values()
     texts = previous.texts
     tasks: list[Task] = []
@@ -120,23 +121,23 @@ def collect(changes: Changes, previous: PreviousVersion, *, tolerance: float, un
 class Assigned:
     """The new version's tasks: the previous version's kept ones and the new tasks with ids."""
 
-    kept: list[dict[str, Any]]  # previous entries, unchanged
-    replaced: list[tuple[dict[str, Any], Task]]  # (previous entry, its new model's task)
+    kept: list[TaskRecord]  # previous entries, unchanged
+    replaced: list[tuple[TaskRecord, Task]]  # (previous entry, its new model's task)
     added: list[tuple[int, Task]]  # (new id, task)
 
 
 def assign(changes: Changes, previous: PreviousVersion, tasks: list[Task]) -> Assigned:
     """Give each new task its id: a replacement keeps its task's id, an addition takes the next
     id never used. Refuses a new task named like a kept one."""
-    live = {t["name"]: t for t in previous.tasks}
-    removed = {t["name"] for t in changes.remove}
+    live = {t.name: t for t in previous.tasks}
+    removed = {t.name for t in changes.remove}
     got = {t.name for t in tasks}
     for name, path in changes.replace.items():
         if name not in got:
             raise ExportError(f"--replace {name}={path}: the model gives no task named {name!r}",
                               hint="a model with several outputs needs a manifest entry "
                               "{name: NAME, model: FILE, output: OUTPUT}")
-    replaced: list[tuple[dict[str, Any], Task]] = []
+    replaced: list[tuple[TaskRecord, Task]] = []
     added: list[tuple[int, Task]] = []
     next_id = previous.next_id
     for task in tasks:
@@ -145,12 +146,12 @@ def assign(changes: Changes, previous: PreviousVersion, tasks: list[Task]) -> As
         elif task.name in live and task.name not in removed:
             raise ExportError(
                 f"task {task.name!r} (from {task.source.path}) already exists in "
-                f"{previous.label} (id {live[task.name]['id']})",
+                f"{previous.label} (id {live[task.name].id})",
                 hint=f"to give it a new head: --replace {task.name}={task.source.path}; to add "
                 "another task, give it another name (a manifest sets names)")
         else:
             added.append((next_id, task))
             next_id += 1
     changed = set(changes.replace) | removed
-    kept = [t for t in previous.tasks if t["name"] not in changed]
+    kept = [t for t in previous.tasks if t.name not in changed]
     return Assigned(kept, replaced, added)

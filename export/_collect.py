@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy.typing as npt
 
+from headswitch._manifest import TaskRecord
+
 from . import _formats, _graph, _sources, _verify
 from ._errors import ExportError
 from ._heads import Head, analyse_head
-from ._keras import TF_KERAS
+from ._keras import TF_KERAS, KerasModel
 from ._split import Splitter, label
 
 Progress = Callable[[int, int, str], None]
@@ -45,18 +47,42 @@ class Task:
 @dataclasses.dataclass
 class Collected:
     tasks: list[Task]  # in task-id order
-    first: Any  # the first task model: its backbone is the merged model's
+    first: KerasModel  # the first task model: its backbone is the merged model's
     first_loaded: _formats.LoadedModel
     split: int
     split_ops: list[Any]
     texts: list[str]
     reference: list[_graph.OpSnapshot]
 
+    @property
+    def split_op(self) -> Any:
+        """The first model's layer call where the backbone ends."""
+        return self.split_ops[-1]
 
-def read_head(model: Any, split: int, where: str) -> Head:
+
+def labels_of(task: Task, before: TaskRecord | None = None) -> list[str]:
+    """A task's labels: the manifest's, else those of the task it replaces (``before``, when
+    the width still fits), else "0", "1", ..."""
+    width = task.head.width
+    if task.labels is not None:
+        if len(task.labels) != width:
+            raise ExportError(f"task {task.name!r}: the manifest gives {len(task.labels)} labels "
+                              f"but the model {task.source.path} outputs {width} values")
+        return list(task.labels)
+    if before is not None:
+        if len(before.labels) == width:
+            return list(before.labels)
+        raise ExportError(
+            f"task {task.name!r}: the new model {task.source.path} outputs {width} values, "
+            f"but the task has {len(before.labels)} labels",
+            hint="give its labels in a manifest: {name: NAME, model: FILE, labels: [...]}")
+    return [str(i) for i in range(width)]
+
+
+def read_head(model: KerasModel, split: int, where: str) -> Head:
     """The head of a task model split at position ``split``: stacked Dense weights or generic."""
-    ops = _graph.operations(model)
-    head = _graph.head_model(model, ops[split]) if split < len(ops) else None
+    ops = model.operations()
+    head = model.head(ops[split]) if split < len(ops) else None
     if head is None:
         raise ExportError(f"{where}: layer {ops[min(split, len(ops) - 1)].name!r} does not split "
                           "this model into backbone and head")

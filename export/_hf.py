@@ -485,7 +485,7 @@ def load(source: Any, *, unsafe: bool = False) -> Any:
     import tensorflow as tf
 
     from ._formats import LoadedModel, TaskModel, _scores
-    from ._keras import TF_KERAS
+    from ._keras import TF_KERAS, KerasModel
 
     path = Path(source.path)
     kind = kind_of(path)
@@ -521,7 +521,8 @@ def load(source: Any, *, unsafe: bool = False) -> Any:
                 out = run(_encode(hf_tokenizer, texts, max_length, spec_length))
             return [_scores(out, path)]
 
-        return LoadedModel(fmt, TF_KERAS, [TaskModel(model, None)], notes, original)
+        task = TaskModel(KerasModel(model, TF_KERAS), None)
+        return LoadedModel(fmt, TF_KERAS, [task], notes, original)
     read = _from_folder(path) if kind == "folder" else _from_saved_model(path)
     family = _family(path, read.model)
     folder = _tokenizer_folder(path)
@@ -540,7 +541,7 @@ def load(source: Any, *, unsafe: bool = False) -> Any:
 
     notes = [f"{type(read.model).__name__}, tokenizer added in the graph"]
     return LoadedModel(f"{read.format} ({type(read.model).__name__})", TF_KERAS,
-                       [TaskModel(model, None)], notes, original_logits)
+                       [TaskModel(KerasModel(model, TF_KERAS), None)], notes, original_logits)
 
 
 def _hf_tokenizer(transformers: Any, folder: Path) -> Any:

@@ -1,13 +1,93 @@
-"""Human-readable report tables for an export (``--json`` prints ExportReport.to_dict())."""
+"""What an export reports: ``ExportReport`` with a ``TaskResult`` per task (``--json`` prints
+``ExportReport.to_dict()``), and the tables a person reads."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from ._exporter import ExportReport
+from headswitch._manifest import SourceFile, TaskRecord
 
 MAX_TASK_ROWS = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+    task_id: int
+    name: str
+    labels: list[str]
+    activation: str
+    head: str  # "stacked" or "generic"
+    head_bytes: int
+    source: str
+    source_sha256: str
+    source_bytes: int
+    max_abs_diff: float
+    source_format: str = ""  # e.g. "tf_keras SavedModel folder"
+    output: str | None = None  # the output of a multi-output model this task is
+    compute_dtype: str = "float32"  # the dtype the head computes in
+    change: str = "added"  # what this version did to the task: "added", "replaced", "unchanged"
+    since: int | None = None  # the version that first published the task
+    head_since: int | None = None  # the version whose export read its head from its file
+    checked_against: str = "file"  # what max_abs_diff compares with: "file" or "version N"
+    stored: dict[str, Any] = dataclasses.field(default_factory=dict)  # its head-store entry
+    head_sha256: str = ""  # digest of the stored head
+
+    def record(self) -> TaskRecord:
+        """The task's entry in ``headswitch.json``."""
+        return TaskRecord(
+            id=self.task_id, name=self.name, labels=tuple(self.labels),
+            num_classes=len(self.labels), activation=self.activation, head=self.head,
+            head_bytes=self.head_bytes, dtype=self.compute_dtype,
+            max_abs_diff=float(f"{self.max_abs_diff:.3g}"), checked_against=self.checked_against,
+            since=self.since, head_since=self.head_since,
+            source=SourceFile(os.path.basename(self.source), self.source_format,
+                              self.source_sha256, self.source_bytes, self.output),
+            stored=self.stored, head_sha256=self.head_sha256)
+
+    @classmethod
+    def kept(cls, record: TaskRecord, head_bytes: int, max_abs_diff: float, previous: int,
+             stored: dict[str, Any], head_sha256: str) -> TaskResult:
+        """A task carried over unchanged from version ``previous``."""
+        source = record.source
+        return cls(record.id, record.name, list(record.labels), record.activation, record.head,
+                   head_bytes, source.file, source.sha256, source.bytes, max_abs_diff,
+                   source.format, source.output, record.dtype, change="unchanged",
+                   since=record.since, head_since=record.head_since,
+                   checked_against=f"version {previous}", stored=stored,
+                   head_sha256=head_sha256)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    version: int
+    model_name: str
+    split_layer: str
+    split_mode: str  # "given" or "auto"
+    tasks: list[TaskResult]
+    originals_bytes: int
+    merged_bytes: int  # the whole version folder, assets.extra included
+    backbone_bytes: int
+    heads_bytes: int
+    backbone_fingerprint: str
+    max_abs_diff: float
+    seconds: float
+    tensorflow_version: str
+    features_dtype: str = "float32"  # the backbone output's dtype
+    non_core_ops: list[str] = dataclasses.field(default_factory=list)  # TF Text ops used
+    previous_version: int | None = None  # the version this one was built from (--from)
+    removed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # removed by it
+    heads_store_bytes: int = 0  # the stored heads (assets.extra/heads.npy and heads/)
+    served_bytes: int = 0  # what TF Serving loads: saved_model.pb, variables/, assets/
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path)
+        return data
 
 
 def human_bytes(n: float) -> str:

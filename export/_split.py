@@ -16,25 +16,26 @@ from typing import Any
 
 from . import _graph
 from ._errors import ExportError
+from ._keras import KerasModel
 
 SHORTER_FLAG = "--accept-shorter-backbone"
 
 
-def split_candidates(model: Any) -> list[int]:
+def split_candidates(model: KerasModel) -> list[int]:
     """Positions whose output every path from input to output goes through (excluding the
     input layers and the output layer), shallowest first."""
-    ops = _graph.operations(model)
+    ops = model.operations()
     candidates = []
     for position, op in enumerate(ops[:-1]):
         if type(op).__name__ == "InputLayer":
             continue
-        if _graph.head_model(model, op) is not None:
+        if model.head(op) is not None:
             candidates.append(position)
     return candidates
 
 
-def find_position(model: Any, layer_name: str) -> int:
-    ops = _graph.operations(model)
+def find_position(model: KerasModel, layer_name: str) -> int:
+    ops = model.operations()
     for position, op in enumerate(ops):
         if op.name == layer_name:
             return position
@@ -64,9 +65,9 @@ def _digest_from(ops: list[Any], start: int) -> tuple[str | None, str | None]:
 class Splitter:
     """Compares each task model's backbone with the first model's; knows the split so far."""
 
-    def __init__(self, first: Any, first_label: str, split_layer: str | None, tolerance: float,
-                 accept_shorter: bool) -> None:
-        self.first_ops = _graph.operations(first)
+    def __init__(self, first: KerasModel, first_label: str, split_layer: str | None,
+                 tolerance: float, accept_shorter: bool) -> None:
+        self.first_ops = first.operations()
         self.first_label = first_label
         self.reference = [_graph.OpSnapshot.of(op) for op in self.first_ops]
         self.given = split_layer
@@ -74,7 +75,7 @@ class Splitter:
         self.accept_shorter = accept_shorter
         if split_layer is not None:
             split = find_position(first, split_layer)
-            if _graph.head_model(first, self.first_ops[split]) is None or \
+            if first.head(self.first_ops[split]) is None or \
                     split == len(self.first_ops) - 1:
                 raise ExportError(
                     f"layer {split_layer!r} cannot be the split: the output does not depend on "
@@ -94,9 +95,9 @@ class Splitter:
     def deepest_candidate(self) -> int:
         return self.candidates[-1]
 
-    def add(self, model: Any, label: str) -> None:
+    def add(self, model: KerasModel, label: str) -> None:
         """Compare a task model (not the first) with the first model."""
-        ops = _graph.operations(model)
+        ops = model.operations()
         if self.given is not None:
             diff, accepted = _graph.divergence(ops, self.reference, self.tolerance,
                                                limit=self.candidates[0])
@@ -141,13 +142,13 @@ class Splitter:
         """Largest backbone weight difference accepted for the index-th added model."""
         return self.seen[index].accepted
 
-    def finish(self, first_model: Any) -> int:
+    def finish(self, first_model: KerasModel) -> int:
         """The final split; refuses a split that lands before some models' heads start, and a
         backbone whose output is not float features."""
         split = self.current()
         if self.given is None and not self.accept_shorter:
             self._check_not_shorter(split)
-        dtype = _graph.output_dtype(first_model, self.first_ops[split])
+        dtype = first_model.output_dtype(self.first_ops[split])
         if not dtype.startswith(("float", "bfloat")):
             layer = self.first_ops[split].name
             why = self._why_not_deeper(split)
