@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -212,8 +213,6 @@ def encoder_class() -> type:
             self.main_class = main_class
             self.base_config = config
             self.pooling = pooling
-            import inspect
-
             accepted = inspect.signature(cls.call).parameters
             self.inputs_used = [k for k in (_IDS, _MASK, _TYPES) if k in accepted]
 
@@ -482,8 +481,6 @@ def _normalized_wrapper(path: Path, wrapper: Any, spec: WordPieceSpec | None
 
 def load(source: Any, *, unsafe: bool = False) -> Any:
     """Read a Hugging Face model (``kind_of(source.path)`` is not None) into a LoadedModel."""
-    import tensorflow as tf
-
     from ._formats import LoadedModel, TaskModel, _scores
     from ._keras import TF_KERAS, KerasModel
 
@@ -491,57 +488,56 @@ def load(source: Any, *, unsafe: bool = False) -> Any:
     kind = kind_of(path)
     transformers = _import_transformers()
     if kind == "wrapper":
-        wrapper = _load_wrapper(path, unsafe)
-        text_in = len(wrapper.inputs) == 1 and wrapper.inputs[0].dtype == tf.string
-        folder = None if text_in else _tokenizer_folder(path)
-        spec = None if folder is None else read_spec(folder)
-        model, keys, length = _normalized_wrapper(path, wrapper, spec)
-        if len(model.outputs) != 1:
-            raise ExportError(f"{path}: the model has {len(model.outputs)} outputs; a Hugging "
-                              "Face wrapper is read with one")
-        fmt = "Hugging Face layers in a tf_keras model"
-        notes = ["tokenizer added in the graph"] if keys else []
+        fmt, notes, model, answers = _read_wrapper(transformers, path, unsafe)
+    else:
+        read = _from_folder(path) if kind == "folder" else _from_saved_model(path)
+        family = _family(path, read.model)
+        folder = _tokenizer_folder(path)
+        spec = read_spec(folder, max_position_embeddings=getattr(
+            read.model.config, "max_position_embeddings", None))
+        model = _normalized_classifier(read, family, spec)
+        hf_tokenizer = _hf_tokenizer(transformers, folder)
+        accepted = inspect.signature(read.model.call).parameters  # DistilBERT: no token types
 
-        def run(features: dict[str, Any]) -> Any:
-            return wrapper([features[k] for k in keys], training=False)
+        def answers(texts: list[str]) -> Any:
+            features = _encode(hf_tokenizer, texts, spec.max_length, None)
+            return read.run({k: v for k, v in features.items() if k in accepted})
 
-        hf_tokenizer = None
-        if folder is not None:
-            assert spec is not None
-            hf_tokenizer = _hf_tokenizer(transformers, folder)
-            spec_length = length if length is not None else None
-            max_length = spec.max_length if length is None else min(spec.max_length, length)
-        else:
-            spec_length, max_length = None, 0
+        fmt = f"{read.format} ({type(read.model).__name__})"
+        notes = [f"{type(read.model).__name__}, tokenizer added in the graph"]
 
-        def original(texts: list[str]) -> list[Any]:
-            if hf_tokenizer is None:
-                out = wrapper(tf.constant(texts), training=False)
-            else:
-                out = run(_encode(hf_tokenizer, texts, max_length, spec_length))
-            return [_scores(out, path)]
+    def original(texts: list[str]) -> list[Any]:
+        return [_scores(answers(texts), path)]
 
-        task = TaskModel(KerasModel(model, TF_KERAS), None)
-        return LoadedModel(fmt, TF_KERAS, [task], notes, original)
-    read = _from_folder(path) if kind == "folder" else _from_saved_model(path)
-    family = _family(path, read.model)
-    folder = _tokenizer_folder(path)
-    spec = read_spec(folder, max_position_embeddings=getattr(
-        read.model.config, "max_position_embeddings", None))
-    model = _normalized_classifier(read, family, spec)
+    return LoadedModel(fmt, TF_KERAS, [TaskModel(KerasModel(model, TF_KERAS), None)], notes,
+                       original)
+
+
+def _read_wrapper(transformers: Any, path: Path, unsafe: bool
+                  ) -> tuple[str, list[str], Any, Callable[[list[str]], Any]]:
+    """A functional tf_keras model with Hugging Face layers: (format, notes, normalized model,
+    its original answers to texts)."""
+    import tensorflow as tf
+
+    wrapper = _load_wrapper(path, unsafe)
+    text_in = len(wrapper.inputs) == 1 and wrapper.inputs[0].dtype == tf.string
+    folder = None if text_in else _tokenizer_folder(path)
+    spec = None if folder is None else read_spec(folder)
+    model, keys, length = _normalized_wrapper(path, wrapper, spec)
+    if len(model.outputs) != 1:
+        raise ExportError(f"{path}: the model has {len(model.outputs)} outputs; a Hugging "
+                          "Face wrapper is read with one")
+    fmt = "Hugging Face layers in a tf_keras model"
+    if folder is None or spec is None:
+        return fmt, [], model, lambda texts: wrapper(tf.constant(texts), training=False)
     hf_tokenizer = _hf_tokenizer(transformers, folder)
-    import inspect
+    max_length = spec.max_length if length is None else min(spec.max_length, length)
 
-    accepted = inspect.signature(read.model.call).parameters  # DistilBERT: no token types
+    def answers(texts: list[str]) -> Any:
+        features = _encode(hf_tokenizer, texts, max_length, length)
+        return wrapper([features[k] for k in keys], training=False)
 
-    def original_logits(texts: list[str]) -> list[Any]:
-        features = _encode(hf_tokenizer, texts, spec.max_length, None)
-        return [_scores(read.run({k: v for k, v in features.items() if k in accepted}),
-                        path)]
-
-    notes = [f"{type(read.model).__name__}, tokenizer added in the graph"]
-    return LoadedModel(f"{read.format} ({type(read.model).__name__})", TF_KERAS,
-                       [TaskModel(KerasModel(model, TF_KERAS), None)], notes, original_logits)
+    return fmt, ["tokenizer added in the graph"], model, answers
 
 
 def _hf_tokenizer(transformers: Any, folder: Path) -> Any:
