@@ -20,7 +20,8 @@ from headswitch.contract import ASSETS_EXTRA, MANIFEST_FILE
 
 from ._errors import Error
 
-FORMAT_VERSION = 2  # 2: stored heads, probe texts, backbone leaves, task history
+FORMAT_VERSION = 3  # 2: stored heads, probe texts, backbone leaves, task history; 3: backbones
+OLDEST_FORMAT = 2  # the first format a version can be built from
 R = TypeVar("R", bound="_Record")
 
 
@@ -111,6 +112,7 @@ class TaskRecord(_Record):
     source: SourceFile
     stored: dict[str, Any]  # its head-store entry (``export/_head_store.py``)
     head_sha256: str
+    backbone: int = 0  # the id of the backbone it runs on (``Manifest.backbones``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +138,8 @@ class HistoryEntry(_Record):
 
 @dataclasses.dataclass(frozen=True)
 class BackboneRecord(_Record):
+    """One backbone of the version: where it ends in its models, what it holds, its size."""
+
     split_layer: str
     split_mode: str  # "given" or "auto"
     layers: tuple[str, ...]  # the first model's layer calls up to the split
@@ -145,6 +149,7 @@ class BackboneRecord(_Record):
     saved_bytes: int  # the backbone alone as a SavedModel
     keras_model: dict[str, Any]  # ``backbone.json`` entry (``export/_keras_backbone.py``)
     leaves: tuple[dict[str, Any], ...]  # leaf layers (``export/_leaves.py``)
+    id: int = 0  # stable across versions; tasks name it (``TaskRecord.backbone``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +186,7 @@ class Manifest(_Record):
     model_name: str
     version: int
     created: str
-    backbone: BackboneRecord
+    backbones: tuple[BackboneRecord, ...]  # one unless exported with --backbone-groups
     signatures: dict[str, Any]
     serving: ServingRecord
     tasks: tuple[TaskRecord, ...]
@@ -192,6 +197,24 @@ class Manifest(_Record):
     probe_texts: tuple[str, ...]
     verification: Verification
     tf_keras_version: str | None = None
+    next_backbone_id: int = 1
+    trunk: tuple[str, ...] = ()  # layers every backbone shares, stored once (first export)
+
+    @property
+    def backbone(self) -> BackboneRecord:
+        """The first backbone (the only one unless exported with --backbone-groups)."""
+        return self.backbones[0]
+
+    def backbone_of(self, number: int) -> BackboneRecord:
+        for b in self.backbones:
+            if b.id == number:
+                return b
+        raise ManifestError(f"no backbone {number} (backbones: "
+                            f"{', '.join(str(b.id) for b in self.backbones)})")
+
+    def tasks_of(self, number: int) -> tuple[TaskRecord, ...]:
+        """The tasks running on backbone ``number``."""
+        return tuple(t for t in self.tasks if t.backbone == number)
 
     def task(self, ref: int | str) -> TaskRecord | None:
         """The live task with this id or name."""
@@ -220,9 +243,15 @@ class Manifest(_Record):
     @classmethod
     def parse(cls, data: Any, where: str = MANIFEST_FILE) -> Manifest:
         fmt = data.get("format_version", 1) if isinstance(data, Mapping) else None
-        if not isinstance(fmt, int) or fmt < FORMAT_VERSION:
+        if not isinstance(fmt, int) or fmt < OLDEST_FORMAT:
             raise ManifestError(f"{where} is in manifest format {fmt}, written by an older "
                                 "headswitch that kept neither its heads nor its probe texts")
+        if fmt > FORMAT_VERSION:
+            raise ManifestError(f"{where} is in manifest format {fmt}, written by a newer "
+                                f"headswitch (this one reads formats {OLDEST_FORMAT} to "
+                                f"{FORMAT_VERSION})")
+        if "backbones" not in data and "backbone" in data:  # format 2: one backbone
+            data = {**data, "backbones": [data["backbone"]]}
         try:
             return cls.from_json(data)
         except (TypeError, ValueError, KeyError) as e:

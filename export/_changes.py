@@ -15,15 +15,20 @@ import gc
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy.typing as npt
 
 from headswitch._manifest import TaskRecord
 
 from . import _formats, _sources
-from ._collect import Progress, Task, file_tasks, make_task
+from ._collect import BackboneGroup, Progress, Task, file_tasks, make_task
+from ._collect import collect as collect_files
 from ._errors import ExportError
-from ._keras import TF_KERAS
+from ._keras import TF_KERAS, KerasModel
 from ._leaves import match
 from ._previous import PreviousVersion
+from ._split import GROUPS_FLAG
 
 _GC_EVERY = 16
 
@@ -90,31 +95,95 @@ def plan(previous: PreviousVersion, models: Sequence[str | os.PathLike[str]],
     return Changes(sources, replaced, removed)
 
 
+@dataclasses.dataclass
+class NewTasks:
+    """The tasks of the new and replacing models, each with the id of its backbone: one of the
+    previous version's, or (with ``--backbone-groups``) a new one read from its files."""
+
+    tasks: list[Task]  # in task order
+    backbone: dict[int, int]  # id(task) -> backbone id
+    new_groups: list[tuple[int, BackboneGroup]]  # (new backbone id, its group)
+
+    def backbone_of(self, task: Task) -> int:
+        return self.backbone[id(task)]
+
+
 def collect(changes: Changes, previous: PreviousVersion, *, tolerance: float, unsafe: bool,
-            progress: Progress | None = None) -> list[Task]:
+            grouped: bool = False, progress: Progress | None = None) -> NewTasks:
     """Read the new and replacing models: their tasks, heads and answers on the previous
-    version's probe texts. Each model's backbone must be the previous version's."""
-    stored = list(previous.manifest.backbone.leaves)
-    values = previous.variable_values()
+    version's probe texts. Each model's backbone must be one of the previous version's, unless
+    ``grouped``: models on other backbones then form new backbone groups."""
     texts = previous.texts
+    values = {b.id: previous.variable_values(b.id) for b in previous.manifest.backbones}
     tasks: list[Task] = []
+    backbone: dict[int, int] = {}
+    unmatched: list[_sources.ModelSource] = []
     names: dict[str, Path] = {}
     for index, source in enumerate(changes.sources):
         loaded = _formats.load(source, unsafe=unsafe)
         answers = loaded.original(texts)
         digest = _sources.sha256(source.path), _sources.size(source.path)
+        mine = []
         for t in file_tasks(source, loaded, names):
-            split, tolerated = match(loaded.tasks[t.index].model, stored, values, tolerance,
-                                     t.where, previous.label)
-            tasks.append(make_task(source, loaded, t, split, answers, tolerated, digest))
+            found = _matching_backbone(loaded.tasks[t.index].model, previous, values, tolerance,
+                                       t.where, grouped)
+            if found is None:
+                unmatched.append(source)
+                break
+            number, split, tolerated = found
+            task = make_task(source, loaded, t, split, answers, tolerated, digest)
+            backbone[id(task)] = number
+            mine.append(task)
+        else:
+            tasks += mine
         revived = loaded.kit is TF_KERAS
         del loaded
         if revived or index % _GC_EVERY == 0:
             gc.collect()
         if progress:
             progress(index + 1, len(changes.sources), source.path.name)
+    new_groups: list[tuple[int, BackboneGroup]] = []
+    if unmatched:
+        got = collect_files(unmatched, split_layer=None, tolerance=tolerance, unsafe=unsafe,
+                            accept_shorter=False, grouped=True, texts=texts)
+        first_id = previous.manifest.next_backbone_id
+        for group in got.groups:
+            new_groups.append((first_id + group.number, group))
+            for task in group.tasks:
+                backbone[id(task)] = first_id + group.number
+        tasks += got.tasks
+        _check_unique_names(tasks)
     tasks.sort(key=lambda t: t.order)
-    return tasks
+    return NewTasks(tasks, backbone, new_groups)
+
+
+def _matching_backbone(model: KerasModel, previous: PreviousVersion,
+                       values: dict[int, list[npt.NDArray[Any]]], tolerance: float, where: str,
+                       grouped: bool) -> tuple[int, int, float] | None:
+    """(backbone id, split, accepted difference) of the previous version's first backbone the
+    model is built on; None if none (``grouped``), else the refusal of the first backbone."""
+    refusals: list[ExportError] = []
+    for record in previous.manifest.backbones:
+        try:
+            split, tolerated = match(model, list(record.leaves), values[record.id], tolerance,
+                                     where, previous.label)
+        except ExportError as e:
+            refusals.append(e)
+            continue
+        return record.id, split, tolerated
+    if grouped:
+        return None
+    first = refusals[0]
+    many = len(previous.manifest.backbones)
+    also = f" (nor on any of its other {many - 1} backbones)" if many > 1 else ""
+    raise ExportError(f"{first.message}{also}",
+                      hint=f"{first.hint}; or pass {GROUPS_FLAG} to add it on its own backbone")
+
+
+def _check_unique_names(tasks: list[Task]) -> None:
+    seen: dict[str, Path] = {}
+    for task in tasks:
+        _sources.check_name(task.name, task.source.path, seen)
 
 
 @dataclasses.dataclass

@@ -64,6 +64,8 @@ def diff_versions(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[
     counts = {k: sum(r["change"] == k for r in rows) for k in CHANGES}
     fingerprint_a = ma.backbone.fingerprint_sha256
     fingerprint_b = mb.backbone.fingerprint_sha256
+    backbones_a = {b.id: b.fingerprint_sha256 for b in ma.backbones}
+    backbones_b = {b.id: b.fingerprint_sha256 for b in mb.backbones}
 
     def sizes(folder: Path, manifest: Manifest) -> dict[str, Any]:
         return {"total_bytes": folder_bytes(folder), "served_bytes": served_bytes(folder),
@@ -75,6 +77,12 @@ def diff_versions(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[
         "b": {"path": str(folder_b), "version": version_b, **sizes(folder_b, mb)},
         "backbone": {"a": fingerprint_a, "b": fingerprint_b,
                      "same": fingerprint_a == fingerprint_b},
+        "backbones": [{"id": i, "a": backbones_a.get(i), "b": backbones_b.get(i),
+                       "tasks_a": len(ma.tasks_of(i)), "tasks_b": len(mb.tasks_of(i)),
+                       "change": "added" if i not in backbones_a else "removed"
+                       if i not in backbones_b else "unchanged"
+                       if backbones_a[i] == backbones_b[i] else "different"}
+                      for i in sorted(set(backbones_a) | set(backbones_b))],
         "counts": counts,
         "tasks": rows,
     }
@@ -89,9 +97,18 @@ def render_diff(info: dict[str, Any], console: Any, *, all_tasks: bool = False) 
     summary = Table(title=f"{a['path']} -> {b['path']}", title_justify="left")
     for column in ("", f"version {a['version']}", f"version {b['version']}"):
         summary.add_column(column, justify="right" if column else "left")
-    backbone = info["backbone"]
-    summary.add_row("backbone fingerprint", backbone["a"][:16], backbone["b"][:16] + (
-        " (same)" if backbone["same"] else " (DIFFERENT)"))
+    backbones = info["backbones"]
+    if len(backbones) == 1:
+        backbone = info["backbone"]
+        summary.add_row("backbone fingerprint", backbone["a"][:16], backbone["b"][:16] + (
+            " (same)" if backbone["same"] else " (DIFFERENT)"))
+    else:
+        for b in backbones:
+            note = {"unchanged": "", "added": " (added)", "removed": " (removed)",
+                    "different": " (DIFFERENT)"}[b["change"]]
+            summary.add_row(f"backbone {b['id']} (tasks)",
+                            f"{(b['a'] or '-')[:16]} ({b['tasks_a']})",
+                            f"{(b['b'] or '-')[:16]} ({b['tasks_b']}){note}")
     summary.add_row("tasks", str(a["tasks"]), str(b["tasks"]))
     for key, name in (("total_bytes", "version folder"),
                       ("served_bytes", "served (saved_model.pb, variables, assets)"),

@@ -8,31 +8,24 @@ publish it (``_publish``).
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from headswitch._manifest import BackboneRecord
 from headswitch.contract import DEFAULT_BASE as _DEFAULT_BASE
-from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT, SIGNATURE_IDS
+from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT
 
-from . import _graph, _hf, _keras_backbone, _leaves, _sources
+from . import _backbones, _hf, _sources, _trunk
 from ._collect import Collected, Progress, collect, labels_of
 from ._errors import ExportError
-from ._graph import saved_state
 from ._heads import TaskEntry
 from ._keras import KerasModel
-from ._module import build_module
+from ._module import TaskSwitchBuilder
 from ._publish import BackboneWriter, FreshTask, Lineage, Release, publish
 from ._report import ExportReport
-from ._versions import folder_bytes
 
 DEFAULT_BASE = Path(_DEFAULT_BASE)
 
@@ -49,9 +42,13 @@ def export_models(
     progress: Progress | None = None,
     unsafe_deserialization: bool = False,
     accept_shorter_backbone: bool = False,
+    backbone_groups: bool = False,
     tokenizer: str | os.PathLike[str] | None = None,
 ) -> ExportReport:
-    """Merge Keras models that share a backbone into ``out/<version>/``, verified and atomic."""
+    """Merge Keras models that share a backbone into ``out/<version>/``, verified and atomic.
+
+    ``backbone_groups``: models that do not all share one backbone are grouped by backbone;
+    the version stores each group's backbone once and runs it for its own tasks' examples."""
     from headswitch._quiet import import_tensorflow
 
     started = time.perf_counter()
@@ -62,14 +59,20 @@ def export_models(
     with _hf.tokenizer_from(tokenizer):  # issue 21: Hugging Face models' tokenizer files
         got = collect(sources, split_layer=split_layer, tolerance=tolerance,
                       unsafe=unsafe_deserialization, accept_shorter=accept_shorter_backbone,
-                      progress=progress)
-    entries = [TaskEntry(i, t.name, labels_of(t), t.head) for i, t in enumerate(got.tasks)]
-    backbone = got.first.up_to(got.split_op).with_text_input(INPUT_TEXT)
-    module = build_module(backbone, entries)
+                      grouped=backbone_groups, progress=progress)
+    entries = [TaskEntry(i, t.name, labels_of(t), t.head, got.group_of(t).number)
+               for i, t in enumerate(got.tasks)]
+    backbones = [g.reference.up_to(g.split_op).with_text_input(INPUT_TEXT) for g in got.groups]
+    trunk = _trunk.find(backbones) if len(backbones) > 1 else None
+    if trunk is not None:  # the layers every group shares: one copy
+        backbones = trunk.backbones
+    module = TaskSwitchBuilder(backbones).add_tasks(entries).build()
     return publish(Release(
         base=base, version=version, model_name=model_name, module=module, texts=got.texts,
         fresh=[FreshTask(e, t) for e, t in zip(entries, got.tasks)], kept=[],
-        backbone=_backbone_writer(got, backbone, module, "given" if split_layer else "auto"),
+        backbone=_backbone_writer(got, backbones, module, "given" if split_layer else "auto",
+                                  trunk is not None),
+        trunk=trunk.layers if trunk is not None else (),
         lineage=Lineage(), tolerance=tolerance, unsafe=unsafe_deserialization,
         started=started))
 
@@ -84,52 +87,13 @@ def _check_arguments(base: Path, version: int | None, tolerance: float) -> None:
                           "are never overwritten", hint="omit --version to take the next number")
 
 
-def _backbone_writer(got: Collected, backbone: KerasModel, module: Any, split_mode: str
-                     ) -> BackboneWriter:
-    """What a first version keeps of its backbone: its Keras description (``backbone.json``),
-    its leaves, fingerprint and size alone."""
+def _backbone_writer(got: Collected, backbones: list[KerasModel], module: Any, split_mode: str,
+                     rebuilt: bool) -> BackboneWriter:
+    """What a first version keeps of each backbone (``_backbones.fresh``)."""
 
-    def write(assets_extra: Path, loaded: Any) -> BackboneRecord:
-        import tensorflow as tf
-
-        split_op = got.split_op
-        saved_variables = list(module._backbone_variables)
-        keras_model = _keras_backbone.write(assets_extra, _keras_backbone.describe(
-            _keras_backbone.handed_out_model(got.first, split_op), saved_variables))
-        return BackboneRecord(
-            split_layer=split_op.name, split_mode=split_mode,
-            layers=tuple(op.name for op in got.split_ops),
-            features_dtype=got.first.output_dtype(split_op), features_width=backbone.width,
-            fingerprint_sha256=_fingerprint(got.reference[: got.split + 1]),
-            saved_bytes=_backbone_saved_bytes(tf, backbone), keras_model=keras_model,
-            leaves=tuple(_leaves.record(got.first, got.split, saved_variables)))
+    def write(assets_extra: Path, loaded: Any) -> list[BackboneRecord]:
+        return [_backbones.fresh(group, backbone, module, group.number, len(got.groups),
+                                 split_mode, assets_extra, rebuilt)
+                for group, backbone in zip(got.groups, backbones)]
 
     return write
-
-
-def _fingerprint(snapshots: list[_graph.OpSnapshot]) -> str:
-    digest = hashlib.sha256()
-    for snap in snapshots:
-        digest.update(snap.structure.encode())
-        for vocab in snap.vocabularies:
-            digest.update("\x00".join(vocab).encode())
-        for asset in snap.assets:
-            digest.update(asset.encode())
-        for path, value in snap.weights:
-            digest.update(path.encode())
-            digest.update(np.ascontiguousarray(value).tobytes())
-    return digest.hexdigest()
-
-
-def _backbone_saved_bytes(tf: Any, backbone: KerasModel) -> int:
-    """Size on disk of the backbone alone as a SavedModel: the floor for the merged model."""
-    folder = tempfile.mkdtemp(prefix="headswitch-backbone-")
-    try:
-        module = tf.Module()
-        module.variables_, module.resources_ = saved_state(backbone.model)
-        fn = tf.function(lambda text: {"features": backbone(text, training=False)},
-                         input_signature=[tf.TensorSpec([None], tf.string, name=INPUT_TEXT)])
-        tf.saved_model.save(module, folder, signatures={SIGNATURE_IDS: fn})
-        return folder_bytes(Path(folder))
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

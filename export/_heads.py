@@ -7,9 +7,9 @@ The Head types are the interface between reading models and building the merged 
   which is exact for float16/bfloat16 backbones (a float32 Dense layer of a mixed-precision
   model casts its input the same way).
 - ``GenericHead``: anything else, including Dense layers that compute in float16 or bfloat16
-  (mixed precision): a stacked form cannot reproduce their rounding (measured on a 64x64
-  float16 matmul: bias folded into the kernel 4e-3 off, per-example einsum 1.2e-2 off, the
-  same matmul on a subset of rows exact), so they run as they are, on their examples only.
+  (mixed precision): a stacked form (bias folded into the kernel, a per-example product)
+  rounds float16 differently from the layer itself, while the same matmul on a subset of rows
+  is exact, so they run as they are, on their examples only.
 
 Both carry ``width`` (output values), ``activation`` (name of the final activation, or
 "other"), ``compute_dtype`` (the dtype their layers compute in; "float32" for stacked heads),
@@ -95,12 +95,14 @@ Head = DenseChainHead | GenericHead
 
 @dataclasses.dataclass
 class TaskEntry:
-    """A task as the build stage takes it: its id, name, labels and head."""
+    """A task as the build stage takes it: its id, name, labels, head and the id of the
+    backbone the head reads."""
 
     task_id: int
     name: str
     labels: list[str]
     head: Head
+    backbone: int = 0
 
     @property
     def activation(self) -> str:

@@ -106,17 +106,24 @@ def render_inspection(info: dict[str, Any], console: Any) -> None:
         console.print(f"headswitch.json: {info['manifest_error']}", markup=False)
     if "manifest" in info:
         manifest = Manifest.parse(info["manifest"])
-        tasks = Table(title=f"Tasks (TensorFlow {manifest.tensorflow_version}, split at "
-                      f"{manifest.backbone.split_layer!r})", title_justify="left")
-        for column in ("id", "task", "labels", "activation", "head", "since", "head from"):
+        split = f"split at {manifest.backbone.split_layer!r}" if len(manifest.backbones) == 1 \
+            else f"{len(manifest.backbones)} backbones"
+        tasks = Table(title=f"Tasks (TensorFlow {manifest.tensorflow_version}, {split})",
+                      title_justify="left")
+        grouped = len(manifest.backbones) > 1
+        columns = ["id", "task", "labels", "activation", "head", "since", "head from"]
+        for column in columns + (["backbone"] if grouped else []):
             tasks.add_column(column)
         for t in manifest.tasks:
             labels = ", ".join(t.labels[:8]) + (", …" if len(t.labels) > 8 else "")
             head = t.head if t.dtype == "float32" else f"{t.head} ({t.dtype})"
             tasks.add_row(str(t.id), t.name, labels, t.activation, head,
                           "" if t.since is None else str(t.since),
-                          "" if t.head_since is None else str(t.head_since))
+                          "" if t.head_since is None else str(t.head_since),
+                          *([str(t.backbone)] if grouped else []))
         console.print(tasks)
+        if len(manifest.backbones) > 1:
+            _render_backbones(manifest, console)
         _render_history(manifest, console)
         console.print(f"verified: max |merged - original| = "
                       f"{manifest.verification.max_abs_diff:.2e}")
@@ -124,6 +131,26 @@ def render_inspection(info: dict[str, Any], console: Any) -> None:
         ops = ", ".join(serving.non_core_ops) or "none"
         console.print(f"non-core ops: {ops} (served by {serving.image}: "
                       f"{serving.non_core_ops_from})")
+
+
+def _render_backbones(manifest: Manifest, console: Any) -> None:
+    """Each backbone of a version exported with --backbone-groups: its tasks, where it ends,
+    its fingerprint and its size alone."""
+    from rich.table import Table
+
+    from ._report import human_bytes
+
+    table = Table(title=f"Backbones ({len(manifest.backbones)})", title_justify="left")
+    for column in ("backbone", "tasks", "split at", "fingerprint", "size alone"):
+        table.add_column(column)
+    for b in manifest.backbones:
+        names = [t.name for t in manifest.tasks_of(b.id)]
+        shown = ", ".join(names[:4]) + (f", … ({len(names)})" if len(names) > 4 else "")
+        table.add_row(str(b.id), shown, b.split_layer, b.fingerprint_sha256[:16],
+                      human_bytes(b.saved_bytes))
+    console.print(table)
+    if manifest.trunk:
+        console.print(f"shared by every backbone, one copy: {', '.join(manifest.trunk)}")
 
 
 def _render_history(manifest: Manifest, console: Any) -> None:

@@ -75,13 +75,13 @@ def _culprit(backbone: KerasModel, error: Exception) -> str:
     return f"{type(error).__name__}{': ' + text if text else ''}"
 
 
-def write(assets_extra: Path, description: dict[str, Any]) -> dict[str, Any]:
-    """Write ``backbone.json``; the manifest's ``backbone.keras_model`` entry."""
+def write(path: Path, description: dict[str, Any]) -> dict[str, Any]:
+    """Write a backbone's description to ``path`` (in ``assets.extra``); the manifest's
+    ``keras_model`` entry of the backbone."""
     if "unavailable" in description:
         return {"unavailable": description["unavailable"]}
-    path = assets_extra / BACKBONE_FILE
     path.write_text(json.dumps(description, separators=(",", ":")))
-    return {"file": BACKBONE_FILE, "keras": description["keras"], "bytes": path.stat().st_size}
+    return {"file": path.name, "keras": description["keras"], "bytes": path.stat().st_size}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,17 +141,32 @@ def _check_out(out: Path, kit: str) -> None:
 
 
 def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                    unsafe_deserialization: bool = False) -> BackboneReport:
-    """Write a version's backbone as a frozen Keras model (``.keras``; a tf_keras backbone may
-    also go to a SavedModel folder), checked bit for bit against the version's features."""
+                    group: int | None = None, unsafe_deserialization: bool = False
+                    ) -> BackboneReport:
+    """Write a version's backbone (``group``: the id of one of its backbones; needed when it
+    has several) as a frozen Keras model (``.keras``; a tf_keras backbone may also go to a
+    SavedModel folder), checked bit for bit against the version's features."""
+    from headswitch._manifest import ManifestError
     from headswitch._quiet import import_tensorflow
 
     from . import _previous
+    from ._backbones import saved
 
     tf = import_tensorflow()
     previous = _previous.open_version(version)
     target = Path(out)
-    entry = previous.manifest.backbone.keras_model
+    records = previous.manifest.backbones
+    if group is None and len(records) > 1:
+        listed = "; ".join(f"{b.id}: {len(previous.manifest.tasks_of(b.id))} tasks, up to "
+                           f"{b.split_layer!r}" for b in records)
+        raise ExportError(f"{previous.label} has {len(records)} backbones ({listed})",
+                          hint="choose one with --group ID")
+    try:
+        record = records[0] if group is None else previous.manifest.backbone_of(group)
+    except ManifestError as e:
+        raise ExportError(f"{previous.label}: {e}", hint="choose one of them with --group ID"
+                          ) from e
+    entry = record.keras_model
     hint = (f"train the new head on the model the tasks of {previous.label} were built from: "
             "`headswitch export --from` compares its backbone with the version's")
     if "file" not in entry:
@@ -172,7 +187,7 @@ def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str]
     flat = model.flatten()
     for key, vocab in data["vocabularies"].items():
         flat[int(key)].set_vocabulary(vocab)
-    values = previous.variable_values()
+    values = previous.variable_values(record.id)
     mine = _graph.saved_state(model.model)[0]
     if len(mine) != len(data["variables"]):
         raise ExportError(f"the rebuilt backbone has {len(mine)} variables, {previous.label} "
@@ -185,7 +200,8 @@ def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str]
         variable.assign(values[k])
     model.model.trainable = False
     texts = previous.texts
-    served = np.asarray(previous.features(tf.constant(texts, tf.string)))
+    features = saved(previous.loaded, "features", record.id, len(records))
+    served = np.asarray(features(tf.constant(texts, tf.string)))
     rank = int(data["input_rank"])
     if not np.array_equal(_features(tf, model, texts, rank), served):
         raise ExportError(f"the backbone rebuilt from {previous.label}'s Keras configuration "

@@ -11,22 +11,21 @@ verified against their files, kept ones against the previous version).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from headswitch._manifest import BackboneRecord
-from headswitch.contract import DEFAULT_MODEL_NAME
+from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT
 
-from . import _changes, _hf, _previous
-from ._collect import Progress, labels_of
+from . import _backbones, _changes, _hf, _previous
+from ._collect import BackboneGroup, Progress, labels_of
 from ._errors import ExportError
 from ._head_store import HeadReader
 from ._heads import TaskEntry
-from ._keras_backbone import BACKBONE_FILE
-from ._module import build_module
+from ._keras import KerasModel
+from ._module import TaskSwitchBuilder
 from ._publish import (
     BackboneWriter,
     FreshTask,
@@ -53,13 +52,16 @@ def export_from(
     model_name: str = DEFAULT_MODEL_NAME,
     progress: Progress | None = None,
     unsafe_deserialization: bool = False,
+    backbone_groups: bool = False,
     tokenizer: str | os.PathLike[str] | None = None,
 ) -> ExportReport:
     """Publish the next version of ``previous`` (``BASE``: its newest version, or
     ``BASE/VERSION``) into ``out`` (default: the same BASE): its tasks, plus ``models`` (new
     tasks, new ids), with the heads of ``replace`` (task name -> model file; same id) and
-    without ``remove`` (names; their ids are never reused). New models must share the previous
-    version's backbone; kept tasks must answer as before (regression check)."""
+    without ``remove`` (names; their ids are never reused). New models must be built on one of
+    the previous version's backbones, or, with ``backbone_groups``, on a new one that the
+    version then adds (a backbone goes when its last task does); kept tasks must answer as
+    before (regression check)."""
     from headswitch._quiet import import_tensorflow
 
     started = time.perf_counter()
@@ -73,37 +75,53 @@ def export_from(
                           hint="omit --version to take the next number")
     changes = _changes.plan(before, models, replace or {}, remove, manifest)
     with _hf.tokenizer_from(tokenizer):  # issue 21: Hugging Face models' tokenizer files
-        new_tasks = _changes.collect(changes, before, tolerance=tolerance,
-                                     unsafe=unsafe_deserialization, progress=progress)
-    assigned = _changes.assign(changes, before, new_tasks)
+        new = _changes.collect(changes, before, tolerance=tolerance,
+                               unsafe=unsafe_deserialization, grouped=backbone_groups,
+                               progress=progress)
+    assigned = _changes.assign(changes, before, new.tasks)
 
     reader = HeadReader(before.assets_extra, before.manifest.heads, before.label)
     kept = [KeptTask(TaskEntry(t.id, t.name, list(t.labels), reader.read(
-        t.name, t.stored, t.head_sha256, unsafe=unsafe_deserialization)), t)
+        t.name, t.stored, t.head_sha256, unsafe=unsafe_deserialization), t.backbone), t)
         for t in assigned.kept]
-    fresh = [FreshTask(TaskEntry(old.id, old.name, labels_of(task, old), task.head), task, old)
+    fresh = [FreshTask(TaskEntry(old.id, old.name, labels_of(task, old), task.head,
+                                 new.backbone_of(task)), task, old)
              for old, task in assigned.replaced]
-    fresh += [FreshTask(TaskEntry(task_id, task.name, labels_of(task), task.head), task)
+    fresh += [FreshTask(TaskEntry(task_id, task.name, labels_of(task), task.head,
+                                  new.backbone_of(task)), task)
               for task_id, task in assigned.added]
     if version is None:
         version = next_version(base)
+    entries = task_entries(fresh, kept)
+    used = {e.backbone for e in entries}
+    carried = [b for b in before.manifest.backbones if b.id in used]
+    added = [(number, group) for number, group in new.new_groups if number in used]
+    backbones = [before.backbone(b.id) for b in carried] + [
+        group.reference.up_to(group.split_op).with_text_input(INPUT_TEXT) for _, group in added]
+    ids = [b.id for b in carried] + [number for number, _ in added]
     lineage = Lineage(before, before.manifest.history, before.removed, tuple(changes.remove),
-                      before.next_id)
-    module = build_module(before.backbone(), task_entries(fresh, kept),
-                          removed=lineage.retired(version))
+                      before.next_id, before.manifest.next_backbone_id)
+    module = TaskSwitchBuilder(backbones, ids).add_tasks(
+        entries, removed=lineage.retired(version)).build()
     return publish(Release(
         base=base, version=version, model_name=model_name, module=module, texts=before.texts,
-        fresh=fresh, kept=kept, backbone=_carried_backbone(before), lineage=lineage,
-        tolerance=tolerance, unsafe=unsafe_deserialization, started=started))
+        fresh=fresh, kept=kept,
+        backbone=_backbone_writer(before, carried, added, backbones[len(carried):], module),
+        lineage=lineage, tolerance=tolerance, unsafe=unsafe_deserialization, started=started))
 
 
-def _carried_backbone(before: _previous.PreviousVersion) -> BackboneWriter:
-    """The previous version's backbone record and Keras description, carried over as they are
-    (the module reuses its saved ``features`` function and variables)."""
+def _backbone_writer(before: _previous.PreviousVersion, carried: list[BackboneRecord],
+                     added: list[tuple[int, BackboneGroup]], models: list[KerasModel],
+                     module: Any) -> BackboneWriter:
+    """The previous version's backbones that keep tasks, carried over as they are (the module
+    reuses their saved functions and variables), then the new ones read from model files."""
 
-    def write(assets_extra: Path, loaded: Any) -> BackboneRecord:
-        if (before.assets_extra / BACKBONE_FILE).is_file():
-            shutil.copyfile(before.assets_extra / BACKBONE_FILE, assets_extra / BACKBONE_FILE)
-        return before.manifest.backbone
+    def write(assets_extra: Path, loaded: Any) -> list[BackboneRecord]:
+        count = len(carried) + len(added)
+        records = [_backbones.carried(b, before.assets_extra, count, assets_extra)
+                   for b in carried]
+        records += [_backbones.fresh(group, model, module, number, count, "auto", assets_extra)
+                    for (number, group), model in zip(added, models)]
+        return records
 
     return write

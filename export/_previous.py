@@ -87,16 +87,28 @@ class PreviousVersion:
 
         return getattr(self.loaded, FEATURES)
 
-    def backbone(self) -> Any:
-        """The version's backbone as a ``SavedBackbone``, for a new module."""
-        from ._module import SavedBackbone
+    def saved(self, backbone: int, name: str) -> Any:
+        """A backbone's function (``features``) or variable list (``_backbone_variables``,
+        ``_backbone_resources``) as the module saved it."""
+        from ._backbones import saved
 
-        return SavedBackbone(self.features, self.manifest.backbone.features_width,
-                             list(self.loaded._backbone_variables),
-                             list(getattr(self.loaded, "_backbone_resources", [])))
+        return saved(self.loaded, name, backbone, len(self.manifest.backbones))
 
-    def variable_values(self) -> list[npt.NDArray[Any]]:
-        return [np.asarray(v.numpy()) for v in self.loaded._backbone_variables]
+    def backbone(self, number: int | None = None) -> Any:
+        """Backbone ``number`` (default: the first) as a ``SavedBackbone``, for a new module."""
+        from ._module import FEATURES, SavedBackbone
+
+        record = self.manifest.backbone if number is None else \
+            self.manifest.backbone_of(number)
+        return SavedBackbone(self.saved(record.id, FEATURES), record.features_width,
+                             list(self.saved(record.id, "_backbone_variables")),
+                             list(self.saved(record.id, "_backbone_resources")))
+
+    def variable_values(self, number: int | None = None) -> list[npt.NDArray[Any]]:
+        """The saved values of backbone ``number``'s variables (default: the first's)."""
+        record = self.manifest.backbone if number is None else \
+            self.manifest.backbone_of(number)
+        return [np.asarray(v.numpy()) for v in self.saved(record.id, "_backbone_variables")]
 
 
 def open_version(spec: str | os.PathLike[str]) -> PreviousVersion:
@@ -122,7 +134,7 @@ def open_version(spec: str | os.PathLike[str]) -> PreviousVersion:
                           hint="the version folder may be incomplete or corrupt") from e
     from ._module import FEATURES
 
-    if not hasattr(loaded, FEATURES) or not hasattr(loaded, "_backbone_variables"):
+    if not hasattr(loaded, FEATURES):
         raise ExportError(f"version {version} ({path}) has no backbone function "
                           f"({FEATURES!r})", hint=REEXPORT_HINT)
     return PreviousVersion(base, version, path, manifest, loaded)

@@ -32,17 +32,18 @@ from headswitch._manifest import (
 from headswitch.contract import ASSETS_EXTRA, SIGNATURE_INPUTS, TASK_REMOVED
 
 from . import _regression, _verify, _versions, _warmup
+from ._backbones import saved
 from ._collect import Task
 from ._errors import ExportError
 from ._head_store import HeadWriter, stored_heads_bytes
 from ._heads import DenseChainHead, TaskEntry
-from ._module import signatures
+from ._module import FEATURES, signatures
 from ._report import ExportReport, TaskResult
 from ._serving_ops import SERVING_IMAGE, TF_TEXT_IN_SERVING, check_servable
 
-BackboneWriter = Callable[[Path, Any], BackboneRecord]
-"""Writes what the version keeps of its backbone into ``assets.extra`` (given the staged folder's
-``assets.extra`` and the loaded SavedModel) and returns the manifest's ``backbone`` entry."""
+BackboneWriter = Callable[[Path, Any], list[BackboneRecord]]
+"""Writes what the version keeps of its backbones into ``assets.extra`` (given the staged
+folder's ``assets.extra`` and the loaded SavedModel) and returns their manifest entries."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Lineage:
     removed_before: tuple[RemovedTask, ...] = ()
     removed_now: tuple[TaskRecord, ...] = ()
     next_task_id: int = 0
+    next_backbone_id: int = 0
 
     def retired(self, version: int) -> dict[int, tuple[str, str]]:
         """Removed task ids -> (name, the message their examples answer), as of ``version``."""
@@ -100,6 +102,7 @@ class Release:
     tolerance: float
     unsafe: bool
     started: float  # time.perf_counter() when the export began
+    trunk: tuple[str, ...] = ()  # layers all backbones share, one copy (``_trunk``)
 
     @property
     def entries(self) -> list[TaskEntry]:
@@ -125,7 +128,8 @@ def publish(release: Release) -> ExportReport:
         _versions.next_version(release.base)
     entries = release.entries
     records = _warmup.warmup_records(release.model_name, [e.name for e in entries],
-                                     release.texts, [e.task_id for e in entries])
+                                     release.texts, [e.task_id for e in entries],
+                                     [e.backbone for e in entries])
     with _versions.staging(release.base, version) as staged:
         tf.saved_model.save(release.module, str(staged), signatures=signatures(release.module))
         non_core_ops = check_servable(staged)
@@ -135,17 +139,18 @@ def publish(release: Release) -> ExportReport:
         worst = _check(release, loaded, version)
         _verify.replay_warmup(loaded, records)
         results, heads = _store_heads(release, loaded, assets_extra, version, worst)
-        backbone = release.backbone(assets_extra, loaded)
-        _manifest(release, version, results, backbone, non_core_ops, heads).write(staged)
+        backbones = release.backbone(assets_extra, loaded)
+        _manifest(release, version, results, backbones, non_core_ops, heads).write(staged)
         merged, served = _versions.folder_bytes(staged), _versions.served_bytes(staged)
         heads_bytes = stored_heads_bytes(assets_extra)
     previous = release.lineage.previous
+    backbone = backbones[0]
     return ExportReport(
         path=release.base / str(version), version=version, model_name=release.model_name,
         split_layer=backbone.split_layer, split_mode=backbone.split_mode, tasks=results,
         originals_bytes=sum({str(f.task.source.path): f.task.bytes for f in release.fresh}
                             .values()),
-        merged_bytes=merged, backbone_bytes=backbone.saved_bytes,
+        merged_bytes=merged, backbone_bytes=sum(b.saved_bytes for b in backbones),
         heads_bytes=sum(e.head.nbytes for e in entries),
         backbone_fingerprint=backbone.fingerprint_sha256,
         max_abs_diff=max([0.0, *worst.values()]), seconds=time.perf_counter() - release.started,
@@ -154,7 +159,12 @@ def publish(release: Release) -> ExportReport:
         previous_version=previous.version if previous is not None else None,
         removed=[{"id": t.id, "name": t.name, "version": version}
                  for t in release.lineage.removed_now],
-        heads_store_bytes=heads_bytes, served_bytes=served)
+        heads_store_bytes=heads_bytes, served_bytes=served,
+        backbones=[{"id": b.id, "split_layer": b.split_layer,
+                    "fingerprint": b.fingerprint_sha256, "saved_bytes": b.saved_bytes,
+                    "features_dtype": b.features_dtype,
+                    "tasks": [r.name for r in results if r.backbone == b.id]}
+                   for b in backbones])
 
 
 def _check(release: Release, loaded: Any, version: int) -> dict[int, float]:
@@ -187,7 +197,8 @@ def _store_heads(release: Release, loaded: Any, assets_extra: Path, version: int
     import tensorflow as tf
 
     writer = HeadWriter(assets_extra)
-    features = None
+    features: dict[int, Any] = {}  # backbone id -> its features on the probe texts
+    backbones = {e.backbone for e in release.entries}
     fresh = {f.entry.task_id: f for f in release.fresh}
     kept = {k.entry.task_id: k for k in release.kept}
     results = []
@@ -209,9 +220,10 @@ def _store_heads(release: Release, loaded: Any, assets_extra: Path, version: int
         if isinstance(entry.head, DenseChainHead):
             record, digest = writer.dense(entry.head)
         else:
-            if features is None:
-                features = loaded.features(tf.constant(release.texts, tf.string))
-            record, digest = writer.keras(entry.task_id, entry.head, features,
+            if entry.backbone not in features:
+                run = saved(loaded, FEATURES, entry.backbone, len(backbones))
+                features[entry.backbone] = run(tf.constant(release.texts, tf.string))
+            record, digest = writer.keras(entry.task_id, entry.head, features[entry.backbone],
                                           unsafe=release.unsafe)
         since = version if f.replaces is None else f.replaces.since
         task = f.task
@@ -221,12 +233,13 @@ def _store_heads(release: Release, loaded: Any, assets_extra: Path, version: int
             entry.head.nbytes, str(task.source.path), task.sha256, task.bytes,
             worst[entry.task_id], task.format, task.output, entry.head.compute_dtype,
             change=f.change, since=since, head_since=version, stored=record,
-            head_sha256=digest))
+            head_sha256=digest, backbone=entry.backbone))
     return results, writer.finish()
 
 
 def _manifest(release: Release, version: int, results: list[TaskResult],
-              backbone: BackboneRecord, non_core_ops: list[str], heads: HeadsFile) -> Manifest:
+              backbones: list[BackboneRecord], non_core_ops: list[str], heads: HeadsFile
+              ) -> Manifest:
     import sys
 
     import keras
@@ -243,7 +256,9 @@ def _manifest(release: Release, version: int, results: list[TaskResult],
         format_version=FORMAT_VERSION, headswitch_version=__version__,
         tensorflow_version=tf.__version__, keras_version=keras.__version__,
         tf_keras_version=tf_keras.__version__ if tf_keras else None,
-        model_name=release.model_name, version=version, created=created, backbone=backbone,
+        model_name=release.model_name, version=version, created=created,
+        backbones=tuple(backbones),
+        next_backbone_id=max([lineage.next_backbone_id, *(b.id + 1 for b in backbones)]),
         signatures={signature: {"inputs": {name: f"{dtype}[-1]"
                                            for name, dtype in inputs.items()}}
                     for signature, inputs in SIGNATURE_INPUTS.items()},
@@ -256,6 +271,6 @@ def _manifest(release: Release, version: int, results: list[TaskResult],
             removed=tuple(r.id for r in removed_now))),
         removed=(*lineage.removed_before, *removed_now),
         next_task_id=max([lineage.next_task_id, *(i + 1 for i in added)]),
-        heads=heads, probe_texts=tuple(release.texts),
+        heads=heads, probe_texts=tuple(release.texts), trunk=release.trunk,
         verification=Verification(True, _verify.ATOL, len(release.texts),
                                   max([0.0, *(r.max_abs_diff for r in results)])))

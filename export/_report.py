@@ -35,6 +35,7 @@ class TaskResult:
     checked_against: str = "file"  # what max_abs_diff compares with: "file" or "version N"
     stored: dict[str, Any] = dataclasses.field(default_factory=dict)  # its head-store entry
     head_sha256: str = ""  # digest of the stored head
+    backbone: int = 0  # the id of the backbone it runs on
 
     def record(self) -> TaskRecord:
         """The task's entry in ``headswitch.json``."""
@@ -46,7 +47,7 @@ class TaskResult:
             since=self.since, head_since=self.head_since,
             source=SourceFile(os.path.basename(self.source), self.source_format,
                               self.source_sha256, self.source_bytes, self.output),
-            stored=self.stored, head_sha256=self.head_sha256)
+            stored=self.stored, head_sha256=self.head_sha256, backbone=self.backbone)
 
     @classmethod
     def kept(cls, record: TaskRecord, head_bytes: int, max_abs_diff: float, previous: int,
@@ -58,7 +59,7 @@ class TaskResult:
                    source.format, source.output, record.dtype, change="unchanged",
                    since=record.since, head_since=record.head_since,
                    checked_against=f"version {previous}", stored=stored,
-                   head_sha256=head_sha256)
+                   head_sha256=head_sha256, backbone=record.backbone)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,9 @@ class ExportReport:
     removed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # removed by it
     heads_store_bytes: int = 0  # the stored heads (assets.extra/heads.npy and heads/)
     served_bytes: int = 0  # what TF Serving loads: saved_model.pb, variables/, assets/
+    # every backbone: id, split_layer, fingerprint, saved_bytes, tasks (the fields above
+    # split_layer, backbone_bytes, backbone_fingerprint, features_dtype are the first one's)
+    backbones: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -138,7 +142,10 @@ def render(report: ExportReport, console: Any) -> None:
     rows = [
         ("tasks",
          f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
-        ("split layer", f"{report.split_layer} ({report.split_mode})"),
+        ("split layer", f"{report.split_layer} ({report.split_mode})")
+        if len(report.backbones) <= 1 else
+        ("backbones", "; ".join(f"{b['id']}: {len(b['tasks'])} tasks up to {b['split_layer']!r}"
+                                for b in report.backbones)),
         ("worst |merged - original|" if since is None else
          "worst |merged - file or previous version|",
          f"{report.max_abs_diff:.2e} (limit 1e-05)"),
@@ -152,7 +159,8 @@ def render(report: ExportReport, console: Any) -> None:
         *([("  merged / originals",
             f"{report.merged_bytes / max(report.originals_bytes, 1):.3f}")]
           if since is None else []),  # a version --from reads only its new files
-        ("backbone alone (SavedModel)", human_bytes(report.backbone_bytes)),
+        ("backbone alone (SavedModel)" if len(report.backbones) <= 1 else
+         "backbones alone (SavedModels, summed)", human_bytes(report.backbone_bytes)),
         ("heads (weights)", human_bytes(report.heads_bytes)),
         ("stored heads (assets.extra)", human_bytes(report.heads_store_bytes)),
         ("  served / (backbone + heads)", f"{report.served_bytes / max(merged_floor, 1):.3f}"),

@@ -39,7 +39,8 @@ CONSTANT_BYTES = 64 * 2**20
 def activation(tf: Any, name: str, z: Any) -> Any:
     if name == "softmax":
         # exp(log_softmax): the same values (within 1e-7), but oneDNN (on by default on recent
-        # x86 CPUs) rewrites Softmax to a kernel that takes 70-90 us on a [64, 5] batch.
+        # x86 CPUs) rewrites Softmax to a kernel far slower on small batches (bench/overhead.py
+        # times the graph's ops on TF Serving's path).
         return tf.math.exp(tf.nn.log_softmax(z, axis=-1))
     if name == "linear":
         return z
@@ -62,8 +63,8 @@ def rowwise(tf: Any, x: Any, table: Any, rows: Any) -> Any:
     """Each example's ``x`` [b, in] times its own rows of ``table`` [b, k, in] -> [b, k].
 
     A multiply and a sum (Eigen's elementwise kernels): a batched matmul of b tiny matrices
-    costs a kernel launch per example, and with oneDNN (on by default for recent x86 CPUs, in
-    the TensorFlow wheel and the tensorflow/serving image alike) 100+ us at batch 64."""
+    costs a kernel launch per example, and more with oneDNN (on by default for recent x86
+    CPUs, in the TensorFlow wheel and the tensorflow/serving image alike)."""
     return tf.reduce_sum(x[:, None, :] * tf.gather(table, rows), axis=2)
 
 
@@ -102,15 +103,22 @@ class Rows:
 
 
 class WeightStore:
-    """The module's head weights and tables by name: graph constants of one shared tf.function
-    while they are small in total, variables beyond ``CONSTANT_BYTES``."""
+    """The module's head weights and tables by name: graph constants of one tf.function per
+    section while they are small in total, variables beyond ``CONSTANT_BYTES``. Arrays are
+    added to the ``current`` section; the module reads section ``key`` with ``read(key)``
+    (the default section is also ``module._weights()``). Each backbone's heads have a section
+    of their own, so the branch that runs them holds its constants and captures none."""
 
     def __init__(self) -> None:
         self.arrays: dict[str, npt.NDArray[Any]] = {}
+        self.sections: dict[str, Any] = {}  # array name -> section
+        self.current: Any = ""
+        self._functions: dict[Any, Any] = {}
 
     def add(self, name: str, value: Any) -> str:
         name = f"{name}_{len(self.arrays)}"
         self.arrays[name] = np.asarray(value)
+        self.sections[name] = self.current
         return name
 
     def build(self, tf: Any, module: Any) -> None:
@@ -120,14 +128,26 @@ class WeightStore:
                                                    trainable=False, name=k)
                                     for k, v in arrays.items()} if as_variables else {}
 
-        def read() -> dict[str, Any]:
-            if as_variables:
-                return {k: v.read_value() for k, v in module._weight_variables.items()}
-            return {k: tf.constant(v.tolist() if v.dtype == object else v)
-                    for k, v in arrays.items()}
+        def reader(section: Any) -> Any:
+            mine = [k for k in arrays if self.sections[k] == section]
 
-        weights = tf.function(read, input_signature=[], autograph=False)
-        module._weights = lambda: weights()  # not tracked: no object-graph entry of its own
+            def read() -> dict[str, Any]:
+                if as_variables:
+                    return {k: module._weight_variables[k].read_value() for k in mine}
+                return {k: tf.constant(arrays[k].tolist() if arrays[k].dtype == object
+                                       else arrays[k]) for k in mine}
+
+            return tf.function(read, input_signature=[], autograph=False)
+
+        self._functions = {section: reader(section)
+                           for section in dict.fromkeys(self.sections.values())}
+        default = self._functions.get("") or tf.function(lambda: {}, input_signature=[])
+        module._weights = lambda: default()  # not tracked: no object-graph entry of its own
+
+    def read(self, section: Any) -> dict[str, Any]:
+        """The arrays of ``section`` (call while tracing)."""
+        out: dict[str, Any] = self._functions[section]()
+        return out
 
 
 class StackedGroup:

@@ -124,7 +124,7 @@ def fake_manifest(version: int, tensorflow_version: str) -> Any:
     return m.Manifest(
         format_version=m.FORMAT_VERSION, headswitch_version="0", keras_version="3",
         tensorflow_version=tensorflow_version, model_name="headswitch", version=version,
-        created="2026-01-01T00:00:00Z", backbone=backbone, signatures={},
+        created="2026-01-01T00:00:00Z", backbones=(backbone,), signatures={},
         serving=m.ServingRecord("tensorflow/serving", (), ""), tasks=tasks,
         history=(m.HistoryEntry(version, None, "2026-01-01T00:00:00Z", (0, 1)),), removed=(),
         next_task_id=len(tasks), heads=m.HeadsFile("heads.npy", 0, 0, ""), probe_texts=("",),
