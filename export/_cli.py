@@ -57,6 +57,9 @@ def register(subparsers: Any) -> None:
                    help="trust the model files: let Keras run the Python code stored in Lambda "
                    "layers and load the SavedModels that TFSMLayers point to (what Keras's safe "
                    "mode refuses). Only for files you made or trust")
+    p.add_argument("--tokenizer", metavar="DIR",
+                   help="the Hugging Face tokenizer files (tokenizer.save_pretrained(DIR)) of "
+                   "every Hugging Face model given, when they are not beside each model")
     p.add_argument("--model-name", default=DEFAULT_MODEL_NAME,
                    help=f"model name used in warmup requests (default: {DEFAULT_MODEL_NAME})")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -167,7 +170,8 @@ def _export(args: argparse.Namespace) -> int:
                                      tolerance=args.tolerance, model_name=args.model_name,
                                      progress=progress,
                                      unsafe_deserialization=args.unsafe_deserialization,
-                                     backbone_groups=args.backbone_groups)
+                                     backbone_groups=args.backbone_groups,
+                                     tokenizer=args.tokenizer)
             else:
                 report = export_models(args.models, args.out or str(DEFAULT_BASE),
                                        split_layer=args.split_layer, version=args.version,
@@ -175,7 +179,8 @@ def _export(args: argparse.Namespace) -> int:
                                        model_name=args.model_name, progress=progress,
                                        unsafe_deserialization=args.unsafe_deserialization,
                                        accept_shorter_backbone=args.accept_shorter_backbone,
-                                       backbone_groups=args.backbone_groups)
+                                       backbone_groups=args.backbone_groups,
+                                       tokenizer=args.tokenizer)
     except ExportError as e:
         report_error(e, "export failed")
         return 2

@@ -18,7 +18,7 @@ from headswitch._manifest import BackboneRecord
 from headswitch.contract import DEFAULT_BASE as _DEFAULT_BASE
 from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT
 
-from . import _backbones, _sources, _trunk
+from . import _backbones, _hf, _sources, _trunk
 from ._collect import Collected, Progress, collect, labels_of
 from ._errors import ExportError
 from ._heads import TaskEntry
@@ -43,6 +43,7 @@ def export_models(
     unsafe_deserialization: bool = False,
     accept_shorter_backbone: bool = False,
     backbone_groups: bool = False,
+    tokenizer: str | os.PathLike[str] | None = None,
 ) -> ExportReport:
     """Merge Keras models that share a backbone into ``out/<version>/``, verified and atomic.
 
@@ -55,9 +56,10 @@ def export_models(
     base = Path(out)
     _check_arguments(base, version, tolerance)
     sources = _sources.resolve(list(models), manifest)
-    got = collect(sources, split_layer=split_layer, tolerance=tolerance,
-                  unsafe=unsafe_deserialization, accept_shorter=accept_shorter_backbone,
-                  grouped=backbone_groups, progress=progress)
+    with _hf.tokenizer_from(tokenizer):  # issue 21: Hugging Face models' tokenizer files
+        got = collect(sources, split_layer=split_layer, tolerance=tolerance,
+                      unsafe=unsafe_deserialization, accept_shorter=accept_shorter_backbone,
+                      grouped=backbone_groups, progress=progress)
     entries = [TaskEntry(i, t.name, labels_of(t), t.head, got.group_of(t).number)
                for i, t in enumerate(got.tasks)]
     backbones = [g.reference.up_to(g.split_op).with_text_input(INPUT_TEXT) for g in got.groups]

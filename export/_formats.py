@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from . import _hf, _rewire, _text_ops
 from ._errors import ExportError
 from ._keras import INSTALL_KERAS2, KERAS3, TF_KERAS, KerasModel, Kit, import_tf_keras
 from ._sources import ModelSource
@@ -102,6 +103,10 @@ def _has_lambda_code(text: str) -> bool:
 
 
 def _explain(path: Path, error: Exception, api: str) -> ExportError:
+    # issue 21: ops that are not registered (TF Text's) are named, with the package to install.
+    missing = _text_ops.missing_ops_error(path, error)
+    if missing is not None:
+        return missing
     text = str(error)
     if "safe_mode" in text or "unsafe_deserialization" in text:
         return ExportError(f"{path}: Keras refuses to load it in safe mode: "
@@ -286,6 +291,12 @@ def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
     import tensorflow as tf
 
     path = source.path
+    # issue 21: TF Text's ops registered before any model is read; Hugging Face models read by
+    # _hf.
+    _text_ops.register()
+    if _hf.kind_of(path) is not None:
+        hf: LoadedModel = _hf.load(source, unsafe=unsafe)
+        return hf
     raw, kit, fmt = _read(path, unsafe)
     notes: list[str] = []
     model = raw
@@ -304,6 +315,10 @@ def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
             f"{path}: the model is a subclassed {type(raw).__name__}, not a functional or "
             "Sequential Keras model: it has no layer graph headswitch can split",
             hint="rebuild it with the functional API (keras.Model(inputs, outputs)) and save it")
+    if kit is TF_KERAS and model is raw:
+        # issue 21: a layer call with several outputs of which one is read (a hub encoder's
+        # dict) becomes a layer of that output, which can end the backbone.
+        model = _rewire.single_outputs(model)
     _check_input(model, path)
     policy = {str(getattr(layer, "compute_dtype", "")) for layer in kit.operations(model)}
     for dtype in ("float16", "bfloat16"):

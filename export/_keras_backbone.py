@@ -111,6 +111,10 @@ def _rebuild(data: dict[str, Any], unsafe: bool) -> KerasModel:
             custom["KerasLayer"] = hub.KerasLayer
         except ImportError:
             pass
+    if kit is TF_KERAS and '"headswitch>' in json.dumps(data["config"]):
+        from ._hf import register_layers  # issue 21: the layers headswitch adds
+
+        register_layers(json.dumps(data["config"]))
     if kit is KERAS3:
         return KerasModel(kit.keras.saving.deserialize_keras_object(
             data["config"], safe_mode=not unsafe), kit)

@@ -19,7 +19,7 @@ from typing import Any
 from headswitch._manifest import BackboneRecord
 from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT
 
-from . import _backbones, _changes, _previous
+from . import _backbones, _changes, _hf, _previous
 from ._collect import BackboneGroup, Progress, labels_of
 from ._errors import ExportError
 from ._head_store import HeadReader
@@ -53,6 +53,7 @@ def export_from(
     progress: Progress | None = None,
     unsafe_deserialization: bool = False,
     backbone_groups: bool = False,
+    tokenizer: str | os.PathLike[str] | None = None,
 ) -> ExportReport:
     """Publish the next version of ``previous`` (``BASE``: its newest version, or
     ``BASE/VERSION``) into ``out`` (default: the same BASE): its tasks, plus ``models`` (new
@@ -73,8 +74,10 @@ def export_from(
         raise ExportError(f"version {version} is not free at {base / str(version)}",
                           hint="omit --version to take the next number")
     changes = _changes.plan(before, models, replace or {}, remove, manifest)
-    new = _changes.collect(changes, before, tolerance=tolerance, unsafe=unsafe_deserialization,
-                           grouped=backbone_groups, progress=progress)
+    with _hf.tokenizer_from(tokenizer):  # issue 21: Hugging Face models' tokenizer files
+        new = _changes.collect(changes, before, tolerance=tolerance,
+                               unsafe=unsafe_deserialization, grouped=backbone_groups,
+                               progress=progress)
     assigned = _changes.assign(changes, before, new.tasks)
 
     reader = HeadReader(before.assets_extra, before.manifest.heads, before.label)

@@ -93,11 +93,16 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
 
 
 def check_model_path(path: Path) -> None:
+    from ._hf import is_pretrained_folder
+
+    if is_pretrained_folder(path):  # issue 21: a Hugging Face save_pretrained folder
+        return
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ExportError(f"{path} is a folder without saved_model.pb",
                               hint="a model folder is a SavedModel written by model.save(folder) "
-                              "(Keras 2 / tf_keras)")
+                              "(Keras 2 / tf_keras), or a Hugging Face save_pretrained folder "
+                              "(config.json, tf_model.h5)")
         return
     if not path.exists():
         raise ExportError(f"model file not found: {path}")
