@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ServingError, invalid_argument, unimplemented
-from ._json_reader import JsonObject, JsonSyntaxError, parse, to_bytes
-from ._json_writer import COLUMNAR, ROW, debug_string, json_type
-from ._limits import Limits, check_tensor_shape
-from ._tensors import Array
+from .._errors import ServingError, invalid_argument, unimplemented
+from .._limits import Limits, check_tensor_shape
+from .._tensors import Array
+from ._reader import JsonObject, JsonSyntaxError, parse, to_bytes
+from ._writer import COLUMNAR, ROW, debug_string, json_type
 
 __all__ = [
     "COLUMNAR",
