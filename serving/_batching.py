@@ -410,7 +410,7 @@ class BatchingSession:
                 task.outputs = [split[name][index] for name in task.fetches]
         except ServingError as exc:
             for task in tasks:
-                task.error = exc
+                task.error = exc.with_traceback(None)  # no frame (and its tensors) kept
         except Exception as exc:  # noqa: BLE001
             error = ServingError(_code("INTERNAL"), f"{type(exc).__name__}: {exc}")
             for task in tasks:

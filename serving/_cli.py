@@ -222,6 +222,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         default=_DEFAULTS.max_string_bytes,
                         help=f"bytes in one string value (default {_DEFAULTS.max_string_bytes}, "
                         "1 MiB)")
+    limits.add_argument("--max-values", type=_positive_int, default=_DEFAULTS.max_values,
+                        help="values in one request (JSON numbers, strings, lists and objects; "
+                        "tensor values over gRPC), counted before the request is read "
+                        f"(default {_DEFAULTS.max_values})")
     limits.add_argument("--read-timeout", type=_positive_float, default=_DEFAULTS.read_timeout,
                         help="seconds a REST request may go without sending data while it "
                         f"arrives (default {_DEFAULTS.read_timeout:g})")
@@ -326,6 +330,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
             max_request_bytes=args.max_request_bytes,
             max_examples=args.max_examples,
             max_string_bytes=args.max_string_bytes,
+            max_values=args.max_values,
             read_timeout=args.read_timeout,
             idle_timeout=args.idle_timeout,
         ),

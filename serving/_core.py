@@ -148,7 +148,7 @@ class ServingCore:
             try:
                 self.reload(model_configs_from_message(request.config))
             except ServingError as exc:
-                error = exc
+                error = exc.with_traceback(None)  # no frame (and its data) kept
         if error is not None:
             _log.error("ReloadConfig failed: %s", error.message)
             raise error

@@ -16,14 +16,22 @@ from typing import Any
 
 import grpc
 from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
+    predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from ._config import SslOptions
 from ._core import ServingCore
 from ._errors import ServingError, internal
 from ._limits import Limits
+from ._wire import Refused, request_deserializer
 
 _MESSAGE_LIMIT = 1024  # ToGRPCStatus: kErrorMessageLimit
 _log = logging.getLogger(__name__)
@@ -65,12 +73,13 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _call(self, method: Any, api: str, request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
         error: ServingError | None = None
-        name = (request.tasks[0].model_spec.name if request.tasks else "") if api == (
-            "MultiInference") else request.model_spec.name
+        name = _model_name(request)
         try:
+            if isinstance(request, Refused):
+                raise request.error
             return method(request)
         except ServingError as exc:
-            error = exc
+            error = exc.with_traceback(None)  # no frame (and its request) kept
             return _abort(context, exc)
         except Exception as exc:  # noqa: BLE001 - a bug here must still answer with a code
             _log.exception("gRPC %s failed", api)
@@ -82,9 +91,19 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            if isinstance(request, Refused):
+                raise request.error
             return self._core.get_model_metadata(request)
         except ServingError as exc:
             return _abort(context, exc)
+
+
+def _model_name(request: Any) -> str:
+    if isinstance(request, Refused):
+        return ""
+    if isinstance(request, inference_pb2.MultiInferenceRequest):
+        return str(request.tasks[0].model_spec.name) if request.tasks else ""
+    return str(request.model_spec.name)
 
 
 class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -95,15 +114,35 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            if isinstance(request, Refused):
+                raise request.error
             return self._core.get_model_status(request)
         except ServingError as exc:
             return _abort(context, exc)
 
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            if isinstance(request, Refused):
+                raise request.error
             return self._core.reload_config_request(request)
         except ServingError as exc:
             return _abort(context, exc)
+
+
+def _service_handler(
+    service: str, servicer: Any, methods: dict[str, Any], limits: Limits
+) -> grpc.GenericRpcHandler:
+    """The official service with this server's request deserializer (``_wire``): a large
+    message holding too many values is refused before it is parsed."""
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, name),
+            request_deserializer=request_deserializer(message, limits),
+            response_serializer=lambda response: response.SerializeToString(),
+        )
+        for name, message in methods.items()
+    }
+    return grpc.method_handlers_generic_handler(service, handlers)
 
 
 # grpc.health.v1.Health, as TF Serving's --enable_grpc_healthcheck_service turns on gRPC's
@@ -241,7 +280,19 @@ class GrpcServer:
             ("grpc.max_connection_age_ms", _MAX_CONNECTION_AGE_S * 1000),
             ("grpc.max_connection_age_grace_ms", int(limits.read_timeout * 1000)),
         ]
-        handlers: list[grpc.GenericRpcHandler] = []
+        handlers: list[grpc.GenericRpcHandler] = [
+            _service_handler("tensorflow.serving.PredictionService", _PredictionService(core), {
+                "Classify": classification_pb2.ClassificationRequest,
+                "Regress": regression_pb2.RegressionRequest,
+                "Predict": predict_pb2.PredictRequest,
+                "MultiInference": inference_pb2.MultiInferenceRequest,
+                "GetModelMetadata": get_model_metadata_pb2.GetModelMetadataRequest,
+            }, limits),
+            _service_handler("tensorflow.serving.ModelService", _ModelService(core), {
+                "GetModelStatus": get_model_status_pb2.GetModelStatusRequest,
+                "HandleReloadConfigRequest": model_management_pb2.ReloadConfigRequest,
+            }, limits),
+        ]
         if options.health_check:
             handlers.append(_HealthService(self._stopping))
         if options.profiler:
@@ -252,10 +303,6 @@ class GrpcServer:
             handlers=handlers,
             options=own + list(options.channel_arguments),
         )
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            _PredictionService(core), self._server
-        )
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(core), self._server)
         credentials = _credentials(options)
         self.port: int | None = None
         if options.port is not None:

@@ -361,7 +361,7 @@ class ModelManager:
                 servable = self._load(model.config, version, model.paths[version])
                 break
             except ServingError as exc:
-                error = exc
+                error = exc.with_traceback(None)  # no frame (and its data) kept
             except Exception as exc:  # noqa: BLE001 - a broken version must not stop the server
                 error = ServingError(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
             _log.error(

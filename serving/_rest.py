@@ -127,7 +127,7 @@ class RestHandler:
         try:
             output = self._dispatch(method, uri, body, seen)
         except ServingError as exc:
-            error = exc
+            error = exc.with_traceback(None)  # no frame (and its request) kept
         except Exception as exc:  # noqa: BLE001 - a bug here must still answer in JSON
             _log.exception("REST request %s %s failed", method, uri)
             error = internal(f"Internal error: {type(exc).__name__}: {exc}")
@@ -183,7 +183,7 @@ class RestHandler:
         return spec
 
     def _predict(self, spec: Any, body: bytes) -> bytes:
-        document = parse_document(body)
+        document = parse_document(body, self._limits)
         signature_name = read_signature_name(document)
         limits = self._limits
         with self._core.servable(spec) as servable:
@@ -214,7 +214,7 @@ class RestHandler:
     def _classify_or_regress(self, spec: Any, body: bytes, action: str) -> bytes:
         from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-        document = parse_document(body)
+        document = parse_document(body, self._limits)
         request: Any = (
             classification_pb2.ClassificationRequest()
             if action == "classify"

@@ -23,6 +23,7 @@ from .._errors import ServingError, invalid_argument, unimplemented
 from .._limits import Limits, check_tensor_shape
 from .._tensors import Array
 from ._reader import JsonObject, JsonSyntaxError, parse, to_bytes
+from ._scan import check_structure
 from ._writer import COLUMNAR, ROW, debug_string, json_type
 
 __all__ = [
@@ -39,10 +40,13 @@ __all__ = [
 _MISSING = object()
 
 
-def parse_document(body: bytes) -> JsonObject:
-    """``ParseJson``: the top-level value must be an object; trailing bytes are ignored."""
+def parse_document(body: bytes, limits: Limits | None = None) -> JsonObject:
+    """``ParseJson``: the top-level value must be an object; trailing bytes are ignored. A
+    body nested too deep or with too many values is refused before it is read
+    (``_scan.check_structure``)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
+    check_structure(body, limits or Limits())
     try:
         document = parse(body)
     except JsonSyntaxError as exc:

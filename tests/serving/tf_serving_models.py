@@ -6,7 +6,8 @@ have, and these builders make SavedModels with the same signatures, tensor names
 
 - ``half_plus_two_tf1``: a TF1 graph ``y = 0.5 x + 2`` (plus ``y2 = 0.5 x + 3`` and
   ``y3 = 0.5 x2 + 3``) whose examples come in as serialized ``tf.Example`` (``tf_example``, a
-  string placeholder of unknown rank) and are parsed into ``x`` and ``x2`` ([-1, 1] floats).
+  string vector its signatures record with unknown rank) and are parsed into ``x`` and ``x2``
+  ([-1, 1] floats).
   Signatures: ``serving_default`` (x -> y), ``classify_x_to_y``, ``regress_x_to_y``,
   ``regress_x_to_y2``, ``regress_x2_to_y3`` (and ``classify_x2_to_y3`` in the two-version
   model of ``http_rest_api_handler_test.cc``). An asset file and an init op that reads it.
@@ -63,7 +64,7 @@ def half_plus_two_tf1(
         a = v1.Variable(0.5, name="a")
         b = v1.Variable(offset, name="b")
         c = v1.Variable(3.0, name="c")
-        serialized = v1.placeholder(tf.string, name="tf_example")  # no shape: unknown rank
+        serialized = v1.placeholder(tf.string, [None], name="tf_example")
         features = v1.io.parse_example(serialized, _feature_spec(tf))
         x = tf.identity(features["x"], name="x")
         y = tf.identity(tf.add(tf.multiply(a, x), b), name="y")
@@ -75,8 +76,14 @@ def half_plus_two_tf1(
         y3 = tf.identity(tf.add(tf.multiply(a2, x2), c2), name="y3")
         init_op = _asset_init_op(tf, Path(tempfile.mkdtemp(prefix="half_plus_two_assets_")))
 
+        def info(tensor: Any) -> Any:
+            proto = v1.saved_model.utils.build_tensor_info(tensor)
+            if tensor is serialized:  # recorded without a shape, as in TF Serving's model
+                proto.tensor_shape.Clear()
+                proto.tensor_shape.unknown_rank = True
+            return proto
+
         def signature(inputs: dict[str, Any], outputs: dict[str, Any], method: str) -> Any:
-            info = v1.saved_model.utils.build_tensor_info
             return v1.saved_model.signature_def_utils.build_signature_def(
                 {k: info(t) for k, t in inputs.items()},
                 {k: info(t) for k, t in outputs.items()},
