@@ -5,8 +5,8 @@ Reading a body builds a Python object per value, and TF Serving's rapidjson has 
 ``{}`` in 15 MiB, or millions of ``[``. :func:`check_structure` counts, outside strings, the
 nesting depth and the values (numbers, strings, lists and objects) of the body with numpy, a
 chunk at a time, and refuses a body deeper than any tensor needs or with more values than the
-server's limit, before any object is made. A body with few brackets and few bytes cannot exceed
-either and is not scanned.
+server's limit, before any object is made. A body with few brackets and fewer bytes than the
+limit has values cannot exceed either and is not scanned.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from .._errors import ServingError, invalid_argument
 from .._limits import MAX_JSON_DEPTH, MAX_RANK, Limits
 
 _CHUNK = 1 << 18  # numpy works on this much at a time (its temporaries: ~30 bytes a byte)
-_SMALL = 1 << 12  # a body this small holds fewer values than any sensible limit
 _QUOTE, _BACKSLASH = 0x22, 0x5C
 _OPEN = np.zeros(256, np.int8)
 _OPEN[[0x5B, 0x7B]] = 1  # [ {
@@ -35,21 +34,30 @@ def too_deep(offset: int) -> ServingError:
     )
 
 
+def measure(body: bytes) -> tuple[int, int]:
+    """(deepest nesting, values) of a body, outside strings (for tests and benchmarks)."""
+    scan = _Scan(Limits(max_values=2**62), max_depth=2**62)
+    scan.run(body)
+    return scan.deepest, scan.values
+
+
 def check_structure(body: bytes, limits: Limits) -> None:
     """Refuse ``body`` if it nests deeper than ``MAX_JSON_DEPTH`` or holds more than
     ``limits.max_values`` values (a body that is not valid JSON may be refused here rather
     than by the parser, when it would have been refused for this anyway)."""
     opens = body.count(b"[") + body.count(b"{")
-    if opens <= MAX_JSON_DEPTH and len(body) <= _SMALL:
-        return
+    if opens <= MAX_JSON_DEPTH and len(body) <= limits.max_values:
+        return  # too few brackets to nest too deep, too few bytes for too many values
     _Scan(limits).run(body)
 
 
 class _Scan:
     """The state carried from one chunk to the next."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, max_depth: int = MAX_JSON_DEPTH) -> None:
         self.limits = limits
+        self.max_depth = max_depth
+        self.deepest = 0
         self.in_string = False
         self.escape_next = False  # the chunk ended inside a run of backslashes of odd length
         self.depth = 0
@@ -107,8 +115,9 @@ class _Scan:
         kinds = chunk[positions]
         steps = _OPEN[kinds].astype(np.int32)
         depths = self.depth + np.cumsum(steps, dtype=np.int64)
-        if len(depths) and int(depths.max()) > MAX_JSON_DEPTH:
-            first = int(np.argmax(depths > MAX_JSON_DEPTH))
+        self.deepest = max(self.deepest, int(depths.max()))
+        if self.deepest > self.max_depth:
+            first = int(np.argmax(depths > self.max_depth))
             raise too_deep(offset + int(positions[first]))
         self.depth = int(depths[-1])
         commas = int(np.count_nonzero(kinds == 0x2C))
