@@ -397,7 +397,10 @@ def run(args: argparse.Namespace) -> int:
             for name in server.model_names
         )
         rest = f", REST {server.rest_url}" if server.rest_url else ""
-        print(f"headswitch serve: serving {models} on gRPC {server.grpc_address}{rest}", flush=True)
+        socket = (f" (gRPC also on unix:{server.grpc_socket_path})"
+                  if server.grpc_socket_path and server.grpc_port is not None else "")
+        print(f"headswitch serve: serving {models} on gRPC {server.grpc_address}{rest}{socket}",
+              flush=True)
         while not stop.wait(0.5):
             pass
     finally:
