@@ -1,11 +1,12 @@
 """What a protobuf request holds, counted on its wire format before it is parsed.
 
 Parsing a message makes an entry for every element of a repeated field: an empty string takes
-two bytes on the wire and many times that once parsed, so a message of millions of them grows
-by gigabytes when a few arrive at once, before any check of this server can run. :func:`request_deserializer` walks a large message's fields (no object
-per field, and it stops as soon as the count passes the limit), counts the values of its
-repeated fields in every nested message, and hands a message with more than the server's
-``max_values`` to the handler as a :class:`Refused` instead of parsing it.
+two bytes on the wire and many times that once parsed, so a few messages of millions of them
+cost gigabytes before any check of this server can run. :func:`request_deserializer` walks a
+large message's fields (no object per field, and it stops as soon as the count passes the
+limit), counts the values of its repeated fields in every nested message, and hands a message
+with more than the server's ``max_values`` to the handler as a :class:`Refused` instead of
+parsing it.
 """
 
 from __future__ import annotations
