@@ -206,10 +206,10 @@ def _job_export(spec: dict[str, Any]) -> dict[str, Any]:
 def _backbone_of(path: str) -> Any:
     import keras
 
-    from headswitch.export import _graph
+    from headswitch.export._keras import KerasModel
 
     model = keras.models.load_model(path, compile=False)
-    return model, _graph.backbone_model(model, model.get_layer("backbone"))
+    return model, KerasModel.of(model).up_to(model.get_layer("backbone")).model
 
 
 def _bert_heads(spec: dict[str, Any], width: int) -> tuple[list[dict[str, Any]], int]:
@@ -223,15 +223,14 @@ def synthesized_heads(paths: list[str], n_max: int, width: int) -> tuple[list[di
     import numpy as np
 
     from headswitch.examples._tasks import task_specs
-    from headswitch.export import _graph
-    from headswitch.export._heads import analyse_head
-    from headswitch.export._module import TaskEntry
+    from headswitch.export._heads import TaskEntry, analyse_head
+    from headswitch.export._keras import KerasModel
 
     specs = task_specs(n_max)
     heads = []
     for i, path in enumerate(paths[:n_max]):
         model = keras.models.load_model(path, compile=False)
-        head = analyse_head(_graph.head_model(model, model.get_layer("backbone")))
+        head = analyse_head(KerasModel.of(model).head(model.get_layer("backbone")))
         heads.append(_head_record(TaskEntry(i, specs[i].name, specs[i].labels, head)))
     real = len(heads)
     rng = np.random.default_rng(12345)
@@ -257,16 +256,16 @@ def _text_spec(tf: Any) -> Any:
 
 
 def _apply(tf: Any, name: str, z: Any) -> Any:
-    from headswitch.export._module import _activation
+    from headswitch.export._stacking import activation
 
-    return _activation(tf, name, z)
+    return activation(tf, name, z)
 
 
 def _save_backbone(tf: Any, backbone: Any, path: Path) -> None:
-    from headswitch.export._module import keras_state
+    from headswitch.export._graph import saved_state
 
     module = tf.Module()
-    module.variables_, module.resources_ = keras_state(tf, backbone)
+    module.variables_, module.resources_ = saved_state(backbone)
     fn = tf.function(lambda text: {"features": backbone(text, training=False)},
                      input_signature=[_text_spec(tf)])
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
@@ -296,10 +295,10 @@ def backbone_io_fn(tf: Any, backbone: Any, width: int) -> Callable[[Any, Any], d
 
 
 def _save_backbone_io(tf: Any, backbone: Any, width: int, path: Path) -> None:
-    from headswitch.export._module import keras_state
+    from headswitch.export._graph import saved_state
 
     module = tf.Module()
-    module.variables_, module.resources_ = keras_state(tf, backbone)
+    module.variables_, module.resources_ = saved_state(backbone)
     fn = tf.function(backbone_io_fn(tf, backbone, width), input_signature=[
         _text_spec(tf), tf.TensorSpec([None], tf.int32, name="task_id")])
     tf.saved_model.save(module, str(path), signatures={"serving_default": fn})
@@ -312,7 +311,7 @@ def _save_multi_output(tf: Any, backbone: Any, heads: list[dict[str, Any]], path
     applied; the caller picks its task's row."""
     import numpy as np
 
-    from headswitch.export._module import keras_state
+    from headswitch.export._graph import saved_state
 
     n = len(heads)
     width = max(h["steps"][-1][0].shape[1] for h in heads)
@@ -330,7 +329,7 @@ def _save_multi_output(tf: Any, backbone: Any, heads: list[dict[str, Any]], path
     kinds = sorted(set(finals))
 
     module = tf.Module()
-    module.variables_, module.resources_ = keras_state(tf, backbone)
+    module.variables_, module.resources_ = saved_state(backbone)
     module.kernel = tf.Variable(np.concatenate([heads[t]["steps"][0][0] for t in single], 1)
                                 if single else np.zeros((0, 0), np.float32), name="kernel")
     module.bias = tf.Variable(np.concatenate([heads[t]["steps"][0][1] for t in single])
@@ -369,10 +368,10 @@ def _save_per_task(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Pa
                    names: list[str] | None = None) -> None:
     """One signature per task. The backbone is one tf.function every signature calls, so the
     graph holds it once (tracing it per signature would store N copies)."""
-    from headswitch.export._module import keras_state
+    from headswitch.export._graph import saved_state
 
     module = tf.Module()
-    module.variables_, module.resources_ = keras_state(tf, backbone)
+    module.variables_, module.resources_ = saved_state(backbone)
     module.features = tf.function(lambda text: backbone(text, training=False),
                                   input_signature=[_text_spec(tf)])
     module.heads = [[(tf.Variable(k, name=f"kernel_{t}_{i}"), tf.Variable(b, name=f"bias_{t}_{i}"))
@@ -394,8 +393,8 @@ def _save_per_task(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Pa
 
 def _save_headswitch(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path) -> None:
     """What export_models writes, minus verification, warmup records and assets.extra."""
-    from headswitch.export._heads import DenseChainHead, DenseStep
-    from headswitch.export._module import TaskEntry, build_module, signatures
+    from headswitch.export._heads import DenseChainHead, DenseStep, TaskEntry
+    from headswitch.export._module import build_module, signatures
 
     entries = [TaskEntry(t, h["name"], h["labels"],
                          DenseChainHead([DenseStep(k, b, a) for k, b, a in h["steps"]]))

@@ -72,13 +72,12 @@ SAVE_BACKBONE = """
 import sys
 from headswitch._quiet import import_tensorflow; tf = import_tensorflow()
 import keras
-from headswitch.export import _graph, _split
-from headswitch.export._module import keras_state
-model = keras.models.load_model(sys.argv[1], compile=False)
-split = _split.find_position(model, sys.argv[3])
-backbone = _graph.backbone_model(model, _graph.operations(model)[split])
+from headswitch.export._keras import KerasModel
+from headswitch.export._graph import saved_state
+model = KerasModel.of(keras.models.load_model(sys.argv[1], compile=False))
+backbone = model.up_to(model.model.get_layer(sys.argv[3])).model
 module = tf.Module()
-module.variables_, module.resources_ = keras_state(tf, backbone)
+module.variables_, module.resources_ = saved_state(backbone)
 fn = tf.function(lambda text: {"features": backbone(text, training=False)},
                  input_signature=[tf.TensorSpec([None], tf.string, name="text")])
 tf.saved_model.save(module, sys.argv[2], signatures={"serving_default": fn})

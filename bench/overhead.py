@@ -101,7 +101,8 @@ def save_minimal(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path
     0), one einsum, softmax. Single-Dense softmax heads only."""
     import numpy as np
 
-    from headswitch.export._module import _append_one, keras_state
+    from headswitch.export._graph import saved_state
+    from headswitch.export._stacking import append_one
 
     d = int(backbone.outputs[0].shape[-1])
     k_max = max(h["steps"][-1][0].shape[1] for h in heads)
@@ -113,10 +114,10 @@ def save_minimal(tf: Any, backbone: Any, heads: list[dict[str, Any]], path: Path
         kernels[t, :d, :k], kernels[t, d, :k], kernels[t, d, k:] = kernel, bias, -np.inf
 
     module = tf.Module()
-    module.variables_, module.resources_ = keras_state(tf, backbone)
+    module.variables_, module.resources_ = saved_state(backbone)
 
     def serve(text: Any, task_id: Any) -> dict[str, Any]:
-        x1 = _append_one(tf, backbone(text, training=False))
+        x1 = append_one(tf, backbone(text, training=False))
         w = tf.gather(tf.constant(kernels), task_id)
         return {"scores": tf.nn.softmax(tf.einsum("bi,bik->bk", x1, w))}
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from headswitch.contract import ASSETS_EXTRA, MANIFEST_FILE
+from headswitch._manifest import Manifest, ManifestError
 
 from ._errors import DeployError
 
@@ -26,7 +24,7 @@ class LocalModel:
     # finds a saved_model.pb whose variables are still on their way.
     files: tuple[Path, ...]
     sizes: tuple[int, ...]
-    manifest: dict[str, Any] | None = field(default=None, compare=False)
+    manifest: Manifest | None = field(default=None, compare=False)  # the newest version's
 
     @property
     def newest(self) -> int:
@@ -39,16 +37,12 @@ class LocalModel:
     @property
     def tensorflow_version(self) -> str | None:
         """The TensorFlow that exported the newest version (its ``headswitch.json``)."""
-        if not self.manifest:
-            return None
-        value = self.manifest.get("tensorflow_version")
-        return str(value) if value else None
+        return self.manifest.tensorflow_version if self.manifest else None
 
     def first_task(self) -> tuple[int, str]:
-        """(id, name) of task 0 of the newest version, for sample requests."""
-        tasks = (self.manifest or {}).get("tasks") or []
-        if tasks and isinstance(tasks[0], dict):
-            return int(tasks[0].get("id", 0)), str(tasks[0].get("name", "0"))
+        """(id, name) of the first task of the newest version, for sample requests."""
+        if self.manifest and self.manifest.tasks:
+            return self.manifest.tasks[0].id, self.manifest.tasks[0].name
         return 0, "TASK"
 
 
@@ -88,11 +82,12 @@ def scan_model_dir(base: str | os.PathLike[str]) -> LocalModel:
         files.extend(ordered)
         sizes.extend((root / p).stat().st_size for p in ordered)
     manifest = None
-    manifest_path = root / str(versions[-1]) / ASSETS_EXTRA / MANIFEST_FILE
-    if manifest_path.is_file():
+    newest = root / str(versions[-1])
+    if Manifest.path(newest).is_file():
         try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DeployError(f"cannot read {manifest_path}: {exc}") from exc
+            manifest = Manifest.read(newest)
+        except ManifestError as exc:
+            raise DeployError(str(exc), hint="export the version again with this headswitch"
+                              ) from exc
     return LocalModel(base=root, versions=tuple(versions), files=tuple(files),
                       sizes=tuple(sizes), manifest=manifest)

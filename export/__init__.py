@@ -16,10 +16,11 @@ from headswitch._lazy import lazy_names
 
 if TYPE_CHECKING:
     from ._errors import ExportError
-    from ._exporter import DEFAULT_BASE, ExportReport, TaskResult, export_models
+    from ._exporter import DEFAULT_BASE, export_models
     from ._inspect import InspectError, inspect_export
     from ._keras_backbone import BackboneReport, export_backbone
     from ._next import export_from
+    from ._report import ExportReport, TaskResult
     from ._report import render as render_report
 
 __all__ = [
@@ -40,9 +41,9 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "DEFAULT_BASE": "_exporter",
     "BackboneReport": "_keras_backbone",
     "ExportError": "_errors",
-    "ExportReport": "_exporter",
+    "ExportReport": "_report",
     "InspectError": "_inspect",
-    "TaskResult": "_exporter",
+    "TaskResult": "_report",
     "export_backbone": "_keras_backbone",
     "export_from": "_next",
     "export_models": "_exporter",

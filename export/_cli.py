@@ -48,6 +48,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--accept-shorter-backbone", action="store_true",
                    help="go on when the automatic split lands before the layer where some "
                    "models' heads start (share less, run more per task)")
+    p.add_argument("--backbone-groups", action="store_true",
+                   help="models that do not all share one backbone (some fine-tuned, some on "
+                   "another encoder) are grouped by backbone: one SavedModel stores each "
+                   "backbone once and runs it only for its own tasks' examples; with --from, a "
+                   "model on a new backbone adds a group")
     p.add_argument("--unsafe-deserialization", action="store_true",
                    help="trust the model files: let Keras run the Python code stored in Lambda "
                    "layers and load the SavedModels that TFSMLayers point to (what Keras's safe "
@@ -71,6 +76,9 @@ def register(subparsers: Any) -> None:
     b.add_argument("--out", required=True, metavar="FILE",
                    help="the model to write, e.g. backbone.keras (a tf_keras backbone may also "
                    "go to a SavedModel folder)")
+    b.add_argument("--group", type=int, metavar="ID",
+                   help="which backbone, for a version exported with --backbone-groups (ids "
+                   "as `headswitch inspect` lists them)")
     b.add_argument("--unsafe-deserialization", action="store_true",
                    help="let Keras run Python code stored in the backbone (Lambda layers)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -158,14 +166,16 @@ def _export(args: argparse.Namespace) -> int:
                                      version=args.version, manifest=args.manifest,
                                      tolerance=args.tolerance, model_name=args.model_name,
                                      progress=progress,
-                                     unsafe_deserialization=args.unsafe_deserialization)
+                                     unsafe_deserialization=args.unsafe_deserialization,
+                                     backbone_groups=args.backbone_groups)
             else:
                 report = export_models(args.models, args.out or str(DEFAULT_BASE),
                                        split_layer=args.split_layer, version=args.version,
                                        manifest=args.manifest, tolerance=args.tolerance,
                                        model_name=args.model_name, progress=progress,
                                        unsafe_deserialization=args.unsafe_deserialization,
-                                       accept_shorter_backbone=args.accept_shorter_backbone)
+                                       accept_shorter_backbone=args.accept_shorter_backbone,
+                                       backbone_groups=args.backbone_groups)
     except ExportError as e:
         report_error(e, "export failed")
         return 2
@@ -198,7 +208,7 @@ def _backbone(args: argparse.Namespace) -> int:
               f"{report.probe_texts} probe texts")
 
     import_tensorflow()
-    return _answer(lambda: export_backbone(args.version, args.out,
+    return _answer(lambda: export_backbone(args.version, args.out, group=args.group,
                                            unsafe_deserialization=args.unsafe_deserialization),
                    "backbone failed", args.json, BackboneReport.to_dict, show)
 

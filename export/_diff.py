@@ -12,29 +12,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from headswitch._manifest import Manifest, TaskRecord
 from headswitch.contract import ASSETS_EXTRA
 
 from ._errors import ExportError
-from ._head_store import HEADS_DIR, HEADS_FILE
-from ._inspect import folder_bytes, served_bytes
+from ._head_store import stored_heads_bytes
 from ._previous import read_manifest, resolve
+from ._versions import folder_bytes, served_bytes
 
 CHANGES = ("added", "removed", "replaced", "other task", "unchanged")
 
 
-def _heads_bytes(folder: Path) -> int:
-    extra = folder / ASSETS_EXTRA
-    files = [extra / HEADS_FILE, *(extra / HEADS_DIR).glob("*")]
-    return sum(f.stat().st_size for f in files if f.is_file())
-
-
-def _side(spec: str | os.PathLike[str]) -> tuple[Path, int, dict[str, Any]]:
+def _side(spec: str | os.PathLike[str]) -> tuple[Path, int, Manifest]:
     _, version, folder = resolve(spec)
     return folder, version, read_manifest(folder)
 
 
-def _task(t: dict[str, Any]) -> dict[str, Any]:
-    return {"id": t["id"], "name": t["name"]}
+def _task(t: TaskRecord) -> dict[str, Any]:
+    return {"id": t.id, "name": t.name}
 
 
 def diff_versions(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[str, Any]:
@@ -44,9 +39,9 @@ def diff_versions(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[
     folder_b, version_b, mb = _side(b)
     if folder_a.resolve() == folder_b.resolve():
         raise ExportError(f"both arguments name {folder_a}", hint="pass two versions")
-    tasks_a = {t["id"]: t for t in ma["tasks"]}
-    tasks_b = {t["id"]: t for t in mb["tasks"]}
-    removed_in_b = {r["id"]: r for r in mb.get("removed", [])}
+    tasks_a = {t.id: t for t in ma.tasks}
+    tasks_b = {t.id: t for t in mb.tasks}
+    removed_in_b = {r.id: r for r in mb.removed}
     rows: list[dict[str, Any]] = []
     for task_id in sorted(set(tasks_a) | set(tasks_b)):
         ta, tb = tasks_a.get(task_id), tasks_b.get(task_id)
@@ -55,32 +50,39 @@ def diff_versions(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> dict[
         elif tb is None and ta is not None:
             gone = removed_in_b.get(task_id)
             rows.append({**_task(ta), "change": "removed",
-                         **({"removed_in": gone["version"]} if gone else {})})
+                         **({"removed_in": gone.version} if gone else {})})
         elif ta is not None and tb is not None:
-            if ta["name"] != tb["name"]:
+            if ta.name != tb.name:
                 change = "other task"
-            elif (ta.get("head_sha256"), ta["labels"], ta["activation"]) == (
-                    tb.get("head_sha256"), tb["labels"], tb["activation"]) and ta.get(
-                    "head_sha256"):
+            elif (ta.head_sha256, ta.labels, ta.activation) == (
+                    tb.head_sha256, tb.labels, tb.activation) and ta.head_sha256:
                 change = "unchanged"
             else:
                 change = "replaced"
             rows.append({**_task(tb), "change": change,
-                         **({"was": ta["name"]} if change == "other task" else {})})
+                         **({"was": ta.name} if change == "other task" else {})})
     counts = {k: sum(r["change"] == k for r in rows) for k in CHANGES}
-    fingerprint_a = ma["backbone"]["fingerprint_sha256"]
-    fingerprint_b = mb["backbone"]["fingerprint_sha256"]
+    fingerprint_a = ma.backbone.fingerprint_sha256
+    fingerprint_b = mb.backbone.fingerprint_sha256
+    backbones_a = {b.id: b.fingerprint_sha256 for b in ma.backbones}
+    backbones_b = {b.id: b.fingerprint_sha256 for b in mb.backbones}
 
-    def sizes(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    def sizes(folder: Path, manifest: Manifest) -> dict[str, Any]:
         return {"total_bytes": folder_bytes(folder), "served_bytes": served_bytes(folder),
-                "stored_heads_bytes": _heads_bytes(folder),
-                "tasks": len(manifest["tasks"])}
+                "stored_heads_bytes": stored_heads_bytes(folder / ASSETS_EXTRA),
+                "tasks": len(manifest.tasks)}
 
     return {
         "a": {"path": str(folder_a), "version": version_a, **sizes(folder_a, ma)},
         "b": {"path": str(folder_b), "version": version_b, **sizes(folder_b, mb)},
         "backbone": {"a": fingerprint_a, "b": fingerprint_b,
                      "same": fingerprint_a == fingerprint_b},
+        "backbones": [{"id": i, "a": backbones_a.get(i), "b": backbones_b.get(i),
+                       "tasks_a": len(ma.tasks_of(i)), "tasks_b": len(mb.tasks_of(i)),
+                       "change": "added" if i not in backbones_a else "removed"
+                       if i not in backbones_b else "unchanged"
+                       if backbones_a[i] == backbones_b[i] else "different"}
+                      for i in sorted(set(backbones_a) | set(backbones_b))],
         "counts": counts,
         "tasks": rows,
     }
@@ -95,9 +97,18 @@ def render_diff(info: dict[str, Any], console: Any, *, all_tasks: bool = False) 
     summary = Table(title=f"{a['path']} -> {b['path']}", title_justify="left")
     for column in ("", f"version {a['version']}", f"version {b['version']}"):
         summary.add_column(column, justify="right" if column else "left")
-    backbone = info["backbone"]
-    summary.add_row("backbone fingerprint", backbone["a"][:16], backbone["b"][:16] + (
-        " (same)" if backbone["same"] else " (DIFFERENT)"))
+    backbones = info["backbones"]
+    if len(backbones) == 1:
+        backbone = info["backbone"]
+        summary.add_row("backbone fingerprint", backbone["a"][:16], backbone["b"][:16] + (
+            " (same)" if backbone["same"] else " (DIFFERENT)"))
+    else:
+        for b in backbones:
+            note = {"unchanged": "", "added": " (added)", "removed": " (removed)",
+                    "different": " (DIFFERENT)"}[b["change"]]
+            summary.add_row(f"backbone {b['id']} (tasks)",
+                            f"{(b['a'] or '-')[:16]} ({b['tasks_a']})",
+                            f"{(b['b'] or '-')[:16]} ({b['tasks_b']}){note}")
     summary.add_row("tasks", str(a["tasks"]), str(b["tasks"]))
     for key, name in (("total_bytes", "version folder"),
                       ("served_bytes", "served (saved_model.pb, variables, assets)"),

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import ExportError
-from ._keras import INSTALL_KERAS2, KERAS3, TF_KERAS, Kit, import_tf_keras
+from ._keras import INSTALL_KERAS2, KERAS3, TF_KERAS, KerasModel, Kit, import_tf_keras
 from ._sources import ModelSource
 
 UNSAFE_FLAG = "--unsafe-deserialization"
@@ -39,7 +39,7 @@ class TaskModel:
     """One output of a model file, as a functional model with one string input and one
     output."""
 
-    model: Any
+    model: KerasModel
     output: str | None  # the output's name when the file has several
 
 
@@ -312,9 +312,10 @@ def load(source: ModelSource, *, unsafe: bool = False) -> LoadedModel:
     named = kit.named_outputs(model)
     names = [name for name, _ in named]
     if len(named) == 1:
-        tasks = [TaskModel(model, None)]
+        tasks = [TaskModel(KerasModel(model, kit), None)]
     else:
-        tasks = [TaskModel(kit.model(model.inputs, out, name=f"{model.name}_{name}"), name)
+        tasks = [TaskModel(KerasModel(kit.model(model.inputs, out, name=f"{model.name}_{name}"),
+                                      kit), name)
                  for name, out in named]
         notes.append(f"{len(names)} outputs")
     rank = len(model.inputs[0].shape)

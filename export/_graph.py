@@ -1,8 +1,9 @@
-"""Reading a functional model (Keras 3 or tf_keras) as a graph: sub-models and what each
-layer call holds, for comparing models position by position.
+"""What a layer call holds (classes, configurations, vocabularies, assets, variables), for
+comparing models position by position.
 
 Models are compared position by position in topological order (layer names may differ
-between independently saved models); a position holds one layer call.
+between independently saved models); a position holds one layer call. The graph itself is
+read through ``_keras.KerasModel``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
-from ._errors import ExportError
-from ._keras import kit_of
 
 INFERENCE_IDENTITY = ("Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout",
                        "AlphaDropout", "ActivityRegularization")
@@ -34,55 +32,6 @@ class Difference:
     what: str  # "structure" | "config" | "vocabulary" | "asset" | "variable"
     detail: str
     max_abs_diff: float | None = None
-
-
-def operations(model: Any) -> list[Any]:
-    """The layer calls of a functional model in topological order, inputs first."""
-    kit = kit_of(model)
-    if not kit.is_functional(model):
-        raise ExportError(
-            f"model {model.name!r} is a {type(model).__name__}, not a functional Keras model",
-            hint="build it with the functional API (keras.Model(inputs, outputs)) or "
-            "keras.Sequential; a subclassed model has no graph headswitch can split",
-        )
-    return kit.operations(model)
-
-
-def node_of(model: Any, op: Any) -> Any:
-    """The call node of ``op`` that belongs to ``model``'s graph."""
-    return kit_of(model).node_of(model, op)
-
-
-def output_tensor(model: Any, op: Any) -> Any:
-    kit = kit_of(model)
-    outputs = kit.node_outputs(kit.node_of(model, op))
-    if len(outputs) != 1:
-        raise ExportError(f"layer {op.name!r} has {len(outputs)} outputs; a split needs one")
-    return outputs[0]
-
-
-def output_dtype(model: Any, op: Any) -> str:
-    """The dtype name of ``op``'s output in ``model`` ("float32", "int64", "string", ...)."""
-    dtype = output_tensor(model, op).dtype
-    return str(getattr(dtype, "name", dtype))
-
-
-def head_model(model: Any, split_op: Any) -> Any:
-    """The sub-model from ``split_op``'s output to the model's output, or None if not a cut."""
-    kit = kit_of(model)
-    if len(model.outputs) != 1:
-        raise ExportError(f"model {model.name!r} has {len(model.outputs)} outputs; expected one")
-    try:
-        tensor = output_tensor(model, split_op)
-        return kit.model(tensor, model.outputs[0])
-    except ExportError:
-        return None
-    except Exception:  # Keras raises ValueError for a disconnected graph
-        return None
-
-
-def backbone_model(model: Any, split_op: Any) -> Any:
-    return kit_of(model).model(model.inputs, output_tensor(model, split_op), name="backbone")
 
 
 def all_layers(op: Any) -> list[Any]:
@@ -154,14 +103,14 @@ def state(op: Any) -> tuple[list[tuple[str, Any]], list[Any], list[Any]]:
 
     if not hasattr(op, "weights"):  # a Keras 3 op inside a model graph (GetItem, ...): no state
         return [], [], []
-    kit = kit_of(op)
     variables: list[tuple[str, Any]] = []
     seen: set[int] = set()
     for weight in op.weights:
         variable = _tf_variable(weight)
         if id(variable) not in seen:
             seen.add(id(variable))
-            variables.append((kit.variable_name(weight), variable))
+            # Keras 3 names a variable by its path, tf_keras by its name
+            variables.append((str(getattr(weight, "path", None) or weight.name), variable))
     resources: list[Any] = []
     assets: list[Any] = []
     search = [layer for layer in all_layers(op) if not _is_stock(layer) and not _is_container(

@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from headswitch._manifest import HeadsFile
+
 from ._errors import ExportError
 from ._heads import DenseChainHead, DenseStep, GenericHead, Head
-from ._keras import TF_KERAS, kit_of
+from ._keras import KERAS3, TF_KERAS, KerasModel
 
 HEADS_FILE = "heads.npy"
 HEADS_DIR = "heads"
@@ -79,14 +81,14 @@ class HeadWriter:
               ) -> tuple[dict[str, Any], str]:
         """Save a generic head with its own Keras and check that the saved file reloads into a
         head that computes exactly the same on ``features``; else a ``none`` entry saying why."""
-        kit = kit_of(head.model)
+        kit = head.model.kit
         relative = f"{HEADS_DIR}/{task_id}.keras"
         target = self.folder / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         fields = {"keras": kit.name, "width": head.width, "activation": head.activation,
                   "squeeze": head.squeeze, "compute_dtype": head.compute_dtype}
         try:
-            head.model.save(str(target))
+            head.model.model.save(str(target))
             again = _load_keras(target, kit.name, unsafe)
             same = np.array_equal(np.asarray(head.model(features, training=False)),
                                   np.asarray(again(features, training=False)))
@@ -110,35 +112,32 @@ class HeadWriter:
         shutil.copyfile(previous_assets_extra / record["file"], target)
         return {**record, "file": relative}, _sha256_file(target)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> HeadsFile:
         """Write the vector; the manifest's ``heads`` entry."""
         values = np.concatenate(self._parts) if self._parts else np.zeros(0, "<f4")
         path = self.folder / HEADS_FILE
         self.folder.mkdir(parents=True, exist_ok=True)
         np.save(path, values.astype("<f4"), allow_pickle=False)
-        return {"file": HEADS_FILE, "values": int(values.size), "bytes": path.stat().st_size,
-                "sha256": _sha256_file(path)}
+        return HeadsFile(HEADS_FILE, int(values.size), path.stat().st_size, _sha256_file(path))
 
 
-def _load_keras(path: Path, kit: str, unsafe: bool) -> Any:
-    if kit == TF_KERAS.name:
-        return TF_KERAS.keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
-    import keras
-
-    return keras.models.load_model(str(path), compile=False, safe_mode=not unsafe)
+def _load_keras(path: Path, kit: str, unsafe: bool) -> KerasModel:
+    chosen = TF_KERAS if kit == TF_KERAS.name else KERAS3
+    return KerasModel(chosen.keras.models.load_model(str(path), compile=False,
+                                                     safe_mode=not unsafe), chosen)
 
 
 class HeadReader:
     """Reads heads back from a version written by ``HeadWriter``."""
 
-    def __init__(self, assets_extra: Path, heads_entry: dict[str, Any], where: str) -> None:
+    def __init__(self, assets_extra: Path, heads: HeadsFile, where: str) -> None:
         self.folder = assets_extra
         self.where = where
-        path = assets_extra / str(heads_entry.get("file", HEADS_FILE))
+        path = assets_extra / heads.file
         if not path.is_file():
             raise ExportError(f"{where}: {path} is missing", hint="the version folder is "
                               "incomplete; copy it again or build from another version")
-        if _sha256_file(path) != heads_entry.get("sha256"):
+        if _sha256_file(path) != heads.sha256:
             raise ExportError(f"{where}: {path} does not match the SHA-256 recorded in "
                               "headswitch.json (the file was changed or is corrupt)",
                               hint="copy the version again, or build from another version")
@@ -190,6 +189,12 @@ class HeadReader:
                               else REPLACE_HINT.format(name=name)) from e
         return GenericHead(model, int(record["width"]), str(record["activation"]),
                            bool(record["squeeze"]), str(record["compute_dtype"]))
+
+
+def stored_heads_bytes(assets_extra: Path) -> int:
+    """Bytes of a version's stored heads: the vector and the Keras head files."""
+    files = [assets_extra / HEADS_FILE, *(assets_extra / HEADS_DIR).glob("*")]
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def stored_bytes(record: dict[str, Any], assets_extra: Path) -> int:

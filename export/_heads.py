@@ -7,9 +7,9 @@ The Head types are the interface between reading models and building the merged 
   which is exact for float16/bfloat16 backbones (a float32 Dense layer of a mixed-precision
   model casts its input the same way).
 - ``GenericHead``: anything else, including Dense layers that compute in float16 or bfloat16
-  (mixed precision): a stacked form cannot reproduce their rounding (measured on a 64x64
-  float16 matmul: bias folded into the kernel 4e-3 off, per-example einsum 1.2e-2 off, the
-  same matmul on a subset of rows exact), so they run as they are, on their examples only.
+  (mixed precision): a stacked form (bias folded into the kernel, a per-example product)
+  rounds float16 differently from the layer itself, while the same matmul on a subset of rows
+  is exact, so they run as they are, on their examples only.
 
 Both carry ``width`` (output values), ``activation`` (name of the final activation, or
 "other"), ``compute_dtype`` (the dtype their layers compute in; "float32" for stacked heads),
@@ -25,8 +25,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import ExportError
-from ._graph import INFERENCE_IDENTITY, node_of, operations
-from ._keras import kit_of
+from ._graph import INFERENCE_IDENTITY
+from ._keras import KerasModel
 
 # Activations the stacked heads apply themselves. Anything else keeps the head generic.
 STACKABLE_ACTIVATIONS = ("linear", "relu", "sigmoid", "softmax", "tanh", "elu", "selu",
@@ -74,7 +74,7 @@ class GenericHead:
     """Any other head: kept as a Keras model (Keras 3 or tf_keras), run only for the examples
     that ask for it. Its output is cast to float32."""
 
-    model: Any
+    model: KerasModel
     width: int
     activation: str
     squeeze: bool  # the head returns [batch] rather than [batch, width]
@@ -87,14 +87,30 @@ class GenericHead:
     @property
     def nbytes(self) -> int:
         return sum(int(np.prod(w.shape)) * np.dtype(getattr(w.dtype, "as_numpy_dtype", w.dtype))
-                   .itemsize for w in self.model.weights)
+                   .itemsize for w in self.model.model.weights)
 
 
 Head = DenseChainHead | GenericHead
 
 
-def _activation_name(layer: Any) -> str | None:
-    name = kit_of(layer).activation_name(layer.activation)
+@dataclasses.dataclass
+class TaskEntry:
+    """A task as the build stage takes it: its id, name, labels, head and the id of the
+    backbone the head reads."""
+
+    task_id: int
+    name: str
+    labels: list[str]
+    head: Head
+    backbone: int = 0
+
+    @property
+    def activation(self) -> str:
+        return self.head.activation
+
+
+def _activation_name(head: KerasModel, layer: Any) -> str | None:
+    name = head.activation_name(layer)
     return name if name in STACKABLE_ACTIVATIONS else None
 
 
@@ -106,16 +122,14 @@ def _computes_in_float32(layer: Any) -> bool:
     return _dtype_name(getattr(layer, "compute_dtype", "float32")) == "float32"
 
 
-def _dense_chain(head: Any) -> DenseChainHead | None:
-    kit = kit_of(head)
-    ops = operations(head)
+def _dense_chain(head: KerasModel) -> DenseChainHead | None:
+    ops = head.operations()
     if len(head.inputs) != 1 or len(head.inputs[0].shape) != 2:
         return None
     steps: list[DenseStep] = []
     previous = ops[0]
     for op in ops[1:]:
-        node = node_of(head, op)
-        parents = kit.node_parents(node)
+        parents = head.parents(op)
         if len(parents) != 1 or parents[0] is not previous:
             return None
         previous = op
@@ -127,7 +141,7 @@ def _dense_chain(head: Any) -> DenseChainHead | None:
         if kind == "Dense":
             if getattr(op, "quantization_mode", None) or getattr(op, "lora_enabled", False):
                 return None
-            activation = _activation_name(op)
+            activation = _activation_name(head, op)
             if activation is None or _dtype_name(op.kernel.dtype) != "float32":
                 return None
             kernel = np.asarray(op.kernel.numpy(), dtype=np.float32)
@@ -148,7 +162,7 @@ def _dense_chain(head: Any) -> DenseChainHead | None:
                          and not config.get("threshold"))
                 name = "relu" if plain else None
             else:
-                name = _activation_name(op)
+                name = _activation_name(head, op)
             if name is None:
                 return None
             steps[-1].activation = name
@@ -162,17 +176,17 @@ def _dense_chain(head: Any) -> DenseChainHead | None:
     return DenseChainHead(steps)
 
 
-def _detached_copy(head: Any) -> Any:
+def _detached_copy(head: KerasModel) -> KerasModel:
     """A copy of the head with its own layers, so the source model can be freed; the head
     itself when its layers cannot be rebuilt from their config (layers revived from a
     SavedModel folder without their Python class, ...)."""
     try:
-        return kit_of(head).clone(head)
+        return head.clone()
     except Exception:
         return head
 
 
-def analyse_head(head: Any) -> Head:
+def analyse_head(head: KerasModel) -> Head:
     """Turn a head sub-model into stacked Dense weights when it is a float32 Dense chain."""
     chain = _dense_chain(head)
     if chain is not None:
@@ -183,7 +197,8 @@ def analyse_head(head: Any) -> Head:
             f"head of model {head.name!r} returns shape {tuple(out_shape)}; a head must return "
             "[batch] or [batch, classes]")
     width = 1 if len(out_shape) == 1 else int(out_shape[1])
-    last = operations(head)[-1]
-    activation = (_activation_name(last) if hasattr(last, "activation") else None) or "other"
+    last = head.operations()[-1]
+    activation = (_activation_name(head, last) if hasattr(last, "activation") else None) \
+        or "other"
     return GenericHead(_detached_copy(head), width, activation, squeeze=len(out_shape) == 1,
                        compute_dtype=_dtype_name(getattr(last, "compute_dtype", "float32")))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from headswitch import Error
-from headswitch.contract import ASSETS_EXTRA, MANIFEST_FILE, WARMUP_FILE
+from headswitch._manifest import Manifest, ManifestError
+from headswitch.contract import ASSETS_EXTRA, WARMUP_FILE
 
-from ._publish import TEMP_PREFIX, versions
+from ._versions import TEMP_PREFIX, folder_bytes, versions
 
 _DTYPES = {1: "float32", 2: "float64", 3: "int32", 7: "string", 9: "int64", 10: "bool"}
 
@@ -43,18 +43,6 @@ def _signatures(version_dir: Path) -> dict[str, Any]:
     return result
 
 
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def served_bytes(version_dir: Path) -> int:
-    """What TF Serving loads of a version: saved_model.pb, variables/ and assets/ (not
-    assets.extra/, whose warmup records, manifest and stored heads it does not keep)."""
-    files = [version_dir / "saved_model.pb", *(version_dir / "variables").rglob("*"),
-             *(version_dir / "assets").rglob("*")]
-    return sum(f.stat().st_size for f in files if f.is_file())
-
-
 def inspect_export(path: str | Path) -> dict[str, Any]:
     """Versions, signatures, tasks and sizes of ``BASE`` (newest version) or ``BASE/VERSION``."""
     path = Path(path)
@@ -84,9 +72,11 @@ def inspect_export(path: str | Path) -> dict[str, Any]:
         "signatures": _signatures(chosen),
         "warmup": (chosen / ASSETS_EXTRA / WARMUP_FILE).is_file(),
     }
-    manifest = chosen / ASSETS_EXTRA / MANIFEST_FILE
-    if manifest.is_file():
-        info["manifest"] = json.loads(manifest.read_text())
+    if Manifest.path(chosen).is_file():
+        try:
+            info["manifest"] = Manifest.read(chosen).to_json()
+        except ManifestError as e:
+            info["manifest_error"] = str(e)
     return info
 
 
@@ -112,38 +102,64 @@ def render_inspection(info: dict[str, Any], console: Any) -> None:
         sigs.add_row(name, "\n".join(f"{k}: {v}" for k, v in sig["inputs"].items()),
                      "\n".join(f"{k}: {v}" for k, v in sig["outputs"].items()))
     console.print(sigs)
-    manifest = info.get("manifest")
-    if manifest:
-        tasks = Table(title=f"Tasks (TensorFlow {manifest['tensorflow_version']}, split at "
-                      f"{manifest['backbone']['split_layer']!r})", title_justify="left")
-        for column in ("id", "task", "labels", "activation", "head", "since", "head from"):
+    if "manifest_error" in info:
+        console.print(f"headswitch.json: {info['manifest_error']}", markup=False)
+    if "manifest" in info:
+        manifest = Manifest.parse(info["manifest"])
+        split = f"split at {manifest.backbone.split_layer!r}" if len(manifest.backbones) == 1 \
+            else f"{len(manifest.backbones)} backbones"
+        tasks = Table(title=f"Tasks (TensorFlow {manifest.tensorflow_version}, {split})",
+                      title_justify="left")
+        grouped = len(manifest.backbones) > 1
+        columns = ["id", "task", "labels", "activation", "head", "since", "head from"]
+        for column in columns + (["backbone"] if grouped else []):
             tasks.add_column(column)
-        for t in manifest["tasks"]:
-            labels = ", ".join(t["labels"][:8]) + (", …" if len(t["labels"]) > 8 else "")
-            head = t["head"] if t.get("dtype", "float32") == "float32" else \
-                f"{t['head']} ({t['dtype']})"
-            tasks.add_row(str(t["id"]), t["name"], labels, t["activation"], head,
-                          str(t.get("since", "")), str(t.get("head_since", "")))
+        for t in manifest.tasks:
+            labels = ", ".join(t.labels[:8]) + (", …" if len(t.labels) > 8 else "")
+            head = t.head if t.dtype == "float32" else f"{t.head} ({t.dtype})"
+            tasks.add_row(str(t.id), t.name, labels, t.activation, head,
+                          "" if t.since is None else str(t.since),
+                          "" if t.head_since is None else str(t.head_since),
+                          *([str(t.backbone)] if grouped else []))
         console.print(tasks)
+        if len(manifest.backbones) > 1:
+            _render_backbones(manifest, console)
         _render_history(manifest, console)
         console.print(f"verified: max |merged - original| = "
-                      f"{manifest['verification']['max_abs_diff']:.2e}")
-        serving = manifest.get("serving")
-        if serving is not None:
-            ops = ", ".join(serving["non_core_ops"]) or "none"
-            console.print(f"non-core ops: {ops} (served by {serving['image']}: "
-                          f"{serving['non_core_ops_from']})")
+                      f"{manifest.verification.max_abs_diff:.2e}")
+        serving = manifest.serving
+        ops = ", ".join(serving.non_core_ops) or "none"
+        console.print(f"non-core ops: {ops} (served by {serving.image}: "
+                      f"{serving.non_core_ops_from})")
 
 
-def _render_history(manifest: dict[str, Any], console: Any) -> None:
+def _render_backbones(manifest: Manifest, console: Any) -> None:
+    """Each backbone of a version exported with --backbone-groups: its tasks, where it ends,
+    its fingerprint and its size alone."""
+    from rich.table import Table
+
+    from ._report import human_bytes
+
+    table = Table(title=f"Backbones ({len(manifest.backbones)})", title_justify="left")
+    for column in ("backbone", "tasks", "split at", "fingerprint", "size alone"):
+        table.add_column(column)
+    for b in manifest.backbones:
+        names = [t.name for t in manifest.tasks_of(b.id)]
+        shown = ", ".join(names[:4]) + (f", … ({len(names)})" if len(names) > 4 else "")
+        table.add_row(str(b.id), shown, b.split_layer, b.fingerprint_sha256[:16],
+                      human_bytes(b.saved_bytes))
+    console.print(table)
+
+
+def _render_history(manifest: Manifest, console: Any) -> None:
     """The versions this one descends from, and the tasks each added, replaced and removed."""
     from rich.table import Table
 
-    history = manifest.get("history")
+    history = manifest.history
     if not history:
         return
-    names = {t["id"]: t["name"] for t in manifest.get("removed", [])}
-    names.update({t["id"]: t["name"] for t in manifest["tasks"]})
+    names = {t.id: t.name for t in manifest.removed}
+    names.update({t.id: t.name for t in manifest.tasks})
 
     def listed(ids: list[int]) -> str:
         shown = [f"{names.get(i, '?')} ({i})" for i in ids[:6]]
@@ -153,7 +169,7 @@ def _render_history(manifest: dict[str, Any], console: Any) -> None:
     for column in ("version", "from", "created", "added", "replaced", "removed"):
         table.add_column(column)
     for h in history:
-        table.add_row(str(h["version"]), "" if h["from"] is None else str(h["from"]),
-                      h["created"], listed(h["added"]), listed(h["replaced"]),
-                      listed(h["removed"]))
+        table.add_row(str(h.version), "" if h.previous is None else str(h.previous),
+                      h.created, listed(list(h.added)), listed(list(h.replaced)),
+                      listed(list(h.removed)))
     console.print(table)

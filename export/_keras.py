@@ -10,6 +10,7 @@ module calls the sub-models as they are.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -86,9 +87,6 @@ class Kit:
                 "keras.activations", None) else None
         return name if isinstance(name, str) else None
 
-    def variable_name(self, variable: Any) -> str:
-        return str(getattr(variable, "path", None) or variable.name)
-
     def named_outputs(self, model: Any) -> list[tuple[str, Any]]:
         """The model's outputs in the order its call returns them, each with a name: the dict
         key for dict outputs (in the dict's order), else the name of the layer making it."""
@@ -161,8 +159,142 @@ def import_tf_keras() -> Any:
 
 
 def kit_of(model: Any) -> Kit:
-    """The kit for a model or layer of either Keras."""
+    """The kit for a model or layer of either Keras: asked once, by the load stage."""
     tf_keras = sys.modules.get("tf_keras")
     if tf_keras is not None and isinstance(model, tf_keras.layers.Layer):
         return TF_KERAS
     return KERAS3
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasModel:
+    """A functional Keras model and the Keras API it belongs to.
+
+    The load stage settles the API once (``kit``); every later stage reads the model's graph
+    through this object, and the sub-models it makes (a head, the backbone) carry the same kit.
+    Calling it calls the model.
+    """
+
+    model: Any
+    kit: Kit
+
+    @classmethod
+    def of(cls, model: Any) -> KerasModel:
+        """For a Keras model made outside the load stage (tests, benchmarks)."""
+        return cls(model, kit_of(model))
+
+    def derived(self, model: Any) -> KerasModel:
+        """Another model of the same Keras (a sub-model, a rebuilt copy)."""
+        return KerasModel(model, self.kit)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    @property
+    def name(self) -> str:
+        return str(self.model.name)
+
+    @property
+    def inputs(self) -> list[Any]:
+        return list(self.model.inputs)
+
+    @property
+    def outputs(self) -> list[Any]:
+        return list(self.model.outputs)
+
+    @property
+    def input_rank(self) -> int:
+        return len(self.model.inputs[0].shape)
+
+    @property
+    def width(self) -> int:
+        """The last dimension of the (first) output."""
+        return int(self.model.outputs[0].shape[-1])
+
+    # ------------------------------------------------------------------------- the layer graph
+
+    def operations(self) -> list[Any]:
+        """The layer calls in topological order, inputs first."""
+        if not self.kit.is_functional(self.model):
+            raise ExportError(
+                f"model {self.name!r} is a {type(self.model).__name__}, not a functional Keras "
+                "model", hint="build it with the functional API (keras.Model(inputs, outputs)) "
+                "or keras.Sequential; a subclassed model has no graph headswitch can split")
+        return self.kit.operations(self.model)
+
+    def node_of(self, op: Any) -> Any:
+        """The call node of ``op`` that belongs to this model's graph."""
+        return self.kit.node_of(self.model, op)
+
+    def parents(self, op: Any) -> list[Any]:
+        """The layers whose outputs ``op``'s call reads."""
+        return self.kit.node_parents(self.node_of(op))
+
+    def output_tensor(self, op: Any) -> Any:
+        outputs = self.kit.node_outputs(self.node_of(op))
+        if len(outputs) != 1:
+            raise ExportError(f"layer {op.name!r} has {len(outputs)} outputs; a split needs one")
+        return outputs[0]
+
+    def output_dtype(self, op: Any) -> str:
+        """The dtype name of ``op``'s output ("float32", "int64", "string", ...)."""
+        dtype = self.output_tensor(op).dtype
+        return str(getattr(dtype, "name", dtype))
+
+    def head(self, op: Any) -> KerasModel | None:
+        """The sub-model from ``op``'s output to the model's output, or None if not a cut."""
+        if len(self.model.outputs) != 1:
+            raise ExportError(f"model {self.name!r} has {len(self.model.outputs)} outputs; "
+                              "expected one")
+        try:
+            return self.derived(self.kit.model(self.output_tensor(op), self.model.outputs[0]))
+        except ExportError:
+            return None
+        except Exception:  # Keras raises ValueError for a disconnected graph
+            return None
+
+    def up_to(self, op: Any, name: str = "backbone") -> KerasModel:
+        """The sub-model from the inputs to ``op``'s output."""
+        return self.derived(self.kit.model(self.model.inputs, self.output_tensor(op), name=name))
+
+    def children(self, op: Any) -> list[Any] | None:
+        """The layers of ``op`` when it is a nested functional or Sequential model, else None."""
+        if self.kit.is_sequential(op):
+            return list(op.layers)
+        if self.kit.is_functional(op):
+            return self.kit.operations(op)
+        return None
+
+    def flatten(self, op: Any = None) -> list[Any]:
+        """The leaf layers of a layer (itself) or of a nested model (default: this model), in
+        order; input layers left out."""
+        op = self.model if op is None else op
+        if type(op).__name__ == "InputLayer":
+            return []
+        inner = self.children(op)
+        if inner is None:
+            return [op]
+        return [leaf for child in inner for leaf in self.flatten(child)]
+
+    def leaves(self) -> list[tuple[int, Any]]:
+        """(position of the top-level layer call it belongs to, leaf layer), in order."""
+        return [(position, leaf) for position, op in enumerate(self.operations())
+                for leaf in self.flatten(op)]
+
+    # ----------------------------------------------------------------------------- making
+
+    def with_text_input(self, name: str) -> KerasModel:
+        """This model taking rank-1 text (it may take (batch, 1))."""
+        if self.input_rank == 1:
+            return self
+        text = self.kit.text_input(name=name)
+        return self.derived(self.kit.model(text, self.model(self.kit.expand_last(text)),
+                                           name=self.name))
+
+    def activation_name(self, layer: Any) -> str | None:
+        """The name of a layer's activation function, if it is a stock one."""
+        return self.kit.activation_name(layer.activation)
+
+    def clone(self) -> KerasModel:
+        """A copy with layers of its own and the same weights."""
+        return self.derived(self.kit.clone(self.model))

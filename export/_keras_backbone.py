@@ -23,36 +23,37 @@ from typing import Any
 
 import numpy as np
 
-from . import _graph, _leaves
+from . import _graph
 from ._errors import ExportError
-from ._keras import KERAS3, TF_KERAS, kit_of
+from ._keras import KERAS3, TF_KERAS, KerasModel
 
 BACKBONE_FILE = "backbone.json"
 KERAS_SUFFIXES = (".keras", ".h5")
 
 
-def handed_out_model(first: Any, split_op: Any) -> Any:
+def handed_out_model(first: KerasModel, split_op: Any) -> KerasModel:
     """The Keras model ``headswitch backbone`` rebuilds: the split layer when it is a nested
     model, else ``first`` up to the split."""
-    if _leaves.children(split_op) is not None:
-        return split_op
-    return _graph.backbone_model(first, split_op)
+    if first.children(split_op) is not None:
+        return first.derived(split_op)
+    return first.up_to(split_op)
 
 
-def describe(model: Any, saved_variables: list[Any]) -> dict[str, Any]:
-    """``backbone.json``'s content for ``model``, or ``{"unavailable": reason}``."""
-    kit = kit_of(model)
+def describe(backbone: KerasModel, saved_variables: list[Any]) -> dict[str, Any]:
+    """``backbone.json``'s content for ``backbone``, or ``{"unavailable": reason}``."""
+    kit, model = backbone.kit, backbone.model
     try:
         config = kit.keras.saving.serialize_keras_object(model)
         json.dumps(config)
     except Exception as e:
-        return {"unavailable": f"{kit.name} cannot serialize the backbone: {_culprit(model, e)}"}
+        return {"unavailable": f"{kit.name} cannot serialize the backbone: "
+                f"{_culprit(backbone, e)}"}
     index = {id(v): i for i, v in enumerate(saved_variables)}
     variables = [index.get(id(v), -1) for v in _graph.saved_state(model)[0]]
     if -1 in variables:
         return {"unavailable": "the backbone reads variables its Keras layers do not hold"}
     vocabularies = {}
-    for i, leaf in enumerate(_leaves.flatten(model)):
+    for i, leaf in enumerate(backbone.flatten()):
         if not hasattr(leaf, "set_vocabulary") or not hasattr(leaf, "get_vocabulary"):
             continue
         if leaf.get_config().get("vocabulary") is None:
@@ -61,9 +62,9 @@ def describe(model: Any, saved_variables: list[Any]) -> dict[str, Any]:
             "vocabularies": vocabularies, "input_rank": len(model.inputs[0].shape)}
 
 
-def _culprit(model: Any, error: Exception) -> str:
+def _culprit(backbone: KerasModel, error: Exception) -> str:
     """Which layer stops the backbone's serialization, and why."""
-    for leaf in _leaves.flatten(model):
+    for leaf in backbone.flatten():
         try:
             json.dumps(leaf.get_config())
         except Exception as e:
@@ -74,13 +75,13 @@ def _culprit(model: Any, error: Exception) -> str:
     return f"{type(error).__name__}{': ' + text if text else ''}"
 
 
-def write(assets_extra: Path, description: dict[str, Any]) -> dict[str, Any]:
-    """Write ``backbone.json``; the manifest's ``backbone.keras_model`` entry."""
+def write(path: Path, description: dict[str, Any]) -> dict[str, Any]:
+    """Write a backbone's description to ``path`` (in ``assets.extra``); the manifest's
+    ``keras_model`` entry of the backbone."""
     if "unavailable" in description:
         return {"unavailable": description["unavailable"]}
-    path = assets_extra / BACKBONE_FILE
     path.write_text(json.dumps(description, separators=(",", ":")))
-    return {"file": BACKBONE_FILE, "keras": description["keras"], "bytes": path.stat().st_size}
+    return {"file": path.name, "keras": description["keras"], "bytes": path.stat().st_size}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +101,7 @@ class BackboneReport:
         return data
 
 
-def _rebuild(data: dict[str, Any], unsafe: bool) -> Any:
+def _rebuild(data: dict[str, Any], unsafe: bool) -> KerasModel:
     kit = TF_KERAS if data["keras"] == TF_KERAS.name else KERAS3
     custom: dict[str, Any] = {}
     if kit is TF_KERAS and "KerasLayer" in json.dumps(data["config"]):
@@ -111,8 +112,10 @@ def _rebuild(data: dict[str, Any], unsafe: bool) -> Any:
         except ImportError:
             pass
     if kit is KERAS3:
-        return kit.keras.saving.deserialize_keras_object(data["config"], safe_mode=not unsafe)
-    return kit.keras.saving.deserialize_keras_object(data["config"], custom_objects=custom)
+        return KerasModel(kit.keras.saving.deserialize_keras_object(
+            data["config"], safe_mode=not unsafe), kit)
+    return KerasModel(kit.keras.saving.deserialize_keras_object(
+        data["config"], custom_objects=custom), kit)
 
 
 def _features(tf: Any, model: Any, texts: list[str], rank: int) -> Any:
@@ -134,17 +137,32 @@ def _check_out(out: Path, kit: str) -> None:
 
 
 def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                    unsafe_deserialization: bool = False) -> BackboneReport:
-    """Write a version's backbone as a frozen Keras model (``.keras``; a tf_keras backbone may
-    also go to a SavedModel folder), checked bit for bit against the version's features."""
+                    group: int | None = None, unsafe_deserialization: bool = False
+                    ) -> BackboneReport:
+    """Write a version's backbone (``group``: the id of one of its backbones; needed when it
+    has several) as a frozen Keras model (``.keras``; a tf_keras backbone may also go to a
+    SavedModel folder), checked bit for bit against the version's features."""
+    from headswitch._manifest import ManifestError
     from headswitch._quiet import import_tensorflow
 
     from . import _previous
+    from ._backbones import saved
 
     tf = import_tensorflow()
     previous = _previous.open_version(version)
     target = Path(out)
-    entry = previous.manifest["backbone"].get("keras_model", {})
+    records = previous.manifest.backbones
+    if group is None and len(records) > 1:
+        listed = "; ".join(f"{b.id}: {len(previous.manifest.tasks_of(b.id))} tasks, up to "
+                           f"{b.split_layer!r}" for b in records)
+        raise ExportError(f"{previous.label} has {len(records)} backbones ({listed})",
+                          hint="choose one with --group ID")
+    try:
+        record = records[0] if group is None else previous.manifest.backbone_of(group)
+    except ManifestError as e:
+        raise ExportError(f"{previous.label}: {e}", hint="choose one of them with --group ID"
+                          ) from e
+    entry = record.keras_model
     hint = (f"train the new head on the model the tasks of {previous.label} were built from: "
             "`headswitch export --from` compares its backbone with the version's")
     if "file" not in entry:
@@ -162,11 +180,11 @@ def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str]
         raise ExportError(f"cannot rebuild {previous.label}'s backbone from its Keras "
                           f"configuration: {text}",
                           hint=UNSAFE_HINT if "safe_mode" in str(e) else hint) from e
-    flat = _leaves.flatten(model)
+    flat = model.flatten()
     for key, vocab in data["vocabularies"].items():
         flat[int(key)].set_vocabulary(vocab)
-    values = previous.variable_values()
-    mine = _graph.saved_state(model)[0]
+    values = previous.variable_values(record.id)
+    mine = _graph.saved_state(model.model)[0]
     if len(mine) != len(data["variables"]):
         raise ExportError(f"the rebuilt backbone has {len(mine)} variables, {previous.label} "
                           f"saved {len(data['variables'])}", hint=hint)
@@ -176,9 +194,10 @@ def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str]
                               f"{tuple(variable.shape)}, {previous.label} saved "
                               f"{values[k].shape}", hint=hint)
         variable.assign(values[k])
-    model.trainable = False
+    model.model.trainable = False
     texts = previous.texts
-    served = np.asarray(previous.features(tf.constant(texts, tf.string)))
+    features = saved(previous.loaded, "features", record.id, len(records))
+    served = np.asarray(features(tf.constant(texts, tf.string)))
     rank = int(data["input_rank"])
     if not np.array_equal(_features(tf, model, texts, rank), served):
         raise ExportError(f"the backbone rebuilt from {previous.label}'s Keras configuration "
@@ -186,7 +205,7 @@ def export_backbone(version: str | os.PathLike[str], out: str | os.PathLike[str]
                           "(a different Keras version?)", hint=hint)
     temp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{target.suffix}")
     try:
-        model.save(str(temp))
+        model.model.save(str(temp))
         again = _rebuild_from_file(temp, data["keras"])
         if not np.array_equal(_features(tf, again, texts, rank), served):
             raise ExportError(f"the backbone written to {target} and read back does not "

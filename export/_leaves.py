@@ -21,46 +21,19 @@ import numpy.typing as npt
 
 from . import _graph
 from ._errors import ExportError
-from ._keras import kit_of
-
-
-def children(op: Any) -> list[Any] | None:
-    """The layers of a nested functional or Sequential model, or None for a leaf."""
-    kit = kit_of(op)
-    if kit.is_sequential(op):
-        return list(op.layers)
-    if kit.is_functional(op):
-        return kit.operations(op)
-    return None
-
-
-def flatten(op: Any) -> list[Any]:
-    """The leaf layers of a layer (itself) or of a nested model, in order; input layers left
-    out."""
-    if type(op).__name__ == "InputLayer":
-        return []
-    inner = children(op)
-    if inner is None:
-        return [op]
-    return [leaf for child in inner for leaf in flatten(child)]
-
-
-def leaves(model: Any) -> list[tuple[int, Any]]:
-    """(position of the top-level layer call it belongs to, leaf layer), in order."""
-    return [(position, leaf) for position, op in enumerate(_graph.operations(model))
-            for leaf in flatten(op)]
+from ._keras import KerasModel
 
 
 def _vocab_digest(vocab: list[str]) -> str:
     return hashlib.sha256("\x00".join(vocab).encode()).hexdigest()
 
 
-def record(model: Any, split: int, saved_variables: list[Any]) -> list[dict[str, Any]]:
+def record(model: KerasModel, split: int, saved_variables: list[Any]) -> list[dict[str, Any]]:
     """The leaves of ``model`` up to the layer call at position ``split``, described for
     ``headswitch.json``. ``saved_variables``: the version's backbone variables, in saved order."""
     index = {id(v): i for i, v in enumerate(saved_variables)}
     described = []
-    for position, leaf in leaves(model):
+    for position, leaf in model.leaves():
         if position > split:
             break
         variables, _, _ = _graph.state(leaf)
@@ -124,13 +97,13 @@ def _compare(leaf: Any, stored: dict[str, Any], values: list[npt.NDArray[Any]],
     return None, accepted
 
 
-def match(model: Any, stored: list[dict[str, Any]], values: list[npt.NDArray[Any]],
+def match(model: KerasModel, stored: list[dict[str, Any]], values: list[npt.NDArray[Any]],
           tolerance: float, label: str, reference: str) -> tuple[int, float]:
     """Check that ``model`` starts with the recorded backbone; return the position of the layer
     call where it ends (the split) and the largest weight difference accepted within
     ``tolerance``. ``values``: the version's saved backbone variables."""
-    ops = _graph.operations(model)
-    found = leaves(model)
+    ops = model.operations()
+    found = model.leaves()
     accepted = 0.0
     for i, want in enumerate(stored):
         if i >= len(found):
@@ -147,7 +120,7 @@ def match(model: Any, stored: list[dict[str, Any]], values: list[npt.NDArray[Any
             "also holds layers of the head",
             hint="build the model as text -> backbone -> head, with the backbone as one layer "
             "or as the first layers")
-    if split == len(ops) - 1 or _graph.head_model(model, ops[split]) is None:
+    if split == len(ops) - 1 or model.head(ops[split]) is None:
         raise ExportError(f"{label}: nothing after the backbone of {reference} (layer "
                           f"{ops[split].name!r}) reads its output alone: no head to take",
                           hint="the head must read the backbone's output")

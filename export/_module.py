@@ -1,45 +1,36 @@
-"""The build stage: the task-switching tf.Module, one backbone call and each example's own head.
+"""The build stage: the task-switching tf.Module, the backbone once and each example's own head.
 
-Signatures (every input rank 1, so TF Serving's batcher can concatenate requests):
+``TaskSwitchBuilder`` builds it the way Keras's ``ExportArchive`` does: track what the graph
+reads (the backbone's variables and resources, the generic heads', the weight tables), add the
+endpoints, hand the module to ``tf.saved_model.save`` with ``signatures(module)``:
+
     serving_default(text: string[b], task_id: int32[b])  -> PREDICT_OUTPUTS
     by_name(text: string[b], task: string[b])            -> PREDICT_OUTPUTS
     tasks(unused: int32[b])                              -> TASKS_OUTPUTS
-(names from ``headswitch.contract``)
 
-TF Serving runs the graph in a C++ session, where every node costs the same few microseconds on
-every request whatever its size, so the graph is shaped for few nodes (bench/overhead.py counts
-and times them on that path):
+(names from ``headswitch.contract``; every input is rank 1, so TF Serving's batcher can
+concatenate requests). How heads compute is in ``_stacking``; this module plans the per-task
+tables and writes the endpoints:
 
-- Rows. Every task id has a row in the per-task tables, and so do "id below 0", "id past the
-  last", "unknown name" and removed ids, each with its error message. One ``Bucketize`` maps a
-  task id to its row (out-of-range ids land on the two sentinel rows); a hash table maps names.
 - Errors stay with their example. A bad task gives its example an ``error`` message, zero scores
   and an empty ``top_label`` instead of failing the run, so under TF Serving's batcher (which
   merges concurrent requests into one run) one client's bad id never fails another client's
   request; a request of bad tasks only, or an empty one, is answered the same way. Only ``text``
   and task inputs of different lengths fail the request (INVALID_ARGUMENT): the batcher refuses
   those before merging, so that failure is the request's own.
-- Heads. Dense-chain heads of one shape form a group; the largest group runs on the whole batch
-  (no routing ops at all when it is the only one), each other group on its own examples only
-  (gathered, computed, scattered back), except a group of one task, whose plain matmuls on the
-  whole batch cost less than routing. An example gathers its task's hidden kernels and, for the
-  output layer, its task's rows of the group's output table: output columns are stored exactly,
-  one row each (bias as the last input weight, the input ends with a 1), plus padding sentinel
-  rows whose logit is -inf (softmax/sigmoid map it to 0) or 0 (linear and the like). Work per
-  example does not depend on the number of tasks or of groups.
+- Stacked groups: the largest group of Dense-chain heads of one shape runs on the whole batch
+  (no routing ops at all when it is the only one), each other group on its own examples.
 - Output activations: the commonest one on every row, each other kind selected per example.
 - Static per-task facts (class count, label names, activation) are not predict outputs: they
   cost graph work, reply bytes and serialization on every request, and the ``tasks`` signature
   serves them once.
-- Head weights and tables are constants of one shared function read by every signature (stored
-  once); past ``CONSTANT_BYTES`` they become variables (a GraphDef must stay under 2 GB).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,282 +38,21 @@ import numpy.typing as npt
 
 from headswitch import contract as c
 
-from ._heads import DenseChainHead, GenericHead, Head
+from ._graph import saved_state
+from ._heads import TaskEntry
+from ._keras import KerasModel
+from ._stacking import (
+    ZERO_AT_NEG_INF,
+    GenericHeads,
+    Rows,
+    SingleTask,
+    StackedGroup,
+    WeightStore,
+    activation,
+    append_one,
+)
 
 _MAX_NAMES_IN_ERRORS = 20
-# Output activations with f(-inf) == 0 and f >= 0: their padding is free and argmax needs no mask.
-_ZERO_AT_NEG_INF = ("softmax", "sigmoid", "relu", "softplus", "exponential")
-CONSTANT_BYTES = 64 * 2**20
-
-
-@dataclasses.dataclass
-class TaskEntry:
-    task_id: int
-    name: str
-    labels: list[str]
-    head: Head
-
-    @property
-    def activation(self) -> str:
-        return self.head.activation
-
-
-def keras_state(tf: Any, model: Any) -> tuple[list[Any], list[Any]]:
-    """The tf.Variables, lookup-table resources and asset files a Keras model's call captures
-    (Keras 3 or tf_keras; a hub module's or a revived SavedModel's variables included).
-
-    Modules track these rather than the Keras model itself: a tracked Keras model would save
-    its own traced call functions too, doubling the graph in saved_model.pb.
-    """
-    from ._graph import saved_state
-
-    return saved_state(model)
-
-
-def _activation(tf: Any, name: str, z: Any) -> Any:
-    if name == "softmax":
-        # exp(log_softmax): the same values (within 1e-7), but oneDNN (on by default on recent
-        # x86 CPUs) rewrites Softmax to a kernel that takes 70-90 us on a [64, 5] batch.
-        return tf.math.exp(tf.nn.log_softmax(z, axis=-1))
-    if name == "linear":
-        return z
-    functions = {
-        "relu": tf.nn.relu, "sigmoid": tf.math.sigmoid, "tanh": tf.math.tanh, "elu": tf.nn.elu,
-        "selu": tf.nn.selu, "softplus": tf.math.softplus, "softsign": tf.math.softsign,
-        "swish": tf.nn.silu, "silu": tf.nn.silu, "exponential": tf.math.exp,
-        "gelu": lambda x: tf.nn.gelu(x, approximate=False),
-    }
-    return functions[name](z)
-
-
-def _with_bias(kernel: npt.NDArray[Any], bias: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """[in + 1, out]: the bias as the last input row, for inputs that end with a 1."""
-    joined: npt.NDArray[Any] = np.concatenate([kernel, bias[None]]).astype(np.float32)
-    return joined
-
-
-def _rowwise(tf: Any, x: Any, table: Any, rows: Any) -> Any:
-    """Each example's ``x`` [b, in] times its own rows of ``table`` [b, k, in] -> [b, k].
-
-    A multiply and a sum (Eigen's elementwise kernels): a batched matmul of b tiny matrices
-    costs a kernel launch per example, and with oneDNN (on by default for recent x86 CPUs, in
-    the TensorFlow wheel and the tensorflow/serving image alike) 100+ us at batch 64."""
-    return tf.reduce_sum(x[:, None, :] * tf.gather(table, rows), axis=2)
-
-
-def _same_length(tf: Any, text: Any, task: Any, task_input: str) -> Any:
-    """An Assert that ``text`` and the task input hold as many values. TF Serving's batcher
-    refuses such a request before merging it, so this fails a request alone."""
-    size, size_task = tf.size(text), tf.size(task)
-    return tf.debugging.Assert(tf.equal(size, size_task), [
-        f"{c.INPUT_TEXT} and {task_input} must have the same length; got", size,
-        "texts and", size_task])
-
-
-def _append_one(tf: Any, x: Any) -> Any:
-    return tf.raw_ops.PadV2(input=x, paddings=[[0, 0], [0, 1]],
-                            constant_values=tf.constant(1.0, x.dtype))
-
-
-@dataclasses.dataclass(frozen=True)
-class Rows:
-    """The row space of the per-task tables: ids ``0..ids - 1`` at rows ``1..ids``, then the
-    sentinels. ``Bucketize`` with boundaries ``0..ids`` maps any int32 id to its row."""
-
-    ids: int
-
-    BELOW = 0  # task_id < 0
-
-    def of(self, task_id: int) -> int:
-        return task_id + 1
-
-    @property
-    def above(self) -> int:  # task_id >= ids
-        return self.ids + 1
-
-    @property
-    def unknown_name(self) -> int:
-        return self.ids + 2
-
-    @property
-    def count(self) -> int:
-        return self.ids + 3
-
-    @property
-    def boundaries(self) -> list[float]:
-        return [float(i) for i in range(self.ids + 1)]
-
-
-class _Store:
-    """The module's head weights and tables by name: graph constants of one shared tf.function
-    while they are small in total, variables beyond ``CONSTANT_BYTES``."""
-
-    def __init__(self) -> None:
-        self.arrays: dict[str, npt.NDArray[Any]] = {}
-
-    def add(self, name: str, value: Any) -> str:
-        name = f"{name}_{len(self.arrays)}"
-        self.arrays[name] = np.asarray(value)
-        return name
-
-    def build(self, tf: Any, module: Any) -> None:
-        as_variables = sum(a.nbytes for a in self.arrays.values()) > CONSTANT_BYTES
-        arrays = dict(self.arrays)
-        module._weight_variables = {k: tf.Variable(v.tolist() if v.dtype == object else v,
-                                                   trainable=False, name=k)
-                                    for k, v in arrays.items()} if as_variables else {}
-
-        def read() -> dict[str, Any]:
-            if as_variables:
-                return {k: v.read_value() for k, v in module._weight_variables.items()}
-            return {k: tf.constant(v.tolist() if v.dtype == object else v)
-                    for k, v in arrays.items()}
-
-        weights = tf.function(read, input_signature=[], autograph=False)
-        module._weights = lambda: weights()  # not tracked: no object-graph entry of its own
-
-
-class _StackedGroup:
-    """Dense-chain heads of one shape: hidden layers stacked [members, out, in + 1] and gathered
-    per example; the output layer stored exactly, one row per output column (``rows`` table).
-
-    The main group (``others`` given) runs on every example, so its table also has a zero row
-    for each output column of every other task (they carry that task's labels; the logits are
-    replaced later) and a zero row for bad tasks. Every table ends with two padding rows:
-    logit -inf (softmax, sigmoid: score 0) and logit 0 (linear and the like).
-
-    ``columns`` [rows, width] holds each row's table rows; ``local`` [rows] its index among
-    the members' stacked hidden kernels (0 for non-members: computed, then replaced)."""
-
-    def __init__(self, store: _Store, rows: Rows, tasks: list[TaskEntry], width: int,
-                 n_in: int, others: list[TaskEntry] | None = None) -> None:
-        heads: list[DenseChainHead] = [t.head for t in tasks]  # type: ignore[misc]
-        self.members = [rows.of(t.task_id) for t in tasks]
-        self.hidden_activations = [s.activation for s in heads[0].steps[:-1]] if heads else []
-        self.hidden = [store.add("hidden_kernels",
-                                 np.stack([_with_bias(h.steps[i].kernel, h.steps[i].bias).T
-                                           for h in heads]))
-                       for i in range(len(self.hidden_activations))]
-        tables = [_with_bias(h.steps[-1].kernel, h.steps[-1].bias).T for h in heads]
-        n_in = tables[0].shape[1] if tables else n_in
-        used = sum(len(t) for t in tables)
-        zero_rows = sum(t.head.width for t in others or []) + (1 if others is not None else 0)
-        self.first_padding = used + zero_rows
-        neg, zero_pad = self.first_padding, self.first_padding + 1
-        padding = np.zeros((2, n_in), np.float32)
-        padding[0, -1] = -np.inf
-        self.output = store.add("output_rows", np.concatenate(
-            tables + [np.zeros((zero_rows, n_in), np.float32), padding]))
-        self.columns = np.full((rows.count, width), zero_pad, np.int64)
-        labels = [""] * (self.first_padding + 2)
-        offset = 0
-        for task, row in zip(tasks, self.members):
-            pad = neg if task.activation in _ZERO_AT_NEG_INF else zero_pad
-            self.columns[row] = pad
-            self.columns[row, : task.head.width] = np.arange(offset, offset + task.head.width)
-            labels[offset: offset + task.head.width] = task.labels
-            offset += task.head.width
-        for other in others or []:
-            row = rows.of(other.task_id)
-            self.columns[row, : other.head.width] = np.arange(offset, offset + other.head.width)
-            labels[offset: offset + other.head.width] = other.labels
-            offset += other.head.width
-        if others is not None:  # bad tasks: one real zero column, label ""
-            served = set(self.members) | {rows.of(o.task_id) for o in others}
-            self.columns[[r for r in range(rows.count) if r not in served], 0] = offset
-        self.labels = np.array(labels, dtype=object)
-        self.local = np.zeros(rows.count, np.int64)
-        self.local[self.members] = np.arange(len(self.members))
-
-    def logits(self, tf: Any, w: Mapping[str, Any], x1: Any, columns: Any, local: Any) -> Any:
-        """[b, width] logits of examples ``x1`` (features with a 1 appended) whose output-table
-        rows are ``columns`` [b, width] and member index ``local`` [b]."""
-        h1 = x1
-        for kernel, activation in zip(self.hidden, self.hidden_activations):
-            h1 = _append_one(tf, _activation(tf, activation, _rowwise(tf, h1, w[kernel], local)))
-        return _rowwise(tf, h1, w[self.output], columns)
-
-
-class _SingleTask:
-    """A group of one task that is not the main group: its Dense chain on the whole batch with
-    plain matmuls (a few small ops, cheaper than routing its examples to it), kept for its own
-    examples. The output kernel is padded to ``width`` columns with padding logits."""
-
-    def __init__(self, store: _Store, task: TaskEntry, width: int) -> None:
-        head: DenseChainHead = task.head  # type: ignore[assignment]
-        self.hidden = [store.add("kernel", _with_bias(s.kernel, s.bias))
-                       for s in head.steps[:-1]]
-        self.hidden_activations = [s.activation for s in head.steps[:-1]]
-        last = head.steps[-1]
-        kernel = np.zeros((last.kernel.shape[0] + 1, width), np.float32)
-        kernel[:, : head.width] = _with_bias(last.kernel, last.bias)
-        kernel[-1, head.width:] = -np.inf if task.activation in _ZERO_AT_NEG_INF else 0.0
-        self.output = store.add("output_kernel", kernel)
-
-    def logits(self, tf: Any, w: Mapping[str, Any], x1: Any) -> Any:
-        h1 = x1
-        for kernel, activation in zip(self.hidden, self.hidden_activations):
-            h1 = _append_one(tf, _activation(tf, activation, tf.matmul(h1, w[kernel])))
-        return tf.matmul(h1, w[self.output])
-
-
-class _GenericHeads:
-    """Heads of any structure, run as Keras models on their own examples: each task of the
-    group present in the batch runs once on its examples. Outputs are final scores padded
-    with 0."""
-
-    def __init__(self, tf: Any, heads: list[GenericHead], task_ids: list[int], rows: Rows,
-                 width: int) -> None:
-        self._tf = tf
-        self.models = [h.model for h in heads]
-        self.variables: list[Any] = []
-        self.resources: list[Any] = []
-        for model in self.models:
-            variables, resources = keras_state(tf, model)
-            self.variables += variables
-            self.resources += resources
-        self._squeeze = [h.squeeze for h in heads]
-        self._widths = [h.width for h in heads]
-        self._width = width
-        self.local = np.full(rows.count, -1, np.int64)
-        self.local[[rows.of(t) for t in task_ids]] = np.arange(len(task_ids))
-
-    def _branch(self, index: int, features: Any) -> Any:
-        tf = self._tf
-        y = tf.cast(self.models[index](features, training=False), tf.float32)
-        if self._squeeze[index]:
-            y = y[:, None]
-        return tf.pad(y, [[0, 0], [0, self._width - self._widths[index]]])
-
-    def __call__(self, features: Any, local: Any, scores: Any) -> Any:
-        """``scores`` with the rows of this group's examples replaced by their heads'.
-        ``local``: [b] index of the example's task in the group, -1 if none."""
-        tf = self._tf
-        mine = local >= 0
-
-        def run() -> Any:
-            at = tf.where(mine)
-            subset, sub_local = tf.gather_nd(features, at), tf.gather_nd(local, at)
-            present = tf.unique(sub_local).y
-
-            def body(i: Any, out: Any) -> Any:
-                where = tf.where(tf.equal(sub_local, present[i]))
-                branches = [lambda k=k: self._branch(k, tf.gather_nd(subset, where))
-                            for k in range(len(self._widths))]
-                y = tf.switch_case(tf.cast(present[i], tf.int32), branches)
-                return i + 1, tf.tensor_scatter_nd_update(out, where, y)
-
-            part = tf.zeros([tf.size(sub_local), self._width], tf.float32)
-            _, part = tf.while_loop(lambda i, _: i < tf.size(present), body, [0, part])
-            return tf.tensor_scatter_nd_update(scores, at, part)
-
-        return tf.cond(tf.reduce_any(mine), run, lambda: scores)
-
-
-def _shown(names: list[str]) -> str:
-    return ", ".join(names[:_MAX_NAMES_IN_ERRORS]) + (
-        ", ..." if len(names) > _MAX_NAMES_IN_ERRORS else "")
-
 
 FEATURES = "features"
 """The module's backbone function (text string[b] -> features), saved with the module but not a
@@ -343,39 +73,32 @@ class SavedBackbone:
     resources: list[Any]
 
 
-def _features_function(tf: Any, backbone: Any) -> tuple[Any, int, list[Any], list[Any]]:
-    """(features function, output width, variables, resources) of a Keras backbone or a
-    SavedBackbone."""
-    if isinstance(backbone, SavedBackbone):
-        return (backbone.features, backbone.width, list(backbone.variables),
-                list(backbone.resources))
-    features = tf.function(lambda text: backbone(text, training=False), autograph=False,
-                           input_signature=[tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT)])
-    variables, resources = keras_state(tf, backbone)
-    return features, int(backbone.outputs[0].shape[-1]), variables, resources
+Backbone = KerasModel | SavedBackbone
 
 
-def build_module(backbone: Any, tasks: list[TaskEntry],
-                 removed: Mapping[int, tuple[str, str]] | None = None) -> Any:
-    """The tf.Module to save: the backbone once, the heads grouped and stacked.
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:_MAX_NAMES_IN_ERRORS]) + (
+        ", ..." if len(names) > _MAX_NAMES_IN_ERRORS else "")
 
-    ``backbone``: a Keras model taking text string[b], or a ``SavedBackbone``. Either way the
-    module's ``features`` function runs it (``FEATURES``).
-    ``removed`` maps ids of retired tasks to (name, message): their ids and names answer with
-    that message and are never given to another task (a retired name may be a live task's
-    again: it then names that task).
-    """
-    from headswitch._quiet import import_tensorflow
 
-    tf: Any = import_tensorflow()
-    features_fn, features_width, backbone_variables, backbone_resources = \
-        _features_function(tf, backbone)
-    retired = dict(removed or {})
+@dataclasses.dataclass
+class TaskRows:
+    """The row space every per-task table shares, and what every row answers whatever its
+    backbone: its error message, whether it is a live task, the name table of ``by_name``."""
+
+    rows: Rows
+    width: int  # the widest head: the width of ``scores``
+    tasks: list[TaskEntry]
+    errors: npt.NDArray[Any]  # [rows] the error message of each row ("" for a live task)
+    valid: npt.NDArray[Any]  # [rows, 1] live tasks
+    name_keys: list[str]  # by_name's table: names (live, then retired) ...
+    name_rows: list[int]  # ... and their rows
+
+
+def plan_rows(tasks: list[TaskEntry], retired: Mapping[int, tuple[str, str]]) -> TaskRows:
     rows = Rows(max([t.task_id for t in tasks] + list(retired)) + 1)
-    width = max(t.head.width for t in tasks)
     names = [t.name for t in tasks]
     task_rows = [rows.of(t.task_id) for t in tasks]
-
     errors = np.full(rows.count, "", dtype=object)
     errors[[rows.BELOW, rows.above]] = (f"task_id out of range: valid task ids are "
                                         f"0..{rows.ids - 1} ({len(tasks)} tasks)")
@@ -385,24 +108,59 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
         errors[rows.of(task_id)] = message
     valid = np.zeros((rows.count, 1), bool)
     valid[task_rows] = True
+    # A retired name a live task took again is that task's; a name retired twice answers with
+    # its latest id's message.
+    live = set(names)
+    by_name = {name: i for i, (name, _) in sorted(retired.items()) if name not in live}
+    return TaskRows(rows, max(t.head.width for t in tasks), tasks, errors, valid,
+                    names + list(by_name), task_rows + [rows.of(i) for i in by_name.values()])
 
-    # Stacked groups by head shape, largest first: the main group runs on every example, each
-    # other group on its own examples.
+
+@dataclasses.dataclass
+class HeadTables:
+    """The heads of one backbone's tasks: stacked by shape, and what the predict graph reads
+    per row. ``parts`` are named column blocks of one int table gathered once per request: the
+    main stack's output rows (``columns``) and what the other parts need (member index,
+    activation kind, stack, other stacks' rows, generic head index)."""
+
+    main: StackedGroup
+    stacks: list[StackedGroup | SingleTask]  # the main stack first
+    kinds: list[str]  # output activations, the commonest first
+    zero_invalid: bool  # bad rows' scores zeroed by ``valid`` (one kind, not linear)
+    masked_top: bool  # top_score/top_label must skip padding columns
+    generic_tasks: list[TaskEntry]
+    parts: dict[str, npt.NDArray[Any]]
+
+    @property
+    def table(self) -> npt.NDArray[Any]:
+        joined: npt.NDArray[Any] = np.concatenate(list(self.parts.values()), 1).astype(np.int32)
+        return joined
+
+    @property
+    def sizes(self) -> list[int]:
+        return [p.shape[1] for p in self.parts.values()]
+
+
+def plan_heads(tasks: list[TaskEntry], rows: Rows, width: int, store: WeightStore,
+               features_width: int, alone: bool = True) -> HeadTables:
+    """The head tables of ``tasks`` (the tasks of one backbone); stacked heads' weights go into
+    ``store``. ``alone``: the only backbone, whose heads also answer bad rows."""
+    # Stacks by head shape, largest first: the main stack runs on every example, each other
+    # stack on its own examples.
     shapes: dict[tuple[Any, ...], list[TaskEntry]] = {}
     for t in tasks:
         shapes.setdefault(t.head.shape_key, []).append(t)
     generic_tasks = shapes.pop(("generic",), [])
     stacked = sorted(shapes.values(), key=lambda group: -len(group))
-    store = _Store()
     n_in = features_width + 1
-    main = _StackedGroup(store, rows, stacked[0] if stacked else [], width, n_in,
-                         others=[t for group in stacked[1:] for t in group] + generic_tasks)
-    groups: list[_StackedGroup | _SingleTask] = [main]
-    groups += [_SingleTask(store, group[0], width) if len(group) == 1
-               else _StackedGroup(store, rows, group, width, n_in) for group in stacked[1:]]
-    group_of = np.full(rows.count, -1, np.int64)
+    main = StackedGroup(store, rows, stacked[0] if stacked else [], width, n_in,
+                        others=[t for group in stacked[1:] for t in group] + generic_tasks)
+    stacks: list[StackedGroup | SingleTask] = [main]
+    stacks += [SingleTask(store, group[0], width) if len(group) == 1
+               else StackedGroup(store, rows, group, width, n_in) for group in stacked[1:]]
+    stack_of = np.full(rows.count, -1, np.int64)
     for g, members in enumerate(stacked):
-        group_of[[rows.of(t.task_id) for t in members]] = g
+        stack_of[[rows.of(t.task_id) for t in members]] = g
 
     # Output activations: the commonest on every row, each other kind selected per example.
     # Rows without a stacked head (bad tasks, generic heads) have zero logits: "linear" when
@@ -415,145 +173,381 @@ def build_module(backbone: Any, tasks: list[TaskEntry],
     for group in stacked:
         kind_of[[rows.of(t.task_id) for t in group]] = [kinds.index(t.activation)
                                                         for t in group]
-    zero_invalid = len(kinds) == 1 and kinds[0] != "linear"
-    masked_top = bool(generic_tasks) or any(k not in _ZERO_AT_NEG_INF for k in kinds)
 
-    # One int table, one gather per request, split into named parts: the main group's output
-    # rows, and what the other parts need.
     parts: dict[str, npt.NDArray[Any]] = {"columns": main.columns}
     if main.hidden:
         parts["local"] = main.local[:, None]
     if len(kinds) > 1:
         parts["kind"] = kind_of[:, None]
-    if len(groups) > 1:
-        parts["group"] = group_of[:, None]
-    for g, other in enumerate(groups[1:], 1):
-        if isinstance(other, _StackedGroup):
+    if len(stacks) > 1:
+        parts["group"] = stack_of[:, None]
+    for g, other in enumerate(stacks[1:], 1):
+        if isinstance(other, StackedGroup):
             parts[f"columns_{g}"] = other.columns
             if other.hidden:
                 parts[f"local_{g}"] = other.local[:, None]
-    generic = _GenericHeads(tf, [t.head for t in generic_tasks],  # type: ignore[misc]
-                            [t.task_id for t in generic_tasks], rows, width) \
-        if generic_tasks else None
-    if generic is not None:
-        parts["generic"] = generic.local[:, None]
-    table = np.concatenate(list(parts.values()), 1).astype(np.int32)
-    sizes = [p.shape[1] for p in parts.values()]
+    return HeadTables(
+        main=main, stacks=stacks, kinds=kinds,
+        zero_invalid=alone and len(kinds) == 1 and kinds[0] != "linear",
+        masked_top=bool(generic_tasks) or any(k not in ZERO_AT_NEG_INF for k in kinds),
+        generic_tasks=generic_tasks, parts=parts)
 
-    class TaskSwitch(tf.Module):
-        def __init__(self) -> None:
-            super().__init__(name="headswitch")
-            self._backbone_variables = backbone_variables
-            self._backbone_resources = backbone_resources
-            self.features = features_fn  # FEATURES
-            if generic is not None:
-                self._generic_variables = generic.variables
-                self._generic_resources = generic.resources
-            self._table = store.add("per_task", table)
-            self._labels = store.add("labels", main.labels.astype(str))
-            self._errors = store.add("errors", errors.astype(str))
-            self._valid = store.add("valid", valid) if zero_invalid else ""
-            store.build(tf, self)
-            # A retired name a live task took again is that task's; a name retired twice
-            # answers with its latest id's message.
-            live = set(names)
-            by_name = {name: i for i, (name, _) in sorted(retired.items()) if name not in live}
-            keys = names + list(by_name)
-            values = task_rows + [rows.of(i) for i in by_name.values()]
-            self._name_to_row = tf.lookup.StaticHashTable(
-                tf.lookup.KeyValueTensorInitializer(
-                    tf.constant(keys, tf.string), tf.constant(values, tf.int32)),
-                default_value=rows.unknown_name)
 
-        def _parts(self, w: Mapping[str, Any], row: Any) -> dict[str, Any]:
-            gathered = tf.gather(w[self._table], row)
-            if len(parts) == 1:
-                return {"columns": gathered}
-            return dict(zip(parts, tf.split(gathered, sizes, axis=1)))
+def _features_function(tf: Any, backbone: Backbone) -> tuple[Any, int, list[Any], list[Any]]:
+    """(features function, output width, variables, resources) of a backbone."""
+    if isinstance(backbone, SavedBackbone):
+        return (backbone.features, backbone.width, list(backbone.variables),
+                list(backbone.resources))
+    model = backbone.model
+    features = tf.function(lambda text: model(text, training=False), autograph=False,
+                           input_signature=[tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT)])
+    variables, resources = saved_state(model)
+    return features, backbone.width, variables, resources
 
-        @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
-            tf.TensorSpec([None], tf.int32, name="row")])
-        def _predict(self, text: Any, row: Any) -> dict[str, Any]:
-            w = self._weights()
-            features = self.features(text)
-            part = self._parts(w, row)
-            columns = part["columns"]
-            # Stacked heads compute in float32 (DenseChainHead.compute_dtype): float16/bfloat16
-            # features of a mixed-precision backbone are cast, exactly, as a float32 Dense
-            # layer casts its input. A no-op for float32 features.
-            x1 = _append_one(tf, tf.cast(features, tf.float32))
-            z = main.logits(tf, w, x1, columns, part["local"][:, 0] if main.hidden else None)
-            for g, group in enumerate(groups[1:], 1):
-                if isinstance(group, _SingleTask):
-                    z = tf.where(tf.equal(part["group"], g), group.logits(tf, w, x1), z)
-                    continue
-                at = tf.where(tf.equal(part["group"][:, 0], g))
-                z = tf.tensor_scatter_nd_update(z, at, group.logits(
-                    tf, w, tf.gather_nd(x1, at), tf.gather_nd(part[f"columns_{g}"], at),
-                    tf.gather_nd(part[f"local_{g}"][:, 0], at) if group.hidden else None))
-            scores = _activation(tf, kinds[0], z)
-            for index, kind in enumerate(kinds[1:], 1):
-                scores = tf.where(tf.equal(part["kind"], index), _activation(tf, kind, z),
-                                  scores)
-            if zero_invalid:
-                scores = tf.where(tf.gather(w[self._valid], row), scores, 0.0)
-            if generic is not None:
-                scores = generic(features, part["generic"][:, 0], scores)
-            ranked = scores
-            if masked_top:
-                ranked = tf.where(columns >= main.first_padding, tf.constant(-np.inf), scores)
-            top = tf.argmax(ranked, axis=1, output_type=tf.int32)
-            return {
-                c.OUTPUT_SCORES: scores,
-                c.OUTPUT_TOP_LABEL: tf.gather(w[self._labels],
-                                            tf.gather(columns, top, batch_dims=1)),
-                c.OUTPUT_TOP_SCORE: tf.reduce_max(ranked, axis=1),
-                c.OUTPUT_ERROR: tf.gather(w[self._errors], row),
-            }
 
-        @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
-            tf.TensorSpec([None], tf.int32, name=c.INPUT_TASK_ID)])
-        def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
-            with tf.control_dependencies([_same_length(tf, text, task_id, c.INPUT_TASK_ID)]):
-                row = tf.raw_ops.Bucketize(input=task_id, boundaries=rows.boundaries)
-            outputs: dict[str, Any] = self._predict(text, row)
-            return outputs
+@dataclasses.dataclass
+class _Backbone:
+    """One backbone of the module and the heads of its tasks."""
 
-        @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.string, name=c.INPUT_TEXT),
-            tf.TensorSpec([None], tf.string, name=c.INPUT_TASK)])
-        def by_name(self, text: Any, task: Any) -> dict[str, Any]:
-            with tf.control_dependencies([_same_length(tf, text, task, c.INPUT_TASK)]):
-                row = self._name_to_row.lookup(task)
-            outputs: dict[str, Any] = self._predict(text, row)
-            return outputs
+    features: Any  # its tf.function: text string[b] -> features
+    width: int
+    heads: HeadTables | None = None
+    generic: GenericHeads | None = None
+    names: dict[str, str] = dataclasses.field(default_factory=dict)  # its weight-store names
 
-        @tf.function(autograph=False, input_signature=[
-            tf.TensorSpec([None], tf.int32, name=c.INPUT_UNUSED)])
-        def tasks(self, unused: Any) -> dict[str, Any]:
-            w = self._weights()
-            label_rows = tf.gather(w[self._table], task_rows)[:, :width]
-            count = tf.size(unused)
 
-            def tile(value: Any) -> Any:
-                multiples = tf.concat([[count], tf.ones([tf.rank(value)], tf.int32)], 0)
-                return tf.tile(value[None], multiples)
+_ANSWERS = (c.OUTPUT_SCORES, c.OUTPUT_TOP_LABEL, c.OUTPUT_TOP_SCORE)
 
-            real = tf.constant(np.arange(width)[None, :] <
-                               np.array([t.head.width for t in tasks])[:, None])
-            return {
-                c.TASKS_OUTPUT_TASK_ID: tile(tf.constant([t.task_id for t in tasks], tf.int32)),
-                c.TASKS_OUTPUT_NAME: tile(tf.constant(names)),
-                c.TASKS_OUTPUT_NUM_CLASSES: tile(tf.constant([t.head.width for t in tasks],
-                                                           tf.int32)),
-                c.TASKS_OUTPUT_LABELS: tile(tf.where(real, tf.gather(w[self._labels], label_rows),
-                                                   "")),
-                c.TASKS_OUTPUT_ACTIVATION: tile(tf.constant([t.activation for t in tasks])),
-            }
 
-    return TaskSwitch()
+def _case(index: Any, branches: list[Any]) -> Any:
+    """``tf.switch_case`` kept a ``Case`` op in the session graph: TensorFlow lowers functional
+    control flow to Switch/Merge nodes unless the op says not to, and only its internal
+    ``indexed_case`` lets a caller say so (TensorFlow is pinned; tests check the saved op)."""
+    from tensorflow.python.ops import cond_v2
+
+    return cond_v2.indexed_case(index, branches, lower_using_switch_merge=False)
+
+
+class _Endpoints:
+    """The bodies of the module's functions (named as the functions, which take their names),
+    over the planned tables. Plain Python: TensorFlow ops are made only when the builder's
+    tf.functions trace them."""
+
+    def __init__(self, tf: Any, module: Any, rows: TaskRows, backbones: list[_Backbone],
+                 names: Mapping[str, str], store: WeightStore) -> None:
+        self.tf = tf
+        self.module = module
+        self.r = rows
+        self.backbones = backbones
+        self.names = names  # weight-store names of the shared tables
+        self.store = store
+
+    def _parts(self, b: _Backbone, w: Mapping[str, Any], row: Any) -> dict[str, Any]:
+        assert b.heads is not None
+        gathered = self.tf.gather(w[b.names["table"]], row)
+        if len(b.heads.parts) == 1:
+            return {"columns": gathered}
+        return dict(zip(b.heads.parts, self.tf.split(gathered, b.heads.sizes, axis=1)))
+
+    def _heads(self, b: _Backbone, w: Mapping[str, Any], features: Any, row: Any
+               ) -> dict[str, Any]:
+        """Scores, top label and top score of examples with ``features`` of backbone ``b`` and
+        task rows ``row``."""
+        tf, t = self.tf, b.heads
+        assert t is not None
+        part = self._parts(b, w, row)
+        columns = part["columns"]
+        # Stacked heads compute in float32 (DenseChainHead.compute_dtype): float16/bfloat16
+        # features of a mixed-precision backbone are cast, exactly, as a float32 Dense layer
+        # casts its input. A no-op for float32 features.
+        x1 = append_one(tf, tf.cast(features, tf.float32))
+        z = t.main.logits(tf, w, x1, columns, part["local"][:, 0] if t.main.hidden else None)
+        for g, stack in enumerate(t.stacks[1:], 1):
+            if isinstance(stack, SingleTask):
+                z = tf.where(tf.equal(part["group"], g), stack.logits(tf, w, x1), z)
+                continue
+            at = tf.where(tf.equal(part["group"][:, 0], g))
+            z = tf.tensor_scatter_nd_update(z, at, stack.logits(
+                tf, w, tf.gather_nd(x1, at), tf.gather_nd(part[f"columns_{g}"], at),
+                tf.gather_nd(part[f"local_{g}"][:, 0], at) if stack.hidden else None))
+        scores = activation(tf, t.kinds[0], z)
+        for index, kind in enumerate(t.kinds[1:], 1):
+            scores = tf.where(tf.equal(part["kind"], index), activation(tf, kind, z), scores)
+        if t.zero_invalid:
+            scores = tf.where(tf.gather(w[self.names["valid"]], row), scores, 0.0)
+        if b.generic is not None:
+            scores = b.generic(features, part["generic"][:, 0], scores)
+        ranked = scores
+        if t.masked_top:
+            ranked = tf.where(columns >= t.main.first_padding, tf.constant(-np.inf), scores)
+        top = tf.argmax(ranked, axis=1, output_type=tf.int32)
+        return {
+            c.OUTPUT_SCORES: scores,
+            c.OUTPUT_TOP_LABEL: tf.gather(w[b.names["labels"]],
+                                          tf.gather(columns, top, batch_dims=1)),
+            c.OUTPUT_TOP_SCORE: tf.reduce_max(ranked, axis=1),
+        }
+
+    def _predict(self, text: Any, row: Any) -> dict[str, Any]:
+        """Every output for examples ``text`` whose task rows are ``row``."""
+        tf, module = self.tf, self.module
+        w = module._weights()
+        if len(self.backbones) == 1:
+            b = self.backbones[0]
+            outputs = self._heads(b, w, b.features(text), row)
+        else:
+            outputs = self._each_backbone(w, text, row)
+        outputs[c.OUTPUT_ERROR] = tf.gather(w[self.names["errors"]], row)
+        return outputs
+
+    def _each_backbone(self, w: Mapping[str, Any], text: Any, row: Any) -> dict[str, Any]:
+        """A batch whose examples all have one backbone runs that backbone and its heads on the
+        whole batch; any other batch runs each backbone on its own examples (``_mixed``). One
+        ``Case`` chooses, and it stays a function call in TF Serving's session (not lowered to
+        Switch/Merge, whose every node, live or dead, costs executor time on every call)."""
+        tf = self.tf
+        count = len(self.backbones)
+        part = tf.gather(w[self.names["backbone"]], row)
+        low = tf.reduce_min(part)
+        index = tf.where(tf.equal(low, tf.reduce_max(part)), low, count)
+
+        def whole(b: _Backbone, position: int) -> Any:
+            def run() -> tuple[Any, ...]:
+                out = self._heads(b, self.store.read(position), b.features(text), row)
+                return tuple(out[k] for k in _ANSWERS)
+            return run
+
+        branches = [whole(b, i) for i, b in enumerate(self.backbones)]
+        branches.append(lambda: tuple(self._mixed(w, text, row, part)[k] for k in _ANSWERS))
+        return dict(zip(_ANSWERS, _case(index, branches)))
+
+    def _mixed(self, w: Mapping[str, Any], text: Any, row: Any, part: Any) -> dict[str, Any]:
+        """Each backbone on its own examples only: the batch split by backbone
+        (``dynamic_partition``), each part run in a cond that skips an empty part, the answers
+        put back in order (``dynamic_stitch``). Rows of no live task keep zero scores, an empty
+        label and a zero top score. A branch reads its heads' weights itself (its own section
+        of the store), so it captures only its inputs and its backbone's variables."""
+        tf, width = self.tf, self.r.width
+        count = len(self.backbones)
+        texts = tf.dynamic_partition(text, part, count + 1)
+        rows = tf.dynamic_partition(row, part, count + 1)
+        where = tf.dynamic_partition(tf.range(tf.size(row)), part, count + 1)
+        keys = _ANSWERS
+        answers: dict[str, list[Any]] = {k: [] for k in keys}
+        for position, b in enumerate(self.backbones):
+
+            def run(b: _Backbone = b, text: Any = texts[position], row: Any = rows[position],
+                    position: int = position) -> tuple[Any, ...]:
+                out = self._heads(b, self.store.read(position), b.features(text), row)
+                return tuple(out[k] for k in keys)
+
+            def skip() -> tuple[Any, ...]:
+                return (tf.zeros([0, width], tf.float32), tf.constant([], tf.string),
+                        tf.zeros([0], tf.float32))
+
+            for k, value in zip(keys, tf.cond(tf.size(rows[position]) > 0, run, skip)):
+                answers[k].append(value)
+        bad = tf.size(rows[count])
+        answers[c.OUTPUT_SCORES].append(tf.zeros(tf.stack([bad, width]), tf.float32))
+        answers[c.OUTPUT_TOP_LABEL].append(tf.fill(tf.reshape(bad, [1]), ""))
+        answers[c.OUTPUT_TOP_SCORE].append(tf.zeros(tf.reshape(bad, [1]), tf.float32))
+        return {k: tf.dynamic_stitch(where, v) for k, v in answers.items()}
+
+    def _same_length(self, text: Any, task: Any, task_input: str) -> Any:
+        """An Assert that ``text`` and the task input hold as many values. TF Serving's batcher
+        refuses such a request before merging it, so this fails a request alone."""
+        tf = self.tf
+        size, size_task = tf.size(text), tf.size(task)
+        return tf.debugging.Assert(tf.equal(size, size_task), [
+            f"{c.INPUT_TEXT} and {task_input} must have the same length; got", size,
+            "texts and", size_task])
+
+    def serving_default(self, text: Any, task_id: Any) -> dict[str, Any]:
+        tf = self.tf
+        with tf.control_dependencies([self._same_length(text, task_id, c.INPUT_TASK_ID)]):
+            row = tf.raw_ops.Bucketize(input=task_id, boundaries=self.r.rows.boundaries)
+        outputs: dict[str, Any] = self.module._predict(text, row)
+        return outputs
+
+    def by_name(self, text: Any, task: Any) -> dict[str, Any]:
+        tf = self.tf
+        with tf.control_dependencies([self._same_length(text, task, c.INPUT_TASK)]):
+            row = self.module._name_to_row.lookup(task)
+        outputs: dict[str, Any] = self.module._predict(text, row)
+        return outputs
+
+    def tasks(self, unused: Any) -> dict[str, Any]:
+        tf, r = self.tf, self.r
+        w = self.module._weights()
+        if len(self.backbones) == 1:  # the labels, read through the heads' tables
+            b = self.backbones[0]
+            task_rows = [r.rows.of(e.task_id) for e in r.tasks]
+            label_rows = tf.gather(w[b.names["table"]], task_rows)[:, : r.width]
+            labels = tf.gather(w[b.names["labels"]], label_rows)
+        else:
+            labels = w[self.names["task_labels"]]
+        count = tf.size(unused)
+
+        def tile(value: Any) -> Any:
+            multiples = tf.concat([[count], tf.ones([tf.rank(value)], tf.int32)], 0)
+            return tf.tile(value[None], multiples)
+
+        real = tf.constant(np.arange(r.width)[None, :] <
+                           np.array([e.head.width for e in r.tasks])[:, None])
+        return {
+            c.TASKS_OUTPUT_TASK_ID: tile(tf.constant([e.task_id for e in r.tasks], tf.int32)),
+            c.TASKS_OUTPUT_NAME: tile(tf.constant([e.name for e in r.tasks])),
+            c.TASKS_OUTPUT_NUM_CLASSES: tile(tf.constant([e.head.width for e in r.tasks],
+                                                         tf.int32)),
+            c.TASKS_OUTPUT_LABELS: tile(tf.where(real, labels, "")),
+            c.TASKS_OUTPUT_ACTIVATION: tile(tf.constant([e.activation for e in r.tasks])),
+        }
+
+
+class TaskSwitchBuilder:
+    """Builds the task-switching module::
+
+        module = TaskSwitchBuilder(backbone).add_tasks(tasks, removed).build()
+        tf.saved_model.save(module, path, signatures=signatures(module))
+
+    With several backbones (``TaskSwitchBuilder([b0, b1], ids=[0, 3])``), ``add_tasks`` takes
+    each task's backbone; each backbone runs only on its own tasks' examples. The module keeps
+    backbone ``id``'s function as ``features_<id>`` (the first also as ``features``) and its
+    variables as ``_backbone_variables_<id>``; a module of one backbone keeps ``features`` and
+    ``_backbone_variables``.
+    """
+
+    def __init__(self, backbone: Backbone | Sequence[Backbone],
+                 ids: Sequence[int] | None = None) -> None:
+        from headswitch._quiet import import_tensorflow
+
+        tf: Any = import_tensorflow()
+        self._tf = tf
+        self.module = tf.Module(name="headswitch")
+        chosen = list(backbone) if isinstance(backbone, Sequence) else [backbone]
+        self.ids = list(ids) if ids is not None else list(range(len(chosen)))
+        self._backbones: list[_Backbone] = []
+        for number, one in zip(self.ids, chosen):
+            features, width, variables, resources = _features_function(tf, one)
+            suffix = backbone_suffix(number, len(chosen))
+            # the names --from and the benchmarks read
+            setattr(self.module, f"_backbone_variables{suffix}", variables)
+            setattr(self.module, f"_backbone_resources{suffix}", resources)
+            setattr(self.module, f"{FEATURES}{suffix}", features)
+            self._backbones.append(_Backbone(features, width))
+        if len(chosen) > 1:
+            self.module.features = self._backbones[0].features  # FEATURES
+        self._endpoints: _Endpoints | None = None
+
+    def add_tasks(self, tasks: list[TaskEntry],
+                  removed: Mapping[int, tuple[str, str]] | None = None) -> TaskSwitchBuilder:
+        """The tasks (ids may have gaps; each names its backbone's id, ``TaskEntry.backbone``)
+        and ``removed``: ids of retired tasks -> (name, message). Retired ids and names answer
+        with their message and are never given to another task (a retired name may be a live
+        task's again: it then names that task)."""
+        tf, module = self._tf, self.module
+        store = WeightStore()
+        rows = plan_rows(tasks, dict(removed or {}))
+        position = {number: i for i, number in enumerate(self.ids)}
+        mine: list[list[TaskEntry]] = [[] for _ in self._backbones]
+        for t in tasks:
+            if t.backbone not in position:
+                raise ValueError(f"task {t.name!r} names backbone {t.backbone}; the module has "
+                                 f"{self.ids}")
+            mine[position[t.backbone]].append(t)
+        alone = len(self._backbones) == 1
+        for number, (b, own) in enumerate(zip(self._backbones, mine)):
+            if not own:
+                raise ValueError("every backbone needs at least one task")
+            store.current = "" if alone else number  # each backbone's heads: their section
+            b.heads = plan_heads(own, rows.rows, rows.width, store, b.width, alone=alone)
+        generic_variables: list[Any] = []
+        generic_resources: list[Any] = []
+        for b in self._backbones:
+            assert b.heads is not None
+            if b.heads.generic_tasks:
+                b.generic = GenericHeads(tf, [t.head for t in b.heads.generic_tasks],  # type: ignore[misc]
+                                         [t.task_id for t in b.heads.generic_tasks], rows.rows,
+                                         rows.width)
+                b.heads.parts["generic"] = b.generic.local[:, None]
+                generic_variables += b.generic.variables
+                generic_resources += b.generic.resources
+        if generic_variables or generic_resources:
+            module._generic_variables = generic_variables
+            module._generic_resources = generic_resources
+        for number, b in enumerate(self._backbones):
+            assert b.heads is not None
+            store.current = "" if alone else number
+            b.names = {"table": store.add("per_task", b.heads.table),
+                       "labels": store.add("labels", b.heads.main.labels.astype(str))}
+        store.current = ""
+        names = {"errors": store.add("errors", rows.errors.astype(str))}
+        if alone and self._backbones[0].heads is not None and \
+                self._backbones[0].heads.zero_invalid:
+            names["valid"] = store.add("valid", rows.valid)
+        if not alone:
+            names["backbone"] = store.add("backbone", _partition_table(rows, mine))
+            names["task_labels"] = store.add("task_labels", _labels_table(rows))
+        store.build(tf, module)
+        module._name_to_row = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(rows.name_keys, tf.string),
+                                                tf.constant(rows.name_rows, tf.int32)),
+            default_value=rows.rows.unknown_name)
+        self._endpoints = _Endpoints(tf, module, rows, self._backbones, names, store)
+        return self
+
+    def build(self) -> Any:
+        """The module, with its endpoints: ``_predict`` (shared by both predict signatures)
+        and the three signatures' functions."""
+        if self._endpoints is None:
+            raise ValueError("add_tasks() before build()")
+        tf, ep, module = self._tf, self._endpoints, self.module
+
+        def spec(dtype: Any, name: str) -> Any:
+            return tf.TensorSpec([None], dtype, name=name)
+
+        module._predict = tf.function(ep._predict, autograph=False, input_signature=[
+            spec(tf.string, c.INPUT_TEXT), spec(tf.int32, "row")])
+        module.serving_default = tf.function(ep.serving_default, autograph=False,
+                                             input_signature=[spec(tf.string, c.INPUT_TEXT),
+                                                              spec(tf.int32, c.INPUT_TASK_ID)])
+        module.by_name = tf.function(ep.by_name, autograph=False, input_signature=[
+            spec(tf.string, c.INPUT_TEXT), spec(tf.string, c.INPUT_TASK)])
+        module.tasks = tf.function(ep.tasks, autograph=False, input_signature=[
+            spec(tf.int32, c.INPUT_UNUSED)])
+        return module
+
+
+def backbone_suffix(number: int, count: int) -> str:
+    """How a module names backbone ``number``'s function and variables (``features`` +
+    suffix): no suffix when it is the only one."""
+    return "" if count == 1 else f"_{number}"
+
+
+def _partition_table(rows: TaskRows, mine: list[list[TaskEntry]]) -> npt.NDArray[Any]:
+    """[rows] each row's backbone (its position); the number of backbones for rows of no live
+    task (their partition)."""
+    table = np.full(rows.rows.count, len(mine), np.int32)
+    for position, own in enumerate(mine):
+        table[[rows.rows.of(t.task_id) for t in own]] = position
+    return table
+
+
+def _labels_table(rows: TaskRows) -> npt.NDArray[Any]:
+    """[tasks, width] every task's labels, padded with ""."""
+    table = np.full((len(rows.tasks), rows.width), "", dtype=object)
+    for i, t in enumerate(rows.tasks):
+        table[i, : len(t.labels)] = t.labels
+    return table.astype(str)
+
+
+def build_module(backbone: Any, tasks: list[TaskEntry],
+                 removed: Mapping[int, tuple[str, str]] | None = None) -> Any:
+    """The tf.Module to save: ``backbone`` (a ``KerasModel`` or a Keras model taking text
+    string[b], or a ``SavedBackbone``) once, the heads grouped and stacked."""
+    if not isinstance(backbone, (KerasModel, SavedBackbone)):
+        backbone = KerasModel.of(backbone)
+    return TaskSwitchBuilder(backbone).add_tasks(tasks, removed).build()
 
 
 def signatures(module: Any) -> dict[str, Any]:

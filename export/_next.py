@@ -1,85 +1,42 @@
 """``export_from``: the next version built from a published one, with tasks added, replaced or
 removed, and no other original model file.
 
-Stages: previous version (``_previous``: its SavedModel, manifest, stored heads) -> changes
-(``_changes``: what to add, replace, remove; the new models read and checked against the previous
-backbone) -> build (``_module`` on the previous version's own ``features`` function and
-variables, carried over as saved) -> save, op check, verification of the new heads against
-their files (``_verify``) and regression check of the kept ones (``_regression``) -> head store
-and manifest -> publish (``_publish``), as ``export_models`` does.
+Stages: the previous version (``_previous``: its SavedModel, manifest, stored heads) -> the
+changes (``_changes``: what to add, replace, remove; the new models read and checked against the
+previous backbone) -> build (``_module``, on the previous version's own ``features`` function and
+variables) -> save, check and publish (``_publish``, as ``export_models`` does: new heads
+verified against their files, kept ones against the previous version).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from headswitch.contract import ASSETS_EXTRA, DEFAULT_MODEL_NAME, MANIFEST_FILE, TASK_REMOVED
+from headswitch._manifest import BackboneRecord
+from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT
 
-from . import _changes, _previous, _publish, _regression, _verify, _warmup
-from ._collect import Progress, Task
+from . import _backbones, _changes, _previous
+from ._collect import BackboneGroup, Progress, labels_of
 from ._errors import ExportError
-from ._exporter import (
-    ExportReport,
-    TaskResult,
-    build_manifest,
-    heads_store_bytes,
-    history_entry,
-    store_head,
+from ._head_store import HeadReader
+from ._heads import TaskEntry
+from ._keras import KerasModel
+from ._module import TaskSwitchBuilder
+from ._publish import (
+    BackboneWriter,
+    FreshTask,
+    KeptTask,
+    Lineage,
+    Release,
+    publish,
+    task_entries,
 )
-from ._head_store import HeadReader, HeadWriter
-from ._heads import DenseChainHead, Head
-from ._inspect import folder_bytes, served_bytes
-from ._keras_backbone import BACKBONE_FILE
-from ._module import TaskEntry, build_module, signatures
-from ._serving_ops import check_servable
-
-
-def removed_message(task_id: int, name: str, version: int) -> str:
-    return f"task {task_id} ({name!r}) {TASK_REMOVED} {version}"
-
-
-def _labels(task: Task, head: Head, before: dict[str, Any] | None) -> list[str]:
-    if task.labels is not None:
-        if len(task.labels) != head.width:
-            raise ExportError(f"task {task.name!r}: the manifest gives {len(task.labels)} labels "
-                              f"but the model {task.source.path} outputs {head.width} values")
-        return list(task.labels)
-    if before is not None:
-        if len(before["labels"]) == head.width:
-            return list(before["labels"])
-        raise ExportError(
-            f"task {task.name!r}: the new model {task.source.path} outputs {head.width} values, "
-            f"but the task has {len(before['labels'])} labels",
-            hint="give its labels in a manifest: {name: NAME, model: FILE, labels: [...]}")
-    return [str(i) for i in range(head.width)]
-
-
-def _result(entry: TaskEntry, task: Task, worst: float, version: int, since: int,
-            stored: tuple[dict[str, Any], str], change: str) -> TaskResult:
-    record, digest = stored
-    return TaskResult(entry.task_id, entry.name, entry.labels, entry.activation,
-                      "stacked" if isinstance(entry.head, DenseChainHead) else "generic",
-                      entry.head.nbytes, str(task.source.path), task.sha256, task.bytes, worst,
-                      task.format, task.output, entry.head.compute_dtype, change=change,
-                      since=since, head_since=version, stored=record, head_sha256=digest)
-
-
-def _kept_result(entry: TaskEntry, before: dict[str, Any], worst: float, previous: int,
-                 stored: tuple[dict[str, Any], str]) -> TaskResult:
-    record, digest = stored
-    source = before["source"]
-    return TaskResult(entry.task_id, entry.name, entry.labels, entry.activation, before["head"],
-                      entry.head.nbytes, source["file"], source["sha256"], source["bytes"],
-                      worst, source["format"], source.get("output"), before["dtype"],
-                      change="unchanged", since=before["since"],
-                      head_since=before["head_since"], checked_against=f"version {previous}",
-                      stored=record, head_sha256=digest)
+from ._report import ExportReport
+from ._versions import next_version
 
 
 def export_from(
@@ -95,16 +52,19 @@ def export_from(
     model_name: str = DEFAULT_MODEL_NAME,
     progress: Progress | None = None,
     unsafe_deserialization: bool = False,
+    backbone_groups: bool = False,
 ) -> ExportReport:
     """Publish the next version of ``previous`` (``BASE``: its newest version, or
     ``BASE/VERSION``) into ``out`` (default: the same BASE): its tasks, plus ``models`` (new
     tasks, new ids), with the heads of ``replace`` (task name -> model file; same id) and
-    without ``remove`` (names; their ids are never reused). New models must share the previous
-    version's backbone; kept tasks must answer as before (regression check)."""
+    without ``remove`` (names; their ids are never reused). New models must be built on one of
+    the previous version's backbones, or, with ``backbone_groups``, on a new one that the
+    version then adds (a backbone goes when its last task does); kept tasks must answer as
+    before (regression check)."""
     from headswitch._quiet import import_tensorflow
 
     started = time.perf_counter()
-    tf = import_tensorflow()
+    import_tensorflow()
     if tolerance < 0:
         raise ExportError(f"--tolerance must be >= 0, got {tolerance}")
     before = _previous.open_version(previous)
@@ -113,108 +73,52 @@ def export_from(
         raise ExportError(f"version {version} is not free at {base / str(version)}",
                           hint="omit --version to take the next number")
     changes = _changes.plan(before, models, replace or {}, remove, manifest)
-    new_tasks = _changes.collect(changes, before, tolerance=tolerance,
-                                 unsafe=unsafe_deserialization, progress=progress)
-    assigned = _changes.assign(changes, before, new_tasks)
+    new = _changes.collect(changes, before, tolerance=tolerance, unsafe=unsafe_deserialization,
+                           grouped=backbone_groups, progress=progress)
+    assigned = _changes.assign(changes, before, new.tasks)
+
+    reader = HeadReader(before.assets_extra, before.manifest.heads, before.label)
+    kept = [KeptTask(TaskEntry(t.id, t.name, list(t.labels), reader.read(
+        t.name, t.stored, t.head_sha256, unsafe=unsafe_deserialization), t.backbone), t)
+        for t in assigned.kept]
+    fresh = [FreshTask(TaskEntry(old.id, old.name, labels_of(task, old), task.head,
+                                 new.backbone_of(task)), task, old)
+             for old, task in assigned.replaced]
+    fresh += [FreshTask(TaskEntry(task_id, task.name, labels_of(task), task.head,
+                                  new.backbone_of(task)), task)
+              for task_id, task in assigned.added]
     if version is None:
-        version = _publish.next_version(base)
+        version = next_version(base)
+    entries = task_entries(fresh, kept)
+    used = {e.backbone for e in entries}
+    carried = [b for b in before.manifest.backbones if b.id in used]
+    added = [(number, group) for number, group in new.new_groups if number in used]
+    backbones = [before.backbone(b.id) for b in carried] + [
+        group.reference.up_to(group.split_op).with_text_input(INPUT_TEXT) for _, group in added]
+    ids = [b.id for b in carried] + [number for number, _ in added]
+    lineage = Lineage(before, before.manifest.history, before.removed, tuple(changes.remove),
+                      before.next_id, before.manifest.next_backbone_id)
+    module = TaskSwitchBuilder(backbones, ids).add_tasks(
+        entries, removed=lineage.retired(version)).build()
+    return publish(Release(
+        base=base, version=version, model_name=model_name, module=module, texts=before.texts,
+        fresh=fresh, kept=kept,
+        backbone=_backbone_writer(before, carried, added, backbones[len(carried):], module),
+        lineage=lineage, tolerance=tolerance, unsafe=unsafe_deserialization, started=started))
 
-    reader = HeadReader(before.assets_extra, before.manifest["heads"], before.label)
-    entries: dict[int, TaskEntry] = {}
-    for t in assigned.kept:
-        head = reader.read(t["name"], t["stored"], t["head_sha256"], unsafe=unsafe_deserialization)
-        entries[t["id"]] = TaskEntry(t["id"], t["name"], list(t["labels"]), head)
-    fresh: list[tuple[TaskEntry, Task, dict[str, Any] | None]] = []
-    for old, task in assigned.replaced:
-        entry = TaskEntry(old["id"], old["name"], _labels(task, task.head, old), task.head)
-        fresh.append((entry, task, old))
-    for task_id, task in assigned.added:
-        fresh.append((TaskEntry(task_id, task.name, _labels(task, task.head, None), task.head),
-                      task, None))
-    for entry, _, _ in fresh:
-        entries[entry.task_id] = entry
-    ordered = [entries[k] for k in sorted(entries)]
-    removed_now = [{"id": t["id"], "name": t["name"], "version": version}
-                   for t in changes.remove]
-    removed_all = before.removed + removed_now
-    retired = {r["id"]: (r["name"], removed_message(r["id"], r["name"], r["version"]))
-               for r in removed_all}
-    module = build_module(before.backbone(), ordered, removed=retired)
-    names = [e.name for e in ordered]
-    ids = [e.task_id for e in ordered]
-    texts = before.texts
-    records = _warmup.warmup_records(model_name, names, texts, ids)
 
-    with _publish.staging(base, version) as staged:
-        tf.saved_model.save(module, str(staged), signatures=signatures(module))
-        non_core_ops = check_servable(staged)
-        assets_extra = staged / ASSETS_EXTRA
-        _warmup.write_warmup(assets_extra, records)
-        loaded = tf.saved_model.load(str(staged))
-        worst_new = _verify.check_merged(
-            loaded, [e.name for e, _, _ in fresh], [t.expected for _, t, _ in fresh], texts,
-            labels=[e.labels for e, _, _ in fresh], tolerated=[t.tolerated for _, t, _ in fresh],
-            tolerance=tolerance, ids=[e.task_id for e, _, _ in fresh]) if fresh else []
-        kept_entries = [entries[t["id"]] for t in assigned.kept]
-        worst_kept = _regression.check_kept(
-            before.loaded, loaded, [(e.task_id, e.name, e.head.width) for e in kept_entries],
-            texts, [(i, message) for i, (_, message) in retired.items()], before.label)
-        _verify.replay_warmup(loaded, records)
+def _backbone_writer(before: _previous.PreviousVersion, carried: list[BackboneRecord],
+                     added: list[tuple[int, BackboneGroup]], models: list[KerasModel],
+                     module: Any) -> BackboneWriter:
+    """The previous version's backbones that keep tasks, carried over as they are (the module
+    reuses their saved functions and variables), then the new ones read from model files."""
 
-        features = loaded.features(tf.constant(texts, tf.string))
-        writer = HeadWriter(assets_extra)
-        results: dict[int, TaskResult] = {}
-        kept_by_id = {t["id"]: (t, w) for t, w in zip(assigned.kept, worst_kept)}
-        fresh_by_id = {e.task_id: (e, t, old, w)
-                       for (e, t, old), w in zip(fresh, worst_new)}
-        for entry in ordered:  # the head store in task-id order
-            if entry.task_id in kept_by_id:
-                old, worst = kept_by_id[entry.task_id]
-                if old["stored"]["kind"] == "dense":
-                    stored = writer.dense(entry.head)  # type: ignore[arg-type]
-                else:
-                    stored = writer.copy(old["stored"], before.assets_extra, entry.task_id)
-                if stored[1] != old["head_sha256"]:
-                    raise ExportError(f"the head of kept task {entry.name!r} changed while "
-                                      "being stored", hint="this is a headswitch bug; please "
-                                      "report it")
-                results[entry.task_id] = _kept_result(entry, old, worst, before.version, stored)
-            else:
-                entry, task, was, worst = fresh_by_id[entry.task_id]
-                stored = store_head(writer, entry, features, unsafe_deserialization)
-                since = version if was is None else was["since"]
-                results[entry.task_id] = _result(entry, task, worst, version, since, stored,
-                                                 "added" if was is None else "replaced")
-        heads_entry = writer.finish()
-        if (before.assets_extra / BACKBONE_FILE).is_file():
-            shutil.copyfile(before.assets_extra / BACKBONE_FILE, assets_extra / BACKBONE_FILE)
+    def write(assets_extra: Path, loaded: Any) -> list[BackboneRecord]:
+        count = len(carried) + len(added)
+        records = [_backbones.carried(b, before.assets_extra, count, assets_extra)
+                   for b in carried]
+        records += [_backbones.fresh(group, model, module, number, count, "auto", assets_extra)
+                    for (number, group), model in zip(added, models)]
+        return records
 
-        backbone = before.manifest["backbone"]
-        tasks = [results[k] for k in sorted(results)]
-        report_fields = dict(
-            version=version, model_name=model_name, split_layer=backbone["split_layer"],
-            split_mode=backbone["split_mode"], tasks=tasks,
-            originals_bytes=sum({str(t.source.path): t.bytes for _, t, _ in fresh}.values()),
-            backbone_bytes=backbone["saved_bytes"],
-            heads_bytes=sum(e.head.nbytes for e in ordered),
-            backbone_fingerprint=backbone["fingerprint_sha256"],
-            max_abs_diff=max([0.0, *worst_new, *worst_kept]),
-            tensorflow_version=tf.__version__, features_dtype=backbone["features_dtype"],
-            non_core_ops=non_core_ops, previous_version=before.version, removed=removed_now,
-            heads_store_bytes=heads_store_bytes(assets_extra),
-        )
-        lineage = {
-            "history": [*before.manifest["history"], history_entry(
-                version, before.version, added=[k for k, _ in assigned.added],
-                replaced=[old["id"] for old, _ in assigned.replaced],
-                removed=[r["id"] for r in removed_now])],
-            "removed": removed_all,
-            "next_task_id": max([before.next_id, *(k + 1 for k, _ in assigned.added)]),
-            "heads": heads_entry,
-        }
-        data = build_manifest(report_fields, texts, backbone, lineage)
-        (assets_extra / MANIFEST_FILE).write_text(json.dumps(data, separators=(",", ":")))
-        merged_bytes = folder_bytes(staged)
-        served = served_bytes(staged)
-    return ExportReport(path=base / str(version), merged_bytes=merged_bytes, served_bytes=served,
-                        seconds=time.perf_counter() - started, **report_fields)
+    return write

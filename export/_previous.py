@@ -5,7 +5,6 @@ function and variables), its stored heads and probe texts. The source of a versi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -13,12 +12,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from headswitch.contract import ASSETS_EXTRA, MANIFEST_FILE
+from headswitch._manifest import Manifest, ManifestError, RemovedTask, TaskRecord
+from headswitch.contract import ASSETS_EXTRA
 
 from ._errors import ExportError
-from ._publish import versions
+from ._versions import versions
 
-MIN_FORMAT_VERSION = 2  # the first manifest format with stored heads, probe texts and leaves
 REEXPORT_HINT = ("export it once more from its original model files with this headswitch; "
                  "later versions can then be built from it")
 
@@ -41,16 +40,13 @@ def resolve(spec: str | os.PathLike[str]) -> tuple[Path, int, Path]:
     return path, found[-1], path / str(found[-1])
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = folder / ASSETS_EXTRA / MANIFEST_FILE
-    if not path.is_file():
-        raise ExportError(f"{folder} has no {ASSETS_EXTRA}/{MANIFEST_FILE}: it was not written "
-                          "by headswitch export", hint=REEXPORT_HINT)
+def read_manifest(folder: Path) -> Manifest:
+    """The version's ``headswitch.json``; refuses what headswitch did not write (or an older
+    format) with the fix."""
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ExportError(f"cannot read {path}: {e}") from e
-    return data
+        return Manifest.read(folder)
+    except ManifestError as e:
+        raise ExportError(str(e), hint=REEXPORT_HINT) from e
 
 
 @dataclasses.dataclass
@@ -58,7 +54,7 @@ class PreviousVersion:
     base: Path
     version: int
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     loaded: Any  # tf.saved_model.load of the version
 
     @property
@@ -70,23 +66,20 @@ class PreviousVersion:
         return self.path / ASSETS_EXTRA
 
     @property
-    def tasks(self) -> list[dict[str, Any]]:
-        tasks: list[dict[str, Any]] = self.manifest["tasks"]
-        return tasks
+    def tasks(self) -> tuple[TaskRecord, ...]:
+        return self.manifest.tasks
 
     @property
-    def removed(self) -> list[dict[str, Any]]:
-        removed: list[dict[str, Any]] = self.manifest.get("removed", [])
-        return removed
+    def removed(self) -> tuple[RemovedTask, ...]:
+        return self.manifest.removed
 
     @property
     def texts(self) -> list[str]:
-        texts: list[str] = self.manifest["probe_texts"]
-        return texts
+        return list(self.manifest.probe_texts)
 
     @property
     def next_id(self) -> int:
-        return int(self.manifest["next_task_id"])
+        return self.manifest.next_task_id
 
     @property
     def features(self) -> Any:
@@ -94,28 +87,35 @@ class PreviousVersion:
 
         return getattr(self.loaded, FEATURES)
 
-    def backbone(self) -> Any:
-        """The version's backbone as a ``SavedBackbone``, for a new module."""
-        from ._module import SavedBackbone
+    def saved(self, backbone: int, name: str) -> Any:
+        """A backbone's function (``features``) or variable list (``_backbone_variables``,
+        ``_backbone_resources``) as the module saved it."""
+        from ._backbones import saved
 
-        return SavedBackbone(self.features, int(self.manifest["backbone"]["features_width"]),
-                             list(self.loaded._backbone_variables),
-                             list(getattr(self.loaded, "_backbone_resources", [])))
+        return saved(self.loaded, name, backbone, len(self.manifest.backbones))
 
-    def variable_values(self) -> list[npt.NDArray[Any]]:
-        return [np.asarray(v.numpy()) for v in self.loaded._backbone_variables]
+    def backbone(self, number: int | None = None) -> Any:
+        """Backbone ``number`` (default: the first) as a ``SavedBackbone``, for a new module."""
+        from ._module import FEATURES, SavedBackbone
+
+        record = self.manifest.backbone if number is None else \
+            self.manifest.backbone_of(number)
+        return SavedBackbone(self.saved(record.id, FEATURES), record.features_width,
+                             list(self.saved(record.id, "_backbone_variables")),
+                             list(self.saved(record.id, "_backbone_resources")))
+
+    def variable_values(self, number: int | None = None) -> list[npt.NDArray[Any]]:
+        """The saved values of backbone ``number``'s variables (default: the first's)."""
+        record = self.manifest.backbone if number is None else \
+            self.manifest.backbone_of(number)
+        return [np.asarray(v.numpy()) for v in self.saved(record.id, "_backbone_variables")]
 
 
 def open_version(spec: str | os.PathLike[str]) -> PreviousVersion:
     """Read a version written by headswitch (format 2 or later) and load its SavedModel."""
     base, version, path = resolve(spec)
     manifest = read_manifest(path)
-    fmt = int(manifest.get("format_version", 1))
-    if fmt < MIN_FORMAT_VERSION:
-        raise ExportError(f"version {version} ({path}) was written by an older headswitch "
-                          f"(manifest format {fmt}) that kept neither its heads nor its probe "
-                          "texts", hint=REEXPORT_HINT)
-    if manifest.get("serving", {}).get("non_core_ops"):
+    if manifest.serving.non_core_ops:
         try:
             import tensorflow_text  # noqa: F401  (registers the TF Text ops the model uses)
         except ImportError as e:
@@ -134,7 +134,7 @@ def open_version(spec: str | os.PathLike[str]) -> PreviousVersion:
                           hint="the version folder may be incomplete or corrupt") from e
     from ._module import FEATURES
 
-    if not hasattr(loaded, FEATURES) or not hasattr(loaded, "_backbone_variables"):
+    if not hasattr(loaded, FEATURES):
         raise ExportError(f"version {version} ({path}) has no backbone function "
                           f"({FEATURES!r})", hint=REEXPORT_HINT)
     return PreviousVersion(base, version, path, manifest, loaded)

@@ -24,8 +24,8 @@ from ._errors import ExportError
 from ._verify import ATOL
 
 CHUNK = 2048  # examples per call at most
-CHUNK_TEXT_BYTES = 1 << 20  # text per call at most: the backbone's memory grows with it (the
-# long probe text repeated for 1000 tasks took +170 MiB of peak RSS in calls of 2048 examples)
+CHUNK_TEXT_BYTES = 1 << 20  # text per call at most: the backbone's memory grows with it
+# (bench/from_bench.py measures the peak RSS of a version of 1000 tasks built --from)
 _SHOWN = 10
 
 

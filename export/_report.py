@@ -1,13 +1,97 @@
-"""Human-readable report tables for an export (``--json`` prints ExportReport.to_dict())."""
+"""What an export reports: ``ExportReport`` with a ``TaskResult`` per task (``--json`` prints
+``ExportReport.to_dict()``), and the tables a person reads."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from ._exporter import ExportReport
+from headswitch._manifest import SourceFile, TaskRecord
 
 MAX_TASK_ROWS = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+    task_id: int
+    name: str
+    labels: list[str]
+    activation: str
+    head: str  # "stacked" or "generic"
+    head_bytes: int
+    source: str
+    source_sha256: str
+    source_bytes: int
+    max_abs_diff: float
+    source_format: str = ""  # e.g. "tf_keras SavedModel folder"
+    output: str | None = None  # the output of a multi-output model this task is
+    compute_dtype: str = "float32"  # the dtype the head computes in
+    change: str = "added"  # what this version did to the task: "added", "replaced", "unchanged"
+    since: int | None = None  # the version that first published the task
+    head_since: int | None = None  # the version whose export read its head from its file
+    checked_against: str = "file"  # what max_abs_diff compares with: "file" or "version N"
+    stored: dict[str, Any] = dataclasses.field(default_factory=dict)  # its head-store entry
+    head_sha256: str = ""  # digest of the stored head
+    backbone: int = 0  # the id of the backbone it runs on
+
+    def record(self) -> TaskRecord:
+        """The task's entry in ``headswitch.json``."""
+        return TaskRecord(
+            id=self.task_id, name=self.name, labels=tuple(self.labels),
+            num_classes=len(self.labels), activation=self.activation, head=self.head,
+            head_bytes=self.head_bytes, dtype=self.compute_dtype,
+            max_abs_diff=float(f"{self.max_abs_diff:.3g}"), checked_against=self.checked_against,
+            since=self.since, head_since=self.head_since,
+            source=SourceFile(os.path.basename(self.source), self.source_format,
+                              self.source_sha256, self.source_bytes, self.output),
+            stored=self.stored, head_sha256=self.head_sha256, backbone=self.backbone)
+
+    @classmethod
+    def kept(cls, record: TaskRecord, head_bytes: int, max_abs_diff: float, previous: int,
+             stored: dict[str, Any], head_sha256: str) -> TaskResult:
+        """A task carried over unchanged from version ``previous``."""
+        source = record.source
+        return cls(record.id, record.name, list(record.labels), record.activation, record.head,
+                   head_bytes, source.file, source.sha256, source.bytes, max_abs_diff,
+                   source.format, source.output, record.dtype, change="unchanged",
+                   since=record.since, head_since=record.head_since,
+                   checked_against=f"version {previous}", stored=stored,
+                   head_sha256=head_sha256, backbone=record.backbone)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    version: int
+    model_name: str
+    split_layer: str
+    split_mode: str  # "given" or "auto"
+    tasks: list[TaskResult]
+    originals_bytes: int
+    merged_bytes: int  # the whole version folder, assets.extra included
+    backbone_bytes: int
+    heads_bytes: int
+    backbone_fingerprint: str
+    max_abs_diff: float
+    seconds: float
+    tensorflow_version: str
+    features_dtype: str = "float32"  # the backbone output's dtype
+    non_core_ops: list[str] = dataclasses.field(default_factory=list)  # TF Text ops used
+    previous_version: int | None = None  # the version this one was built from (--from)
+    removed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # removed by it
+    heads_store_bytes: int = 0  # the stored heads (assets.extra/heads.npy and heads/)
+    served_bytes: int = 0  # what TF Serving loads: saved_model.pb, variables/, assets/
+    # every backbone: id, split_layer, fingerprint, saved_bytes, tasks (the fields above
+    # split_layer, backbone_bytes, backbone_fingerprint, features_dtype are the first one's)
+    backbones: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path)
+        return data
 
 
 def human_bytes(n: float) -> str:
@@ -58,7 +142,10 @@ def render(report: ExportReport, console: Any) -> None:
     rows = [
         ("tasks",
          f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
-        ("split layer", f"{report.split_layer} ({report.split_mode})"),
+        ("split layer", f"{report.split_layer} ({report.split_mode})")
+        if len(report.backbones) <= 1 else
+        ("backbones", "; ".join(f"{b['id']}: {len(b['tasks'])} tasks up to {b['split_layer']!r}"
+                                for b in report.backbones)),
         ("worst |merged - original|" if since is None else
          "worst |merged - file or previous version|",
          f"{report.max_abs_diff:.2e} (limit 1e-05)"),
@@ -72,7 +159,8 @@ def render(report: ExportReport, console: Any) -> None:
         *([("  merged / originals",
             f"{report.merged_bytes / max(report.originals_bytes, 1):.3f}")]
           if since is None else []),  # a version --from reads only its new files
-        ("backbone alone (SavedModel)", human_bytes(report.backbone_bytes)),
+        ("backbone alone (SavedModel)" if len(report.backbones) <= 1 else
+         "backbones alone (SavedModels, summed)", human_bytes(report.backbone_bytes)),
         ("heads (weights)", human_bytes(report.heads_bytes)),
         ("stored heads (assets.extra)", human_bytes(report.heads_store_bytes)),
         ("  served / (backbone + heads)", f"{report.served_bytes / max(merged_floor, 1):.3f}"),

@@ -1,11 +1,22 @@
-"""Where the shared backbone ends: the split layer, given or found, and the backbone check.
+"""Where each model's backbone ends, and which models share which backbone.
 
-Every task model is compared with the first one position by position (``_graph.divergence``).
-Given ``--split-layer``, every layer up to it must match. Found automatically, the split is the
-deepest layer whose output feeds the head alone and up to which every model matches. If that
-is earlier than where some models' heads start (a layer that some models share with each other
-differs in others, e.g. one model fine-tuned the top of a flat backbone), the export stops and
-says which layer differs in which file, unless ``--accept-shorter-backbone``.
+Models are compared layer call by layer call, in topological order (layer names may differ
+between independently saved models): a position holds one layer call, and two calls are equal
+when their classes, configurations, vocabularies, asset files and weights are (weights within
+``--tolerance``). ``BackboneTree`` keeps every model as a branch of a tree: a model hangs below
+the model it agrees with longest, at the position where it first differs; two models' common
+prefix (how many leading positions they share) is read off the tree.
+
+- A model's split, found automatically: the deepest layer whose output feeds the head alone
+  (a split candidate), before the first position the model shares with no other model (where
+  its head starts), stepping back over trailing layers that do nothing at serving time
+  (Dropout, ...), and giving float features. Given ``--split-layer``: that layer.
+- Models form one backbone group when they split at the same position and are equal through
+  it. A model that shares no float features with any other (nothing, or only the text
+  preprocessing) is a group of its own; it splits where the group it is nearest to splits, when
+  that layer is a split candidate of its own with float output, else at its deepest candidate.
+- Without ``--backbone-groups`` there must be one group. ``--accept-shorter-backbone`` makes one
+  group of all the models, split at the deepest candidate they all share.
 """
 
 from __future__ import annotations
@@ -16,25 +27,28 @@ from typing import Any
 
 from . import _graph
 from ._errors import ExportError
+from ._keras import KerasModel
 
 SHORTER_FLAG = "--accept-shorter-backbone"
+GROUPS_FLAG = "--backbone-groups"
+_SHOWN = 4  # files listed per group in messages
 
 
-def split_candidates(model: Any) -> list[int]:
+def split_candidates(model: KerasModel) -> list[int]:
     """Positions whose output every path from input to output goes through (excluding the
     input layers and the output layer), shallowest first."""
-    ops = _graph.operations(model)
+    ops = model.operations()
     candidates = []
     for position, op in enumerate(ops[:-1]):
         if type(op).__name__ == "InputLayer":
             continue
-        if _graph.head_model(model, op) is not None:
+        if model.head(op) is not None:
             candidates.append(position)
     return candidates
 
 
-def find_position(model: Any, layer_name: str) -> int:
-    ops = _graph.operations(model)
+def find_position(model: KerasModel, layer_name: str) -> int:
+    ops = model.operations()
     for position, op in enumerate(ops):
         if op.name == layer_name:
             return position
@@ -43,175 +57,373 @@ def find_position(model: Any, layer_name: str) -> int:
                       hint=f"--split-layer takes one of: {names}")
 
 
-@dataclasses.dataclass
-class _Seen:
-    """A task model's first difference from the first model, and a digest of its layer there."""
-
-    label: str
-    difference: _graph.Difference | None
-    digest: str | None  # of its layer at difference.position
-    rest: str | None  # of all its layers from difference.position on
-    accepted: float  # largest weight difference accepted within --tolerance
-
-
-def _digest_from(ops: list[Any], start: int) -> tuple[str | None, str | None]:
-    if start >= len(ops):
-        return None, None
-    snapshots = [_graph.OpSnapshot.of(op).digest() for op in ops[start:]]
-    return snapshots[0], "".join(snapshots)
-
-
-class Splitter:
-    """Compares each task model's backbone with the first model's; knows the split so far."""
-
-    def __init__(self, first: Any, first_label: str, split_layer: str | None, tolerance: float,
-                 accept_shorter: bool) -> None:
-        self.first_ops = _graph.operations(first)
-        self.first_label = first_label
-        self.reference = [_graph.OpSnapshot.of(op) for op in self.first_ops]
-        self.given = split_layer
-        self.tolerance = tolerance
-        self.accept_shorter = accept_shorter
-        if split_layer is not None:
-            split = find_position(first, split_layer)
-            if _graph.head_model(first, self.first_ops[split]) is None or \
-                    split == len(self.first_ops) - 1:
-                raise ExportError(
-                    f"layer {split_layer!r} cannot be the split: the output does not depend on "
-                    "the input through it alone (or it is the output layer)",
-                    hint="pick the layer whose output feeds every head, e.g. the nested base "
-                    "model")
-            self.candidates = [split]
-        else:
-            self.candidates = split_candidates(first)
-            if not self.candidates:
-                raise ExportError(f"{first_label}: found no layer whose output feeds the head "
-                                  "alone", hint="name one with --split-layer")
-        self.limit = len(self.first_ops) - 1  # the deepest position shared so far
-        self.seen: list[_Seen] = []
-
-    @property
-    def deepest_candidate(self) -> int:
-        return self.candidates[-1]
-
-    def add(self, model: Any, label: str) -> None:
-        """Compare a task model (not the first) with the first model."""
-        ops = _graph.operations(model)
-        if self.given is not None:
-            diff, accepted = _graph.divergence(ops, self.reference, self.tolerance,
-                                               limit=self.candidates[0])
-            if diff is not None:
-                raise ExportError(
-                    f"{label}: backbone differs from {self.first_label}: {diff.detail} at layer "
-                    f"{diff.layer!r}",
-                    hint="every model must share the first model's backbone exactly; "
-                    "--tolerance loosens the weight check")
-            self.seen.append(_Seen(label, None, None, None, accepted))
-            return
-        diff, accepted = _graph.divergence(ops, self.reference, self.tolerance)
-        digest = rest = None
-        if diff is not None:
-            self.limit = min(self.limit, diff.position - 1)
-            digest, rest = _digest_from(ops, diff.position)
-        self.seen.append(_Seen(label, diff, digest, rest, accepted))
-
-    def current(self) -> int:
-        """The split position for the models compared so far."""
-        if self.given is not None:
-            return self.candidates[0]
-        usable = [c for c in self.candidates if c <= self.limit]
-        # Prefer the layer a reader would name: step back over trailing inference-identity
-        # layers (Dropout, ...), which carry no weights and do nothing at serving time.
-        while len(usable) > 1 and \
-                type(self.first_ops[usable[-1]]).__name__ in _graph.INFERENCE_IDENTITY:
-            usable.pop()
-        if not usable:
-            earliest = min((s for s in self.seen if s.difference is not None),
-                           key=lambda s: s.difference.position)  # type: ignore[union-attr]
-            diff = earliest.difference
-            assert diff is not None
-            raise ExportError(
-                f"{earliest.label}: nothing is shared with {self.first_label}: {diff.detail} at "
-                f"layer {diff.layer!r} (position {diff.position})",
-                hint="models must come from the same base model; use --tolerance for tiny "
-                "numeric differences")
-        return usable[-1]
-
-    def accepted(self, index: int) -> float:
-        """Largest backbone weight difference accepted for the index-th added model."""
-        return self.seen[index].accepted
-
-    def finish(self, first_model: Any) -> int:
-        """The final split; refuses a split that lands before some models' heads start, and a
-        backbone whose output is not float features."""
-        split = self.current()
-        if self.given is None and not self.accept_shorter:
-            self._check_not_shorter(split)
-        dtype = _graph.output_dtype(first_model, self.first_ops[split])
-        if not dtype.startswith(("float", "bfloat")):
-            layer = self.first_ops[split].name
-            why = self._why_not_deeper(split)
-            raise ExportError(
-                f"the shared part of these models ends at layer {layer!r}, whose output is "
-                f"{dtype} (token ids): only the text preprocessing is shared, not a trained "
-                f"backbone{why}",
-                hint="headswitch merges models whose heads read the float features of one "
-                "shared backbone; train the task models on one frozen base model")
-        return split
-
-    def _why_not_deeper(self, split: int) -> str:
-        differing = [s for s in self.seen if s.difference is not None and
-                     s.difference.position > split]
-        if not differing:
-            return ""
-        first = min(differing, key=lambda s: s.difference.position)  # type: ignore[union-attr]
-        assert first.difference is not None
-        return (f" (the next layer, {first.difference.layer!r}, differs in {first.label}: "
-                f"{first.difference.detail})")
-
-    def _check_not_shorter(self, split: int) -> None:
-        position = self.limit + 1  # the first layer not shared by every model
-        if position >= len(self.first_ops) - 1 or position > self.deepest_candidate:
-            return
-        ref_digest = self.reference[position].digest()
-        # Which models hold the same layer at that position: the first model and those whose
-        # first difference is later, or models whose layers there are equal to each other.
-        with_first = [s for s in self.seen if s.difference is None or
-                      s.difference.position > position]
-        groups: dict[str, list[_Seen]] = {}
-        for s in self.seen:
-            if s.difference is not None and s.difference.position == position and s.digest:
-                groups.setdefault(s.digest, []).append(s)
-        layer = self.first_ops[position].name
-        shared_with_first = [s for s in with_first if s.difference is not None]
-        split_name = self.first_ops[self.current()].name
-        hint = (f"to share only up to {split_name!r}, pass --split-layer {split_name} or "
-                f"{SHORTER_FLAG}; to share {layer!r} too, export those models from the same "
-                f"weights")
-        differing = [s for s in self.seen if s.difference is not None and
-                     s.difference.position == position]
-        if shared_with_first and differing:
-            odd = differing[0]
-            assert odd.difference is not None
-            others = len(with_first) + 1
-            raise ExportError(
-                f"the automatic split stops at {split_name!r}, earlier than where the heads "
-                f"start in {others} models: layer {layer!r} differs in {odd.label} from "
-                f"{self.first_label} ({odd.difference.detail})"
-                + (f" and in {len(differing) - 1} more files" if len(differing) > 1 else ""),
-                hint=hint)
-        for digest, members in groups.items():
-            if digest == ref_digest or len(members) < 2:
-                continue
-            if len({m.rest for m in members}) == 1:
-                continue  # identical models: no sign of where heads start
-            names = ", ".join(m.label for m in members[:3])
-            raise ExportError(
-                f"the automatic split stops at {split_name!r}, earlier than where the heads "
-                f"start in {len(members)} models: layer {layer!r} of the first model "
-                f"{self.first_label} differs from {names}, which share it with each other",
-                hint=hint)
-
-
 def label(path: Path, output: str | None) -> str:
     return str(path) if output is None else f"{path} (output {output!r})"
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype.startswith(("float", "bfloat"))
+
+
+@dataclasses.dataclass
+class _Member:
+    """A task model as the tree keeps it (the model itself is not kept)."""
+
+    label: str
+    names: list[str]  # layer names by position
+    kinds: list[str]  # layer classes by position
+    candidates: list[int]
+    dtypes: dict[int, str]  # output dtype of each candidate
+    parent: int | None  # the member it agrees with longest, seen before it
+    branch: int  # the first position where it differs from ``parent``
+    difference: _graph.Difference | None  # why it differs there (None: the same to the end)
+    snapshots: dict[int, _graph.OpSnapshot]  # its layer calls from ``branch`` on
+    accepted: float  # largest weight difference accepted within --tolerance on the way
+    children: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return len(self.names)
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """Models that share one backbone: the first of them (``reference``) up to ``split``."""
+
+    members: list[int]  # member indices, in the order they were added
+    split: int  # position of the layer call where the backbone ends, in each member
+
+    @property
+    def reference(self) -> int:
+        return self.members[0]
+
+
+class BackboneTree:
+    """Compares every task model with those seen before it; plans the backbone groups."""
+
+    def __init__(self, split_layer: str | None, tolerance: float) -> None:
+        self.given = split_layer
+        self.tolerance = tolerance
+        self.members: list[_Member] = []
+
+    # ------------------------------------------------------------------------------- adding
+
+    def add(self, model: KerasModel, where: str) -> int:
+        """Compare a task model with the tree; its index."""
+        ops = model.operations()
+        parent, branch, difference, accepted = self._place(ops)
+        snapshots = {p: _graph.OpSnapshot.of(ops[p]) for p in range(branch, len(ops))}
+        if parent is not None and self._same_shape(parent, ops, snapshots, branch):
+            candidates = self.members[parent].candidates
+            dtypes = self.members[parent].dtypes
+        else:
+            candidates = self._candidates(model, where)
+            dtypes = {c: model.output_dtype(ops[c]) for c in candidates}
+        member = _Member(where, [op.name for op in ops], [type(op).__name__ for op in ops],
+                         candidates, dtypes, parent, branch, difference, snapshots, accepted)
+        self.members.append(member)
+        if parent is not None:
+            self.members[parent].children.append(len(self.members) - 1)
+        return len(self.members) - 1
+
+    def _candidates(self, model: KerasModel, where: str) -> list[int]:
+        ops = model.operations()
+        if self.given is None:
+            candidates = split_candidates(model)
+            if not candidates:
+                raise ExportError(f"{where}: found no layer whose output feeds the head alone",
+                                  hint="name one with --split-layer")
+            return candidates
+        split = find_position(model, self.given)
+        if model.head(ops[split]) is None or split == len(ops) - 1:
+            raise ExportError(
+                f"layer {self.given!r} cannot be the split: the output does not depend on the "
+                "input through it alone (or it is the output layer)",
+                hint="pick the layer whose output feeds every head, e.g. the nested base model")
+        return [split]
+
+    def _same_shape(self, parent: int, ops: list[Any], snapshots: dict[int, _graph.OpSnapshot],
+                    branch: int) -> bool:
+        """The model has the layer structure of ``parent`` (its candidates are the same)."""
+        mine = self.members[parent]
+        if len(ops) != mine.length or self.given is not None:
+            return False
+        theirs = self._layers_from(parent, branch)
+        return all(snapshots[p].structure == theirs[p].structure
+                   for p in range(branch, len(ops)))
+
+    def _layers_from(self, index: int, start: int) -> dict[int, _graph.OpSnapshot]:
+        """A member's layer calls from ``start`` on (read from it and its ancestors)."""
+        found: dict[int, _graph.OpSnapshot] = {}
+        current: int | None = index
+        while current is not None and len(found) < self.members[index].length - start:
+            member = self.members[current]
+            for p, snap in member.snapshots.items():
+                if p >= start and p not in found:
+                    found[p] = snap
+            current = member.parent
+        return found
+
+    def _place(self, ops: list[Any]) -> tuple[int | None, int, _graph.Difference | None, float]:
+        """(parent, branch position, difference, accepted) of a new model: walk down from the
+        first member, into the child that agrees at each position where the current one
+        differs."""
+        if not self.members:
+            return None, 0, None, 0.0
+        current, start, accepted = 0, 0, 0.0
+        while True:
+            member = self.members[current]
+            reference = [member.snapshots.get(p) for p in range(member.length)]
+            diff, within = _divergence(ops, reference, start, self.tolerance)
+            accepted = max(accepted, within)
+            if diff is None:
+                return current, max(len(ops), member.length), None, accepted
+            nxt = next((c for c in member.children if self.members[c].branch == diff.position
+                        and diff.position in self.members[c].snapshots and _graph.compare(
+                            diff.position, ops[diff.position],
+                            self.members[c].snapshots[diff.position], self.tolerance)[0]
+                        is None), None)
+            if nxt is None:
+                return current, diff.position, diff, accepted
+            current, start = nxt, diff.position + 1
+
+    # ------------------------------------------------------------------------------ reading
+
+    def accepted(self, index: int) -> float:
+        """Largest backbone weight difference accepted within --tolerance for a member."""
+        return self.members[index].accepted
+
+    def _path(self, index: int) -> list[int]:
+        path = [index]
+        while self.members[path[-1]].parent is not None:
+            path.append(self.members[path[-1]].parent)  # type: ignore[arg-type]
+        return path
+
+    def common(self, a: int, b: int) -> int:
+        """How many leading positions members ``a`` and ``b`` share."""
+        if a == b:
+            return self.members[a].length
+        up_a, up_b = self._path(a), self._path(b)
+        ancestors_b = {m: i for i, m in enumerate(up_b)}
+        for i, m in enumerate(up_a):
+            if m in ancestors_b:
+                j = ancestors_b[m]
+                ends = [self.members[up_a[i - 1]].branch] if i else []
+                ends += [self.members[up_b[j - 1]].branch] if j else []
+                return min(ends) if ends else self.members[a].length
+        return 0
+
+    def head_start(self, index: int) -> int:
+        """The first position the member shares with no other member."""
+        others = [self.common(index, j) for j in range(len(self.members)) if j != index]
+        return max(others) if others else self.members[index].length
+
+    def _deepest(self, index: int, before: int) -> int | None:
+        """The member's deepest candidate before ``before``, stepping back over trailing
+        inference-identity layers."""
+        member = self.members[index]
+        usable = [c for c in member.candidates if c < before]
+        while len(usable) > 1 and member.kinds[usable[-1]] in _graph.INFERENCE_IDENTITY:
+            usable.pop()
+        return usable[-1] if usable else None
+
+    # ----------------------------------------------------------------------------- planning
+
+    def groups(self) -> list[Group]:
+        """The backbone groups, in the order their first members were added."""
+        n = len(self.members)
+        split: dict[int, int | None] = {}
+        for i in range(n):
+            if self.given is not None:
+                split[i] = self.members[i].candidates[0]
+                continue
+            s = self._deepest(i, self.head_start(i))
+            split[i] = s if s is not None and _is_float(self.members[i].dtypes[s]) else None
+        group_of: dict[int, int] = {}
+        groups: list[list[int]] = []
+        for i in range(n):
+            s = split[i]
+            if s is not None:
+                for g, members in enumerate(groups):
+                    first = members[0]
+                    if split[first] == s and self.common(i, first) > s:
+                        members.append(i)
+                        group_of[i] = g
+                        break
+            if i not in group_of:
+                group_of[i] = len(groups)
+                groups.append([i])
+        planned = []
+        for members in groups:
+            s = split[members[0]]
+            planned.append(Group(members, s if s is not None else self._alone(members[0], split)))
+        return planned
+
+    def _alone(self, index: int, split: dict[int, int | None]) -> int:
+        """The split of a model that shares no float features with any other: where its nearest
+        group splits, if that layer is its own candidate with float output, else its deepest."""
+        member = self.members[index]
+        others = sorted((j for j in range(len(self.members)) if j != index),
+                        key=lambda j: -self.common(index, j))
+        for j in others:
+            s = split[j]
+            if s is not None and s in member.candidates and _is_float(member.dtypes[s]):
+                return s
+        s = self._deepest(index, member.length)
+        if s is None:  # unreachable: a member has candidates
+            raise ExportError(f"{member.label}: found no layer whose output feeds the head alone")
+        if not _is_float(member.dtypes[s]):
+            raise ExportError(
+                f"{member.label}: its deepest split, layer {member.names[s]!r}, outputs "
+                f"{member.dtypes[s]} (token ids): the model has no trained backbone to share",
+                hint="headswitch merges models whose heads read the float features of a "
+                "backbone; name another layer with --split-layer")
+        return s
+
+    def shared_split(self) -> int:
+        """One split for every model (``--accept-shorter-backbone``): the first model's deepest
+        candidate that all models share."""
+        first = 0
+        limit = min([self.common(first, j) for j in range(1, len(self.members))]
+                    or [self.members[first].length])
+        s = self._deepest(first, limit)
+        if s is None:
+            raise self._nothing_shared()
+        return s
+
+    def _nothing_shared(self) -> ExportError:
+        first = self.members[0]
+        odd = min((m for m in self.members[1:]), key=lambda m: self.common(0, self.members.index(
+            m)))
+        detail = self._why(self.members.index(odd))
+        return ExportError(f"{odd.label}: nothing is shared with {first.label}: {detail}",
+                           hint="models must come from the same base model; use --tolerance "
+                           "for tiny numeric differences")
+
+    def _why(self, index: int, against: int = 0) -> str:
+        """How member ``index`` first differs from member ``against``."""
+        position = self.common(index, against)
+        mine = self.members[index]
+        path = self._path(index)
+        for m in path:  # the difference recorded where its branch leaves ``against``'s path
+            member = self.members[m]
+            if member.branch == position and member.difference is not None:
+                d = member.difference
+                return f"{d.detail} at layer {d.layer!r} (position {d.position})"
+        theirs = self.members[against]
+        layer = theirs.names[position] if position < theirs.length else "<end>"
+        if position >= mine.length or position >= theirs.length:
+            return f"it has {mine.length} layer calls, the other {theirs.length}"
+        return f"layer {mine.names[position]!r} differs from {layer!r} (position {position})"
+
+    def plan(self, *, grouped: bool, accept_shorter: bool) -> list[Group]:
+        """The backbone groups: several with ``grouped`` (``--backbone-groups``), else exactly
+        one (or a refusal that names every group)."""
+        groups = self.groups()
+        if grouped:
+            return self._check_float(groups)
+        return self.check_one_group(groups, accept_shorter)
+
+    def provisional_split(self, index: int) -> int:
+        """Where to read a member's head now, before every model is seen (``groups`` gives
+        the final splits; heads read elsewhere are read again)."""
+        member = self.members[index]
+        if self.given is not None:
+            return member.candidates[0]
+        s = self._deepest(index, self.head_start(index))
+        if s is None or not _is_float(member.dtypes[s]):
+            s = self._deepest(index, member.length)
+        assert s is not None  # a member has candidates
+        return s
+
+    # ------------------------------------------------------------------------------ refusals
+
+    def check_one_group(self, groups: list[Group], accept_shorter: bool) -> list[Group]:
+        """Without --backbone-groups: the one group, or a refusal that names every group."""
+        if len(groups) == 1:
+            return self._check_float(groups)
+        if accept_shorter and self.given is None:
+            return self._check_float([Group(list(range(len(self.members))),
+                                            self.shared_split())])
+        raise self._groups_refusal(groups)
+
+    def _check_float(self, groups: list[Group]) -> list[Group]:
+        for group in groups:
+            ref = self.members[group.reference]
+            dtype = ref.dtypes[group.split]
+            if not _is_float(dtype):
+                raise ExportError(
+                    f"the shared part of these models ends at layer {ref.names[group.split]!r}, "
+                    f"whose output is {dtype} (token ids): only the text preprocessing is "
+                    f"shared, not a trained backbone{self._next_differs(group)}",
+                    hint="headswitch merges models whose heads read the float features of one "
+                    f"shared backbone; train the task models on one frozen base model, or pass "
+                    f"{GROUPS_FLAG} to give each backbone its own group")
+        return groups
+
+    def _next_differs(self, group: Group) -> str:
+        deeper = [i for i in group.members[1:] if self.common(i, group.reference) > group.split]
+        differing = [i for i in group.members[1:] if i not in deeper]
+        if not differing:
+            return ""
+        first = min(differing, key=lambda i: self.common(i, group.reference))
+        position = self.common(first, group.reference)
+        layer = self.members[group.reference].names[position]
+        return (f" (the next layer, {layer!r}, differs in {self.members[first].label}: "
+                f"{self._why(first, group.reference)})")
+
+    def _groups_refusal(self, groups: list[Group]) -> ExportError:
+        lines = []
+        for number, group in enumerate(groups, 1):
+            ref = self.members[group.reference]
+            files = [self.members[i].label for i in group.members]
+            shown = ", ".join(files[:_SHOWN]) + (f", ... ({len(files)} in all)"
+                                                 if len(files) > _SHOWN else "")
+            line = (f"group {number}: {len(files)} model{'s' if len(files) != 1 else ''} up to "
+                    f"layer {ref.names[group.split]!r}: {shown}")
+            if number > 1:
+                line += f"; differs from group 1: {self._why(group.reference, groups[0].reference)}"
+            lines.append(line)
+        ref = self.members[groups[0].reference]
+        shorter = common = ""
+        if self.given is None:
+            try:
+                s = self.shared_split()
+            except ExportError:
+                s = None
+            if s is not None and _is_float(ref.dtypes[s]):
+                name = ref.names[s]
+                shorter = (f"; or share only up to {name!r}, one backbone for all: "
+                           f"--split-layer {name} or {SHORTER_FLAG}")
+            elif s is not None:
+                common = (f". All of them share only up to layer {ref.names[s]!r}, whose output "
+                          f"is {ref.dtypes[s]} (token ids): only the text preprocessing is "
+                          "shared, not a trained backbone")
+        listed = "".join(f"\n  {line}" for line in lines)
+        return ExportError(
+            f"these models do not share one backbone: they form {len(groups)} backbone groups"
+            f"{common}:{listed}",
+            hint=f"pass {GROUPS_FLAG} to export one model that stores each group's backbone once "
+            f"and runs it for its own tasks{shorter}; to share one backbone, train every model "
+            "on the same frozen base model (--tolerance lets tiny weight differences through)")
+
+
+def _divergence(ops: list[Any], reference: list[_graph.OpSnapshot | None], start: int,
+                tolerance: float) -> tuple[_graph.Difference | None, float]:
+    """The first position from ``start`` where ``ops`` differ from ``reference``, and the
+    largest weight difference accepted within ``tolerance`` before it."""
+    accepted = 0.0
+    last = max(len(ops), len(reference))
+    for position in range(start, last):
+        if position >= len(ops) or position >= len(reference):
+            name = ops[position].name if position < len(ops) else \
+                str(getattr(reference[-1], "name", "?"))
+            return _graph.Difference(position, name, "structure",
+                                     "the model has another number of layers"), accepted
+        snap = reference[position]
+        assert snap is not None  # the walk compares a member from its branch on
+        diff, within = _graph.compare(position, ops[position], snap, tolerance)
+        if diff is not None:
+            return diff, accepted
+        accepted = max(accepted, within)
+    return None, accepted

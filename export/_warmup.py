@@ -18,9 +18,11 @@ from headswitch.contract import (
 
 
 def warmup_records(model_name: str, task_names: list[str], texts: list[str],
-                   task_ids: list[int] | None = None) -> list[Any]:
+                   task_ids: list[int] | None = None, backbones: list[int] | None = None
+                   ) -> list[Any]:
     """PredictionLogs for every signature, at batch size 1 and a small mixed batch.
-    ``task_ids``: the tasks' ids (default ``0..n-1``)."""
+    ``task_ids``: the tasks' ids (default ``0..n-1``); ``backbones``: each task's backbone id:
+    with several, one more request runs one task of each backbone."""
     import numpy as np
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
@@ -45,6 +47,12 @@ def warmup_records(model_name: str, task_names: list[str], texts: list[str],
         add(SIGNATURE_IDS, {INPUT_TEXT: texts_b, INPUT_TASK_ID: ids})
         add(SIGNATURE_NAMES, {INPUT_TEXT: texts_b,
                               INPUT_TASK: np.array([task_names[i] for i in at], dtype=object)})
+    if backbones is not None and len(set(backbones)) > 1:
+        first = [backbones.index(b) for b in dict.fromkeys(backbones)]  # a task of each
+        ids = np.array([task_ids[i] if task_ids else i for i in first], dtype=np.int32)
+        add(SIGNATURE_IDS, {INPUT_TEXT: np.array([sample[i % len(sample)]
+                                                  for i in range(len(first))], dtype=object),
+                            INPUT_TASK_ID: ids})
     add(SIGNATURE_TASKS, {INPUT_UNUSED: np.zeros(1, np.int32)})
     return records
 

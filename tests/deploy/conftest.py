@@ -108,15 +108,32 @@ def rendered() -> Callable[[str], list[dict[str, Any]]]:
     return render
 
 
-FAKE_TASKS = [{"id": 0, "name": "topic", "labels": ["sports", "politics"], "num_classes": 2},
-              {"id": 1, "name": "spam", "labels": ["ham", "spam"], "num_classes": 2}]
+FAKE_TASKS = [("topic", ("sports", "politics")), ("spam", ("ham", "spam"))]
+
+
+def fake_manifest(version: int, tensorflow_version: str) -> Any:
+    """A ``headswitch.json`` as the exporter writes it, with placeholder digests and sizes."""
+    from headswitch import _manifest as m
+
+    source = m.SourceFile("x.keras", "Keras 3 .keras", "0" * 64, 1)
+    tasks = tuple(m.TaskRecord(i, name, labels, len(labels), "softmax", "stacked", 8, "float32",
+                               0.0, "file", version, version, source, {"kind": "none"}, "")
+                  for i, (name, labels) in enumerate(FAKE_TASKS))
+    backbone = m.BackboneRecord("backbone", "auto", ("text", "backbone"), "float32", 4, "0" * 64,
+                                1, {"unavailable": "fake"}, ())
+    return m.Manifest(
+        format_version=m.FORMAT_VERSION, headswitch_version="0", keras_version="3",
+        tensorflow_version=tensorflow_version, model_name="headswitch", version=version,
+        created="2026-01-01T00:00:00Z", backbones=(backbone,), signatures={},
+        serving=m.ServingRecord("tensorflow/serving", (), ""), tasks=tasks,
+        history=(m.HistoryEntry(version, None, "2026-01-01T00:00:00Z", (0, 1)),), removed=(),
+        next_task_id=len(tasks), heads=m.HeadsFile("heads.npy", 0, 0, ""), probe_texts=("",),
+        verification=m.Verification(True, 1e-5, 1, 0.0))
 
 
 def write_fake_export(base: Path, versions: dict[int, str | None]) -> Path:
     """An export's layout with placeholder bytes: ``{version: tensorflow_version}``; None writes
     no headswitch.json. Adds an export in progress and hidden files, which must be skipped."""
-    from headswitch.contract import MANIFEST_FILE
-
     for version, tf in versions.items():
         folder = base / str(version)
         (folder / "variables").mkdir(parents=True)
@@ -129,9 +146,7 @@ def write_fake_export(base: Path, versions: dict[int, str | None]) -> Path:
         (folder / "assets.extra" / "tf_serving_warmup_requests").write_bytes(b"w" * 50)
         (folder / ".DS_Store").write_bytes(b"junk")
         if tf is not None:
-            manifest = {"format_version": 1, "tensorflow_version": tf, "model_name": "headswitch",
-                        "version": version, "tasks": FAKE_TASKS}
-            (folder / "assets.extra" / MANIFEST_FILE).write_text(json.dumps(manifest))
+            fake_manifest(version, tf).write(folder)
     temp = base / ".headswitch-tmp-9-12345-abcdef12"
     (temp / "variables").mkdir(parents=True)
     (temp / "saved_model.pb").write_bytes(b"partial")

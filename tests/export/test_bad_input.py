@@ -13,6 +13,10 @@ import pytest
 import tensorflow as tf
 
 TEXTS = ["what a great match", "free prize, click now", "", "la comida estaba buena"]
+# The backbone's kernels (matmuls) may round an example differently in batches of other sizes
+# (seen: up to 2e-6 on an AVX2-only CPU, bit for bit elsewhere), so answers from batches of other
+# sizes are compared within the export's verification limit; in one batch size, bit for bit.
+ACROSS_BATCH_SIZES = 1e-5
 
 
 def _ids(loaded: Any, texts: list[str], ids: list[int]) -> dict[str, npt.NDArray[Any]]:
@@ -39,10 +43,21 @@ def test_out_of_range_task_id_is_an_error_of_its_example_only(loaded: Any, bad: 
     out = _ids(loaded, TEXTS, ids)
     _assert_bad(out, 1, "task_id out of range: valid task ids are 0..6 (7 tasks)")
     good = [0, 2, 3]
-    alone = _ids(loaded, [TEXTS[i] for i in good], [ids[i] for i in good])
+    with_good_id = _ids(loaded, TEXTS, [0, 1, 3, 5])  # the same batch, a valid id at 1
     for key in ("scores", "top_label", "top_score", "error"):  # bit for bit
-        np.testing.assert_array_equal(out[key][good], alone[key])
+        np.testing.assert_array_equal(out[key][good], with_good_id[key][good])
     assert not any(out["error"][good])
+    alone = _ids(loaded, [TEXTS[i] for i in good], [ids[i] for i in good])
+    _assert_same_answers(out, good, alone)
+
+
+def _assert_same_answers(out: dict[str, npt.NDArray[Any]], rows: list[int] | slice,
+                         alone: dict[str, npt.NDArray[Any]]) -> None:
+    """``out``'s ``rows`` answer as ``alone`` (a batch of another size) does."""
+    for key in ("top_label", "error"):
+        np.testing.assert_array_equal(out[key][rows], alone[key])
+    for key in ("scores", "top_score"):
+        np.testing.assert_allclose(out[key][rows], alone[key], rtol=0, atol=ACROSS_BATCH_SIZES)
 
 
 def test_unknown_task_name_lists_the_valid_names(loaded: Any, task_names: list[str]) -> None:
@@ -66,8 +81,7 @@ def test_a_merged_batch_answers_each_request_as_alone(loaded: Any) -> None:
     start = 0
     for texts, ids in requests:
         alone = _ids(loaded, texts, ids)
-        for key, value in alone.items():
-            np.testing.assert_array_equal(merged[key][start: start + len(texts)], value)
+        _assert_same_answers(merged, slice(start, start + len(texts)), alone)
         start += len(texts)
 
 

@@ -87,9 +87,9 @@ def test_text_input_of_shape_batch_by_one(tmp_path: Path) -> None:
 def test_heads_past_the_constant_budget_are_variables(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Past CONSTANT_BYTES the head weights and tables are variables; the answers are the same."""
-    from headswitch.export import _module
+    from headswitch.export import _stacking
 
-    monkeypatch.setattr(_module, "CONSTANT_BYTES", 0)
+    monkeypatch.setattr(_stacking, "CONSTANT_BYTES", 0)
     paths = _flat_models(tmp_path)
     report = export_models(paths, tmp_path / "out", split_layer="features")
     keys = [k for k, _ in tf.train.list_variables(str(report.path / "variables" / "variables"))]

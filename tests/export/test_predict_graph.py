@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 
 from headswitch.contract import OUTPUT_ERROR, OUTPUT_SCORES, OUTPUT_TOP_LABEL, OUTPUT_TOP_SCORE
-from headswitch.export._heads import DenseChainHead, DenseStep
-from headswitch.export._module import SavedBackbone, TaskEntry, build_module, signatures
+from headswitch.export._heads import DenseChainHead, DenseStep, TaskEntry
+from headswitch.export._module import SavedBackbone, build_module, signatures
 
 WIDTH = 6  # the backbone's feature width
 TEXTS = ["alpha beta", "", "gamma delta alpha", "unknown words", "beta " * 50, "delta"]

@@ -80,7 +80,7 @@ def test_stale_temporaries_only_from_this_host_or_old(tmp_path: Path) -> None:
     import json
     import socket
 
-    from headswitch.export._publish import (
+    from headswitch.export._versions import (
         OWNER_FILE,
         STALE_AGE_SECONDS,
         TEMP_PREFIX,

@@ -50,13 +50,17 @@ def test_split_earlier_than_the_heads_needs_a_decision(flat: dict[str, Any],
                                                        capfd: pytest.CaptureFixture[str]) -> None:
     folder, paths = flat["folder"], flat["paths"]
     err = refused(capfd, folder / "x" / "base", paths["a"], paths["b"], paths["tuned"])
-    assert "automatic split stops at 'pool'" in err
-    assert "layer 'features' differs in" in err and "tuned.keras" in err
+    assert "they form 2 backbone groups" in err
+    assert "group 1: 2 models up to layer 'features'" in err
+    assert "group 2: 1 model up to layer 'pool'" in err and "tuned.keras" in err
+    assert "variable 'features/kernel' differs (max abs diff 0.01) at layer 'features'" in err
+    assert "--backbone-groups" in err
     assert "--split-layer pool" in err and "--accept-shorter-backbone" in err
     assert not (folder / "x").exists()
     # The first model is the odd one: the others share 'features' with each other.
     err = refused(capfd, folder / "y", paths["tuned"], paths["a"], paths["b"])
-    assert "layer 'features' of the first model" in err and "which share it with each other" in err
+    assert "group 1: 1 model up to layer 'pool'" in err and "tuned.keras" in err
+    assert "group 2: 2 models up to layer 'features'" in err
     for how in (["--accept-shorter-backbone"], ["--split-layer", "pool"]):
         report = exported(capfd, paths["a"], paths["b"], paths["tuned"], *how,
                           "--out", folder / how[0])
@@ -69,9 +73,10 @@ def test_only_preprocessing_shared(flat: dict[str, Any],
                                    capfd: pytest.CaptureFixture[str]) -> None:
     folder, paths = flat["folder"], flat["paths"]
     err = refused(capfd, folder / "pre", paths["a"], paths["own"])
-    assert "ends at layer 'vectorize', whose output is int64" in err
+    assert "share only up to layer 'vectorize', whose output is int64" in err
     assert "only the text preprocessing is shared" in err
-    assert "the next layer, 'embed', differs in" in err and "own.keras" in err
+    assert "own.keras; differs from group 1: variable 'embed/embeddings' differs" in err
+    assert "--backbone-groups" in err
     err = refused(capfd, folder / "pre", paths["a"], paths["b"], "--split-layer", "vectorize")
     assert "whose output is int64" in err
 
