@@ -11,10 +11,10 @@ of the program imports TensorFlow first.
   oneDNN (its ``.bazelrc``: ``build --define=build_with_onednn_v2=true``) and TensorFlow turns
   its ops on for x86 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX, so
   ``tensorflow/serving`` runs with it on such CPUs. headswitch turns it off because, measured
-  here, it made no difference in speed (the embedded server at concurrency 1 and 16, a model
-  call at batch 1 and 256) while it kept more memory after very large batches and made a
-  request's scores depend, in their last digits, on the requests it was batched with (figures
-  in ``bench/results/onednn.md``).
+  here, it made no consistent difference in speed (a model call at batch 1 and 256, the
+  embedded server at concurrency 1) while it kept much more memory after a very large batch.
+  With it on, a row's scores computed in a batch differed less from the row computed alone
+  (both far below the export's verification limit). Figures: ``bench/results/onednn.md``.
 - **TF Text.** When ``tensorflow-text`` is installed (``pip install "headswitch[text]"``), it
   is imported too, which registers its ops (tokenizers, normalizers): ``tensorflow_model_server``
   links them, so a SavedModel that uses them loads in TF Serving, and here. Its cost at start:

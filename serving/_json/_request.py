@@ -2,7 +2,7 @@
 tensors (``FillPredictRequestFromJson``) or examples (``FillClassifyRegressRequestFromJson``),
 with the same checks in the same order and the same messages.
 
-Values follow rapidjson's DOM (see ``_json_reader``): an object's members are read in order,
+Values follow rapidjson's DOM (see ``_reader``): an object's members are read in order,
 duplicates included, and a member name is cut at its first NUL byte where TF Serving reads it as a
 C string. The embedded server's limits (examples per request, string size, values per tensor)
 are checked here too, before any large allocation.
