@@ -198,6 +198,7 @@ class Manifest(_Record):
     verification: Verification
     tf_keras_version: str | None = None
     next_backbone_id: int = 1
+    trunk: tuple[str, ...] = ()  # layers every backbone shares, stored once (first export)
 
     @property
     def backbone(self) -> BackboneRecord:

@@ -41,23 +41,28 @@ def _description_file(number: int, count: int) -> str:
 
 
 def fresh(group: BackboneGroup, backbone: KerasModel, module: Any, number: int, count: int,
-          split_mode: str, assets_extra: Path) -> BackboneRecord:
-    """The record of a backbone read from model files; writes its Keras description."""
+          split_mode: str, assets_extra: Path, rebuilt: bool = False) -> BackboneRecord:
+    """The record of a backbone read from model files; writes its Keras description.
+    ``backbone``: the model the module runs (text -> features); ``rebuilt``: it is the shared
+    trunk and the group's branch (``_trunk``), whose variables the record then names."""
     import tensorflow as tf
 
     split_op = group.split_op
     saved_variables = list(saved(module, "_backbone_variables", number, count))
+    handed_out = backbone if rebuilt else _keras_backbone.handed_out_model(group.reference,
+                                                                           split_op)
     keras_model = _keras_backbone.write(
-        assets_extra / _description_file(number, count), _keras_backbone.describe(
-            _keras_backbone.handed_out_model(group.reference, split_op), saved_variables))
+        assets_extra / _description_file(number, count),
+        _keras_backbone.describe(handed_out, saved_variables))
+    leaves = _leaves.record(backbone, len(backbone.operations()) - 1, saved_variables) \
+        if rebuilt else _leaves.record(group.reference, group.split, saved_variables)
     return BackboneRecord(
         split_layer=split_op.name, split_mode=split_mode,
         layers=tuple(op.name for op in group.split_ops),
         features_dtype=group.reference.output_dtype(split_op), features_width=backbone.width,
         fingerprint_sha256=fingerprint(group.split_ops),
         saved_bytes=saved_bytes(tf, backbone), keras_model=keras_model,
-        leaves=tuple(_leaves.record(group.reference, group.split, saved_variables)),
-        id=number)
+        leaves=tuple(leaves), id=number)
 
 
 def carried(record: BackboneRecord, previous_assets_extra: Path, count: int,

@@ -18,12 +18,12 @@ from headswitch._manifest import BackboneRecord
 from headswitch.contract import DEFAULT_BASE as _DEFAULT_BASE
 from headswitch.contract import DEFAULT_MODEL_NAME, INPUT_TEXT
 
-from . import _backbones, _sources
+from . import _backbones, _sources, _trunk
 from ._collect import Collected, Progress, collect, labels_of
 from ._errors import ExportError
 from ._heads import TaskEntry
 from ._keras import KerasModel
-from ._module import TaskSwitchBuilder
+from ._module import build_module
 from ._publish import BackboneWriter, FreshTask, Lineage, Release, publish
 from ._report import ExportReport
 
@@ -61,11 +61,16 @@ def export_models(
     entries = [TaskEntry(i, t.name, labels_of(t), t.head, got.group_of(t).number)
                for i, t in enumerate(got.tasks)]
     backbones = [g.reference.up_to(g.split_op).with_text_input(INPUT_TEXT) for g in got.groups]
-    module = TaskSwitchBuilder(backbones).add_tasks(entries).build()
+    trunk = _trunk.find(backbones) if len(backbones) > 1 else None
+    if trunk is not None:  # the layers every group shares: one copy
+        backbones = trunk.backbones
+    module = build_module(backbones, entries)
     return publish(Release(
         base=base, version=version, model_name=model_name, module=module, texts=got.texts,
         fresh=[FreshTask(e, t) for e, t in zip(entries, got.tasks)], kept=[],
-        backbone=_backbone_writer(got, backbones, module, "given" if split_layer else "auto"),
+        backbone=_backbone_writer(got, backbones, module, "given" if split_layer else "auto",
+                                  trunk is not None),
+        trunk=trunk.layers if trunk is not None else (),
         lineage=Lineage(), tolerance=tolerance, unsafe=unsafe_deserialization,
         started=started))
 
@@ -80,13 +85,13 @@ def _check_arguments(base: Path, version: int | None, tolerance: float) -> None:
                           "are never overwritten", hint="omit --version to take the next number")
 
 
-def _backbone_writer(got: Collected, backbones: list[KerasModel], module: Any, split_mode: str
-                     ) -> BackboneWriter:
+def _backbone_writer(got: Collected, backbones: list[KerasModel], module: Any, split_mode: str,
+                     rebuilt: bool) -> BackboneWriter:
     """What a first version keeps of each backbone (``_backbones.fresh``)."""
 
     def write(assets_extra: Path, loaded: Any) -> list[BackboneRecord]:
         return [_backbones.fresh(group, backbone, module, group.number, len(got.groups),
-                                 split_mode, assets_extra)
+                                 split_mode, assets_extra, rebuilt)
                 for group, backbone in zip(got.groups, backbones)]
 
     return write

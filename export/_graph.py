@@ -48,11 +48,44 @@ def _is_container(layer: Any) -> bool:
 
 def _clean_config(value: Any) -> Any:
     if isinstance(value, dict):
+        if value.get("class_name") == "__lambda__" and isinstance(value.get("config"), dict):
+            config = dict(value["config"])  # Keras 3 Lambda: the function's marshalled code
+            config["code"] = _code_key(config.get("code"))
+            value = {**value, "config": config}
+        elif value.get("function_type") == "lambda" and isinstance(value.get("function"), list):
+            function = list(value["function"])  # tf_keras Lambda: [code, defaults, closure]
+            function[0] = _code_key(function[0])
+            value = {**value, "function": function}
         return {k: _clean_config(v) for k, v in sorted(value.items())
                 if k not in ("name", "vocabulary", "idf_weights", "build_config", "trainable")}
     if isinstance(value, (list, tuple)):
         return [_clean_config(v) for v in value]
     return value
+
+
+def _code_key(encoded: Any) -> Any:
+    """A Lambda's function as what it computes, not as marshal wrote it: marshal's bytes
+    depend on how many references the interpreter holds to each constant (running the model
+    changes them), so two equal functions can marshal differently."""
+    import base64
+    import marshal
+    import types
+
+    if not isinstance(encoded, str):
+        return encoded
+    try:
+        code = marshal.loads(base64.decodebytes(encoded.encode("ascii")))
+    except Exception:  # not marshalled code: compared as it is
+        return encoded
+
+    def key(c: Any) -> Any:
+        if not isinstance(c, types.CodeType):
+            return repr(c)
+        return [c.co_code.hex(), [key(k) for k in c.co_consts], list(c.co_names),
+                list(c.co_varnames), c.co_argcount, c.co_kwonlyargcount, c.co_posonlyargcount,
+                c.co_flags]
+
+    return key(code)
 
 
 def structure(op: Any) -> str:

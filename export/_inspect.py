@@ -149,6 +149,8 @@ def _render_backbones(manifest: Manifest, console: Any) -> None:
         table.add_row(str(b.id), shown, b.split_layer, b.fingerprint_sha256[:16],
                       human_bytes(b.saved_bytes))
     console.print(table)
+    if manifest.trunk:
+        console.print(f"shared by every backbone, one copy: {', '.join(manifest.trunk)}")
 
 
 def _render_history(manifest: Manifest, console: Any) -> None:

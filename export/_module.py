@@ -542,12 +542,15 @@ def _labels_table(rows: TaskRows) -> npt.NDArray[Any]:
 
 
 def build_module(backbone: Any, tasks: list[TaskEntry],
-                 removed: Mapping[int, tuple[str, str]] | None = None) -> Any:
+                 removed: Mapping[int, tuple[str, str]] | None = None,
+                 ids: Sequence[int] | None = None) -> Any:
     """The tf.Module to save: ``backbone`` (a ``KerasModel`` or a Keras model taking text
-    string[b], or a ``SavedBackbone``) once, the heads grouped and stacked."""
-    if not isinstance(backbone, (KerasModel, SavedBackbone)):
-        backbone = KerasModel.of(backbone)
-    return TaskSwitchBuilder(backbone).add_tasks(tasks, removed).build()
+    string[b], or a ``SavedBackbone``; or a list of them, with their ``ids``) once, the heads
+    grouped and stacked."""
+    chosen = list(backbone) if isinstance(backbone, (list, tuple)) else [backbone]
+    chosen = [b if isinstance(b, (KerasModel, SavedBackbone)) else KerasModel.of(b)
+              for b in chosen]
+    return TaskSwitchBuilder(chosen, ids).add_tasks(tasks, removed).build()
 
 
 def signatures(module: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from ._errors import ExportError
 from ._head_store import HeadReader
 from ._heads import TaskEntry
 from ._keras import KerasModel
-from ._module import TaskSwitchBuilder
+from ._module import build_module
 from ._publish import (
     BackboneWriter,
     FreshTask,
@@ -98,8 +98,7 @@ def export_from(
     ids = [b.id for b in carried] + [number for number, _ in added]
     lineage = Lineage(before, before.manifest.history, before.removed, tuple(changes.remove),
                       before.next_id, before.manifest.next_backbone_id)
-    module = TaskSwitchBuilder(backbones, ids).add_tasks(
-        entries, removed=lineage.retired(version)).build()
+    module = build_module(backbones, entries, removed=lineage.retired(version), ids=ids)
     return publish(Release(
         base=base, version=version, model_name=model_name, module=module, texts=before.texts,
         fresh=fresh, kept=kept,

@@ -102,6 +102,7 @@ class Release:
     tolerance: float
     unsafe: bool
     started: float  # time.perf_counter() when the export began
+    trunk: tuple[str, ...] = ()  # layers all backbones share, one copy (``_trunk``)
 
     @property
     def entries(self) -> list[TaskEntry]:
@@ -270,6 +271,6 @@ def _manifest(release: Release, version: int, results: list[TaskResult],
             removed=tuple(r.id for r in removed_now))),
         removed=(*lineage.removed_before, *removed_now),
         next_task_id=max([lineage.next_task_id, *(i + 1 for i in added)]),
-        heads=heads, probe_texts=tuple(release.texts),
+        heads=heads, probe_texts=tuple(release.texts), trunk=release.trunk,
         verification=Verification(True, _verify.ATOL, len(release.texts),
                                   max([0.0, *(r.max_abs_diff for r in results)])))

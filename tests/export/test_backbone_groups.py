@@ -8,21 +8,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import formats_support as support
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from formats_support import (
-    TEXTS,
-    check_against_originals,
-    check_cpp_loader,
-    exported,
-    keras_original,
-    manifest_of,
-    refused,
-    run_in_cpp_loader,
-    vectorized_trunk,
-)
+from formats_support import TEXTS, exported, keras_original, manifest_of
 
 from headswitch.cli import main
 
@@ -31,7 +22,7 @@ def _backbone(tweak: str | None = None) -> Any:
     """The shared nested backbone (weights from seed 0); ``tweak`` fine-tunes one layer."""
     text = keras.Input(shape=(), dtype="string")
     x = text
-    for layer in vectorized_trunk(0):
+    for layer in support.vectorized_trunk(0):
         x = layer(x)
     backbone = keras.Model(text, x, name="backbone")
     if tweak is not None:
@@ -68,7 +59,7 @@ def _d_backbone() -> Any:
     """Another encoder: the same layers, other weights (seed 5)."""
     text = keras.Input(shape=(), dtype="string")
     x = text
-    for layer in vectorized_trunk(5):
+    for layer in support.vectorized_trunk(5):
         x = layer(x)
     return keras.Model(text, x, name="backbone")
 
@@ -85,7 +76,7 @@ def grouped(fleet: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
 def test_without_the_flag_the_refusal_names_every_group(fleet: dict[str, Any],
                                                         capfd: pytest.CaptureFixture[str],
                                                         tmp_path: Path) -> None:
-    err = refused(capfd, tmp_path / "out", *fleet["paths"])
+    err = support.refused(capfd, tmp_path / "out", *fleet["paths"])
     assert "they form 3 backbone groups" in err
     assert "group 1: 5 models up to layer 'backbone'" in err and "t0_A.keras" in err
     assert "group 2: 2 models up to layer 'backbone'" in err and "t5_B.keras" in err
@@ -99,13 +90,14 @@ def test_one_model_answers_like_every_original(fleet: dict[str, Any],
                                                grouped: dict[str, Any]) -> None:
     path = grouped["path"]
     originals = [keras_original(m) for m in fleet["models"].values()]
-    assert check_against_originals(path, originals) <= 1e-5  # one batch mixing every group
+    assert support.check_against_originals(path, originals) <= 1e-5  # one batch mixing every group
     manifest = manifest_of(path)
     assert [b["id"] for b in manifest["backbones"]] == [0, 1, 2]
     assert [t["backbone"] for t in manifest["tasks"]] == [0] * 5 + [1] * 2 + [2]
     assert len({b["fingerprint_sha256"] for b in manifest["backbones"]}) == 3
     assert manifest["next_backbone_id"] == 3
-    check_cpp_loader(path, len(originals))
+    assert manifest["trunk"][-1] == "vectorize"  # C tuned the embedding: only that is shared
+    support.check_cpp_loader(path, len(originals))
 
 
 def test_each_backbone_runs_only_for_its_examples(fleet: dict[str, Any],
@@ -129,7 +121,7 @@ def test_each_backbone_runs_only_for_its_examples(fleet: dict[str, Any],
                 assert not np.any(out["scores"].numpy()[row])
                 assert out["top_label"].numpy()[row] == b""
     # the C++ loader answers a one-group batch as the Python loader does
-    cpp = run_in_cpp_loader(grouped["path"], TEXTS[:3], [5, 6, 5])
+    cpp = support.run_in_cpp_loader(grouped["path"], TEXTS[:3], [5, 6, 5])
     python = run(text=tf.constant(TEXTS[:3]), task_id=tf.constant([5, 6, 5]))["scores"]
     np.testing.assert_allclose(cpp, python.numpy(), atol=1e-6)
 
@@ -230,7 +222,7 @@ def test_flat_models_split_where_each_group_ends(tmp_path: Path,
     """A flat backbone whose top layer one model fine-tuned: two groups, one up to 'features',
     the other up to 'pool' (its fine-tuned 'features' layer is part of its head)."""
     models = {}
-    trunk = vectorized_trunk(0)
+    trunk = support.vectorized_trunk(0)
     for seed, name in enumerate(("a", "b"), 1):
         text = keras.Input(shape=(), dtype="string")
         x = text
@@ -254,4 +246,10 @@ def test_flat_models_split_where_each_group_ends(tmp_path: Path,
     report = exported(capfd, *paths, "--backbone-groups", "--out", tmp_path / "out")
     assert [(b["id"], b["split_layer"], b["tasks"]) for b in report["backbones"]] == [
         (0, "features", ["a", "b"]), (1, "pool", ["tuned"])]
-    check_against_originals(report["path"], [keras_original(m) for m in models.values()])
+    support.check_against_originals(report["path"], [keras_original(m) for m in models.values()])
+    # 'tuned's backbone is the others' up to 'pool': one copy of those layers, saved once
+    assert manifest_of(Path(report["path"]))["trunk"][-1] == "pool"
+    keys = [k for k, _ in tf.train.list_variables(str(Path(report["path"]) / "variables" /
+                                                      "variables"))]
+    # the embedding once (not once per backbone), the 'features' kernel and bias
+    assert len([k for k in keys if k.endswith("VARIABLE_VALUE")]) == 3, keys

@@ -70,7 +70,7 @@ def test_report_and_manifest(exported: Any, example_models: Any) -> None:
     assert [t["name"] for t in manifest["tasks"]] == [t.name for t in example_models.tasks]
     assert [t["id"] for t in manifest["tasks"]] == list(range(len(example_models.tasks)))
     assert manifest["tensorflow_version"] == tf.__version__
-    assert len(manifest["backbone"]["fingerprint_sha256"]) == 64
+    assert len(manifest["backbones"][0]["fingerprint_sha256"]) == 64
     for entry, path in zip(manifest["tasks"], example_models.paths):
         import hashlib
 
