@@ -295,8 +295,14 @@ def rest_cases() -> list[Case]:
         c("JSON nested 100,000 deep", lambda t: (
             '{"signature_name": "tasks", "instances": ' + _nested(100_000, "0") + "}").encode(),
           "400"),
-        c("text of the wrong shape ([[\"a\"]])",
-          lambda t: _json({"instances": [{"text": ["a"], "task_id": 0}]}), "400"),
+        c("a body limit of '['", lambda t: b'{"instances": ' + b"[" * (
+            t.max_request_bytes - 32), "400"),
+        c("a body limit of tiny values (0,0,...)", lambda t: _filled(
+            b'{"instances": [', b"0,", b"0", b"]}", t.max_request_bytes - 32), "400"),
+        c("a body limit of empty objects ({},{},...)", lambda t: _filled(
+            b'{"instances": [', b"{},", b"{}", b"]}", t.max_request_bytes - 32), "400"),
+        c("text of another shape ([[\"a\"]]; fed to the model, as TF Serving does)",
+          lambda t: _json({"instances": [{"text": ["a"], "task_id": 0}]}), "200"),
         c("more examples than the limit",
           lambda t: _instances(t, t.max_examples + 1), "400"),
         Case("body over the size limit", "REST",
@@ -362,19 +368,21 @@ def rest_cases() -> list[Case]:
 # gRPC
 
 
-def _grpc(target: Target, build: Callable[[Any], Any], method: str = "Predict") -> Outcome:
-    import grpc
-    from tensorflow_serving.apis import (
-        classification_pb2,
-        predict_pb2,
-        prediction_service_pb2_grpc,
-    )
+def _grpc_request(target: Target, build: Callable[[Any], Any], method: str = "Predict") -> Any:
+    from tensorflow_serving.apis import classification_pb2, predict_pb2
 
     message = classification_pb2.ClassificationRequest if method == "Classify" else (
         predict_pb2.PredictRequest)
     request = message()
     request.model_spec.name = target.model
     build(request)
+    return request
+
+
+def _grpc_send(target: Target, request: Any, method: str = "Predict") -> Outcome:
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
     started = time.perf_counter()
     with grpc.insecure_channel(
         target.grpc_address, options=[("grpc.max_send_message_length", -1)]
@@ -386,6 +394,10 @@ def _grpc(target: Target, build: Callable[[Any], Any], method: str = "Predict") 
             return Outcome(exc.code().name, detail=(exc.details() or "")[:160],
                            seconds=time.perf_counter() - started)
     return Outcome("OK", seconds=time.perf_counter() - started)
+
+
+def _grpc(target: Target, build: Callable[[Any], Any], method: str = "Predict") -> Outcome:
+    return _grpc_send(target, _grpc_request(target, build, method), method)
 
 
 def _tensor(dtype: str, values: list[Any], dims: list[int], field_name: str = "") -> Any:
@@ -447,6 +459,9 @@ def grpc_cases() -> list[Case]:
           "FAILED_PRECONDITION"),
         c("Classify on a predict-only model", lambda t: _one_example,
           "INVALID_ARGUMENT", method="Classify"),
+        c("a message limit of empty strings", lambda t: _string_flood(
+            (t.max_request_bytes - 64) // 2, (t.max_request_bytes - 64) // 2),
+          "INVALID_ARGUMENT"),
     ]
 
 
@@ -469,4 +484,68 @@ def _signature(name: str) -> Callable[[Any], None]:
 
 def all_cases() -> list[Case]:
     return rest_cases() + grpc_cases()
+
+
+# ------------------------------------------------------------------------------------------
+# Floods: large bodies that cost little to send and, read naively, much to hold
+
+
+@dataclass(frozen=True)
+class Flood:
+    """A hostile body; ``prepare`` builds it for a target (not timed), ``send`` sends one."""
+
+    name: str
+    transport: str
+    send: Callable[[Target], Outcome]
+    prepare: Callable[[Target], None] = lambda target: None
+
+
+def _filled(prefix: bytes, item: bytes, last: bytes, suffix: bytes, size: int) -> bytes:
+    count = max((size - len(prefix) - len(last) - len(suffix)) // len(item), 0)
+    return prefix + item * count + last + suffix
+
+
+def _string_flood(count: int, shape: int) -> Callable[[Any], None]:
+    def build(request: Any) -> None:
+        text = _tensor("DT_STRING", [], [shape])
+        text.string_val.extend([b""] * count)
+        request.inputs["text"].CopyFrom(text)
+        request.inputs["task_id"].CopyFrom(_tensor("DT_INT32", [0], [1], "int_val"))
+
+    return build
+
+
+def floods(size: int = 15 * 2**20, nesting: int = 8 * 2**20,
+           strings: int = 7_000_000) -> list[Flood]:
+    """The floods of the fault suite: REST bodies of ``size`` bytes of tiny values (or of
+    ``nesting`` bytes of ``[``), gRPC messages of ``strings`` empty strings."""
+
+    def rest(name: str, body: bytes) -> Flood:
+        return Flood(name, "REST", lambda t: _rest(t, body, timeout=600))
+
+    def grpc(name: str, build: Callable[[Any], None]) -> Flood:
+        made: dict[str, Any] = {}
+
+        def prepare(target: Target) -> None:
+            if target.model not in made:
+                made[target.model] = _grpc_request(target, build)
+
+        def send(target: Target) -> Outcome:
+            prepare(target)
+            return _grpc_send(target, made[target.model])
+
+        return Flood(name, "gRPC", send, prepare)
+
+    return [
+        rest(f"{nesting / 2**20:g} MiB of nesting", b'{"instances": ' + b"[" * nesting),
+        rest(f"{size / 2**20:g} MiB of zeros",
+             _filled(b'{"instances": [', b"0,", b"0", b"]}", size)),
+        rest(f"{size / 2**20:g} MiB of empty strings",
+             _filled(b'{"instances": [', b'"",', b'""', b"]}", size)),
+        rest(f"{size / 2**20:g} MiB of empty objects",
+             _filled(b'{"instances": [', b"{},", b"{}", b"]}", size)),
+        grpc(f"{strings / 1e6:g}M empty strings, shape [{strings}]",
+             _string_flood(strings, strings)),
+        grpc(f"{strings / 1e6:g}M empty strings, shape [1]", _string_flood(strings, 1)),
+    ]
 

@@ -123,7 +123,7 @@ def checkout(rev: str, work: Path) -> Tree:
     for item in root.iterdir():
         if item.is_file():
             shutil.copy2(item, package / item.name)
-    for part in ("serving", "export", "client", "examples", "deploy"):
+    for part in ("serving", "export", "client", "examples", "deploy", "score"):
         if (src / part).is_dir():
             (package / part).symlink_to(src / part)
     cli = (src / "serving" / "_cli.py").read_text()

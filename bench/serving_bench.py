@@ -18,12 +18,18 @@ bytes per example; and the gRPC PredictResponse bytes per example.
 
 Floor (issue 11): p50 headswitch / backbone <= 1.10 at concurrency 1, REST and gRPC.
 Writes bench/results/serving.json and prints markdown tables.
+
+``--before REV`` compares this server with the server of an older revision instead (issue 23:
+no slower than before): both serve the same export side by side, each cell times headswitch on
+one then the other (order alternating by round); writes bench/results/serving-before-after.json
+and .md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -44,7 +50,6 @@ BATCHING = BENCH.parent / "docker" / "batching_parameters.txt"
 MODELS = ("headswitch", "backbone")
 SERVE = """
 import sys
-from headswitch._quiet import import_tensorflow; import_tensorflow()
 from headswitch.serving import ModelServer
 server = ModelServer(model_config_file=sys.argv[1], enable_batching=True,
                      batching_parameters_file=sys.argv[2], grpc_port=0, rest_port=0)
@@ -209,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     p.add_argument("--quick", action="store_true", help="3 s per cell and model, 2 rounds")
     p.add_argument("--results", default=str(BENCH / "results"))
+    p.add_argument("--before", metavar="REV",
+                   help="compare with the server of this revision (headswitch model only)")
     args = p.parse_args(argv)
+    if args.before:
+        return before_after(args)
     seconds = args.seconds or (3.0 if args.quick else 24.0)
     rounds = args.rounds or (2 if args.quick else 4)
     started = time.perf_counter()
@@ -289,6 +298,95 @@ def main(argv: list[str] | None = None) -> int:
     write_json(Path(args.results) / "serving.json", data)
     print(markdown(data))
     return 0
+
+
+def _server(config: Path, pythonpath: str | None) -> tuple[subprocess.Popen[str], int, int]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(config), str(BATCHING)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORTS"):
+        raise RuntimeError("the server did not start")
+    grpc_port, rest_port = (int(x) for x in line.split()[1:3])
+    return proc, grpc_port, rest_port
+
+
+def before_after(args: argparse.Namespace) -> int:
+    """``--before REV``: the headswitch model on both servers, cell by cell."""
+    from fault_bench import checkout
+
+    from headswitch.examples import sample_texts
+
+    seconds = args.seconds or (3.0 if args.quick else 24.0)
+    rounds = args.rounds or (2 if args.quick else 4)
+    load_average_start = load_average()
+    work = Path(tempfile.mkdtemp(prefix="headswitch-serving-bench-"))
+    trees = {"before": checkout(args.before, work / "before").pythonpath, "now": None}
+    servers: dict[str, tuple[subprocess.Popen[str], int, int]] = {}
+    samples: dict[tuple[str, str, int], list[float]] = {}
+    try:
+        config = _models(args.tasks, work)
+        for name, path in trees.items():
+            servers[name] = _server(config, path)
+        texts = sample_texts(256)
+        rng = np.random.default_rng(3)
+        requests = [(texts[i % len(texts)], int(rng.integers(args.tasks))) for i in range(1024)]
+        makers = {(name, "REST"): _rest(rest, "headswitch", requests)
+                  for name, (_, _, rest) in servers.items()}
+        makers.update({(name, "gRPC"): _grpc(grpc_port, "headswitch", requests)
+                       for name, (_, grpc_port, _) in servers.items()})
+        for r in range(rounds):
+            for transport in ("REST", "gRPC"):
+                for c in args.concurrency:
+                    for name in (("before", "now") if r % 2 == 0 else ("now", "before")):
+                        print(f"round {r + 1}/{rounds}: {transport}, c={c}, {name}",
+                              file=sys.stderr, flush=True)
+                        samples.setdefault((name, transport, c), []).extend(_load(
+                            makers[(name, transport)], c, seconds / rounds, len(requests),
+                            seed=r))
+    finally:
+        for proc, _, _ in servers.values():
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=60)
+        shutil.rmtree(work, ignore_errors=True)
+    rows = [{"server": name, "transport": transport, "concurrency": c, "requests": len(lat),
+             "throughput": len(lat) / seconds, "p50_ms": percentile(lat, 50) * 1e3,
+             "p99_ms": percentile(lat, 99) * 1e3}
+            for (name, transport, c), lat in samples.items()]
+    data = {"machine": machine(), "before": args.before, "tasks": args.tasks,
+            "seconds_per_cell_and_server": seconds, "rounds": rounds,
+            "load_average_start": load_average_start, "load_average_end": load_average(),
+            "rows": rows}
+    write_json(Path(args.results) / "serving-before-after.json", data)
+    text = before_after_markdown(data)
+    (Path(args.results) / "serving-before-after.md").write_text(text)
+    print(text)
+    return 0
+
+
+def before_after_markdown(data: dict[str, Any]) -> str:
+    by = {(r["server"], r["transport"], r["concurrency"]): r for r in data["rows"]}
+    lines = [f"## headswitch through the embedded server: revision {data['before']} and now",
+             "",
+             (f"{data['machine']}; shared machine, load generator on the same cores; load "
+              f"average (1/5/15 min) start {data['load_average_start']}, end "
+              f"{data['load_average_end']}. Both servers up side by side (batching on), "
+              f"{data['seconds_per_cell_and_server']:g} s per cell and server over "
+              f"{data['rounds']} rounds, order alternating. One example per request."), "",
+             "| transport | concurrency | p50 ms before | p50 ms now | now / before | p99 ms "
+             "before | p99 ms now | req/s before | req/s now |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for transport in ("REST", "gRPC"):
+        for c in sorted({r["concurrency"] for r in data["rows"]}):
+            b, n = by[("before", transport, c)], by[("now", transport, c)]
+            lines.append(f"| {transport} | {c} | {b['p50_ms']:.2f} | {n['p50_ms']:.2f} | "
+                         f"{n['p50_ms'] / b['p50_ms']:.3f} | {b['p99_ms']:.2f} | "
+                         f"{n['p99_ms']:.2f} | {b['throughput']:.0f} | {n['throughput']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(data: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ Keras is imported inside the functions so that importing ``headswitch.examples``
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -22,8 +21,11 @@ BERT_HIDDEN, BERT_HEADS, BERT_FFN, BERT_LAYERS = 256, 4, 1024, 4
 
 
 def import_keras() -> Any:
-    """Import Keras on the TensorFlow backend (the only one the saved models are built for)."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    """Import Keras on the TensorFlow backend (the only one the saved models are built for),
+    with the settings every headswitch entry point uses (``headswitch._quiet``)."""
+    from headswitch._quiet import import_tensorflow
+
+    import_tensorflow()
     import keras
 
     if keras.backend.backend() != "tensorflow":

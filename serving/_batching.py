@@ -3,7 +3,12 @@
 One queue per tensor signature (the sorted input and output tensor names of a signature, i.e.
 one per SignatureDef of each loaded version). Concurrent requests are concatenated along dim 0,
 run as one ``Session::Run`` and the outputs are split back. Batch threads are shared by all
-queues of the server and serve the queues round-robin.
+queues of the server and serve the queues round-robin; each queue has the batching options of
+its servable (the server's, or a model's own ``batching_params.pbtxt``).
+
+A task may carry a timeout (a REST request's ``--rest_api_timeout_in_ms``): a batch whose tasks
+all waited longer than theirs fails with RESOURCE_EXHAUSTED, as TF Serving's batcher does, and
+a batch of tasks that all have one runs with the longest as its session timeout.
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ Signature = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 class _Task:
-    def __init__(self, feeds: Feeds, fetches: list[str], size: int) -> None:
+    def __init__(
+        self, feeds: Feeds, fetches: list[str], size: int, timeout_ms: int | None = None
+    ) -> None:
         self.feeds = feeds
         self.fetches = fetches
         self.size = size
+        self.timeout_ms = timeout_ms if timeout_ms and timeout_ms > 0 else None
+        self.enqueued = time.monotonic()
         self.outputs: list[Array] | None = None
         self.error: ServingError | None = None
         self._done = threading.Event()
@@ -63,7 +72,8 @@ class _SplitTask:
         start = 0
         for index, size in enumerate(sizes):
             feeds = [(name, value[start : start + size]) for name, value in task.feeds]
-            part = _Task(feeds, task.fetches, size)
+            part = _Task(feeds, task.fetches, size, task.timeout_ms)
+            part.enqueued = task.enqueued
             part._parent = self
             part.index = index
             self.parts.append(part)
@@ -97,9 +107,12 @@ class _Batch:
 
 
 class _Queue:
-    def __init__(self, signature: Signature, session: BatchingSession) -> None:
+    def __init__(
+        self, signature: Signature, session: BatchingSession, options: BatchingOptions
+    ) -> None:
         self.signature = signature
         self.session = session
+        self.options = options
         self.batches: deque[_Batch] = deque([_Batch()])
         self.open_start = 0.0
         self.closed = False
@@ -108,12 +121,17 @@ class _Queue:
     def empty(self) -> bool:
         return self.processing == 0 and len(self.batches) == 1 and not self.batches[0].tasks
 
-    def open_deadline(self, timeout: float) -> float | None:
+    @property
+    def timeout(self) -> float:
+        return self.options.batch_timeout_micros / 1e6
+
+    def open_deadline(self) -> float | None:
         if len(self.batches) == 1 and self.batches[0].tasks:
-            return self.open_start + timeout
+            return self.open_start + self.timeout
         return None
 
-    def take(self, now: float, limit: int, timeout: float) -> _Batch | None:
+    def take(self, now: float) -> _Batch | None:
+        limit, timeout = self.options.execution_batch_size, self.timeout
         if len(self.batches) == 1:
             tail = self.batches[0]
             if tail.tasks and (
@@ -126,7 +144,8 @@ class _Queue:
 
 
 class BatchScheduler:
-    """``SharedBatchScheduler``: batch threads shared by every queue, round-robin."""
+    """``SharedBatchScheduler``: batch threads shared by every queue, round-robin. ``options``
+    gives the thread count and name; each queue has its own batching options."""
 
     def __init__(self, options: BatchingOptions, metrics: Metrics) -> None:
         self.options = options
@@ -142,12 +161,10 @@ class BatchScheduler:
         for thread in self._threads:
             thread.start()
 
-    @property
-    def _timeout(self) -> float:
-        return self.options.batch_timeout_micros / 1e6
-
-    def add_queue(self, signature: Signature, session: BatchingSession) -> _Queue:
-        queue = _Queue(signature, session)
+    def add_queue(
+        self, signature: Signature, session: BatchingSession, options: BatchingOptions
+    ) -> _Queue:
+        queue = _Queue(signature, session, options)
         with self._cond:
             self._queues.append(queue)
         return queue
@@ -164,7 +181,7 @@ class BatchScheduler:
 
     def schedule(self, queue: _Queue, task: _Task) -> None:
         """``Queue::Schedule`` with TF's size and capacity checks."""
-        options = self.options
+        options = queue.options
         if task.size > options.max_batch_size:
             raise invalid_argument(
                 f"Task size {task.size} is larger than maximum input batch size "
@@ -218,10 +235,9 @@ class BatchScheduler:
 
     def _pick(self, now: float) -> tuple[_Queue, _Batch] | None:
         count = len(self._queues)
-        limit = self.options.execution_batch_size
         for i in range(count):
             queue = self._queues[(self._next + i) % count]
-            batch = queue.take(now, limit, self._timeout)
+            batch = queue.take(now)
             if batch is not None:
                 self._next = (self._next + i + 1) % max(count, 1)
                 return queue, batch
@@ -237,9 +253,7 @@ class BatchScheduler:
                         break
                     if self._stopping and all(q.empty() for q in self._queues):
                         return
-                    deadlines = [
-                        d for q in self._queues if (d := q.open_deadline(self._timeout)) is not None
-                    ]
+                    deadlines = [d for q in self._queues if (d := q.open_deadline()) is not None]
                     wait = max(min(deadlines) - now, 0.0005) if deadlines else None
                     self._cond.wait(wait)
                 queue, batch = picked
@@ -302,9 +316,12 @@ def batch_size_of(feeds: Feeds) -> int:
 class BatchingSession:
     """Wraps one servable's session: ``run`` enqueues and waits for the batch result."""
 
-    def __init__(self, scheduler: BatchScheduler, servable: Servable) -> None:
+    def __init__(
+        self, scheduler: BatchScheduler, servable: Servable, options: BatchingOptions | None = None
+    ) -> None:
         self.scheduler = scheduler
         self.servable = servable
+        self.options = options or scheduler.options
         self._queues: dict[Signature, _Queue] = {}
         self._lock = threading.Lock()
         for signature in servable.signature_defs.values():
@@ -314,7 +331,7 @@ class BatchingSession:
                     tuple(sorted({o.name for o in signature.outputs.values()})),
                 )
                 if key not in self._queues:
-                    self._queues[key] = scheduler.add_queue(key, self)
+                    self._queues[key] = scheduler.add_queue(key, self, self.options)
 
     def _queue(self, key: Signature) -> _Queue:
         queue = self._queues.get(key)
@@ -322,16 +339,18 @@ class BatchingSession:
             with self._lock:
                 queue = self._queues.get(key)
                 if queue is None:
-                    queue = self._queues[key] = self.scheduler.add_queue(key, self)
+                    queue = self._queues[key] = self.scheduler.add_queue(key, self, self.options)
         return queue
 
-    def run(self, feeds: Feeds, fetches: list[str]) -> list[Array]:
+    def run(
+        self, feeds: Feeds, fetches: list[str], timeout_ms: int | None = None
+    ) -> list[Array]:
         ordered = sorted(feeds, key=lambda item: item[0])
         key = (tuple(name for name, _ in ordered), tuple(sorted(set(fetches))))
         size = batch_size_of(ordered)
         for _ in ordered:
             self.scheduler.metrics.input_batch_size.observe(size)
-        task = _Task(ordered, fetches, size)
+        task = _Task(ordered, fetches, size, timeout_ms)
         self.scheduler.schedule(self._queue(key), task)
         return task.wait()
 
@@ -339,8 +358,20 @@ class BatchingSession:
         """``BatchingSession::ProcessBatch``: merge, pad, run once, split."""
         metrics = self.scheduler.metrics
         try:
+            now = time.monotonic()
+            timeouts = [t.timeout_ms for t in tasks]
+            if None not in timeouts and all(
+                now - t.enqueued >= (t.timeout_ms or 0) / 1000 for t in tasks
+            ):
+                raise ServingError(
+                    _code("RESOURCE_EXHAUSTED"),
+                    "Run() timeout exceeded while waiting in batching queue",
+                )
+            # One of the two session callables per signature: no timeout if a task has
+            # none, else the longest (TF Serving takes the latest deadline).
+            timeout_ms = None if None in timeouts else max(t or 0 for t in timeouts)
             size = sum(t.size for t in tasks)
-            padded = _round_to_allowed(self.scheduler.options.allowed_batch_sizes, size)
+            padded = _round_to_allowed(self.options.allowed_batch_sizes, size)
             padding = padded - size
             metrics.padding_size.labels(str(padded)).observe(padding)
             metrics.processed_batch_size.observe(padded)
@@ -361,7 +392,7 @@ class BatchingSession:
                     parts.append(np.repeat(rows[:1], padding, axis=0))
                 merged.append((name, np.concatenate(parts, axis=0)))
             try:
-                combined = self.servable.run_session(merged, list(signature[1]))
+                combined = self.servable.run_session(merged, list(signature[1]), timeout_ms)
             finally:
                 metrics.wrapped_run_count.inc()
             split: dict[str, list[Array]] = {}
@@ -379,9 +410,9 @@ class BatchingSession:
                 task.outputs = [split[name][index] for name in task.fetches]
         except ServingError as exc:
             for task in tasks:
-                task.error = exc
+                task.error = exc.with_traceback(None)  # no frame (and its tensors) kept
         except Exception as exc:  # noqa: BLE001
-            error = ServingError(_internal_code(), f"{type(exc).__name__}: {exc}")
+            error = ServingError(_code("INTERNAL"), f"{type(exc).__name__}: {exc}")
             for task in tasks:
                 task.error = error
         finally:
@@ -393,7 +424,7 @@ class BatchingSession:
             self.scheduler.remove_queue(queue)
 
 
-def _internal_code() -> Any:
+def _code(name: str) -> Any:
     import grpc
 
-    return grpc.StatusCode.INTERNAL
+    return grpc.StatusCode[name]

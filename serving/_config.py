@@ -1,15 +1,19 @@
-"""TF Serving's configuration files: ``--model_config_file``, ``--batching_parameters_file``,
-``--monitoring_config_file`` (all protobuf text format).
+"""TF Serving's configuration files: ``--model_config_file``, ``--batching_parameters_file``
+(and a model's own ``batching_params.pbtxt``), ``--monitoring_config_file``,
+``--ssl_config_file``, ``--tensorflow_session_config_file`` (all protobuf text format), and the
+``--grpc_channel_arguments`` list.
 
-``ModelServerConfig`` comes from the ``tensorflow-serving-api`` package. ``BatchingParameters``
-and ``MonitoringConfig`` are not in that package, so their schema (field names and numbers as in
-``session_bundle_config.proto`` and ``monitoring_config.proto``) is declared here and the text is
-parsed by protobuf's own ``text_format``, which gives the same syntax and errors as the server.
+``ModelServerConfig`` comes from the ``tensorflow-serving-api`` package and ``ConfigProto`` from
+TensorFlow. ``BatchingParameters``, ``MonitoringConfig`` and ``SSLConfig`` are not in that
+package, so their schema (field names and numbers as in ``session_bundle_config.proto``,
+``monitoring_config.proto`` and ``ssl_config.proto``) is declared here and the text is parsed by
+protobuf's own ``text_format``, which gives the same syntax and errors as the server.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +134,12 @@ def _dynamic_message(name: str) -> Any:
         add(batching, "enable_large_batch_splitting", 8, fd.TYPE_MESSAGE, bool_value)
         add(batching, "max_execution_batch_size", 9, fd.TYPE_MESSAGE, int64_value)
 
+        ssl = fdp.message_type.add(name="SSLConfig")
+        add(ssl, "server_key", 1, fd.TYPE_STRING)
+        add(ssl, "server_cert", 2, fd.TYPE_STRING)
+        add(ssl, "custom_ca", 3, fd.TYPE_STRING)
+        add(ssl, "client_verify", 4, fd.TYPE_BOOL)
+
         prometheus = fdp.message_type.add(name="PrometheusConfig")
         add(prometheus, "enable", 1, fd.TYPE_BOOL)
         add(prometheus, "path", 2, fd.TYPE_STRING)
@@ -143,7 +153,7 @@ def _dynamic_message(name: str) -> Any:
         )
 
         pool.Add(fdp)
-        for message_name in ("BatchingParameters", "MonitoringConfig"):
+        for message_name in ("BatchingParameters", "MonitoringConfig", "SSLConfig"):
             descriptor = pool.FindMessageTypeByName(f"tensorflow.serving.{message_name}")
             _DYNAMIC[message_name] = message_factory.GetMessageClass(descriptor)
     return _DYNAMIC[name]
@@ -160,7 +170,13 @@ def _batching_message_class() -> Any:
         return _dynamic_message("BatchingParameters")
 
 
+_LOCATION = re.compile(r"^\d+(?::\d+)? : ")
+
+
 def _parse_text_file(path: str | Path, message: Any) -> Any:
+    """``ParseProtoTextFile``: INVALID_ARGUMENT "Invalid protobuf file: 'PATH'", followed here
+    by the line protobuf's C++ parser logs in TF Serving ("Error parsing text-format
+    tensorflow.serving.ModelServerConfig: LINE:COLUMN: ...")."""
     from google.protobuf import text_format
 
     try:
@@ -170,7 +186,12 @@ def _parse_text_file(path: str | Path, message: Any) -> Any:
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
-        raise invalid_argument(f"Invalid protobuf file: '{path}': {exc}") from exc
+        detail = _LOCATION.sub("", str(exc.args[0]) if exc.args else str(exc))
+        where = f"{exc.GetLine()}:{exc.GetColumn()}: " if exc.GetLine() is not None else ""
+        raise invalid_argument(
+            f"Invalid protobuf file: '{path}': Error parsing text-format "
+            f"{message.DESCRIPTOR.full_name}: {where}{detail}"
+        ) from exc
     return message
 
 
@@ -219,6 +240,66 @@ def load_batching_options(path: str | Path | None) -> BatchingOptions:
         options = _batching_from_message(_parse_text_file(path, _batching_message_class()()))
     options.validate()
     return options
+
+
+PER_MODEL_BATCHING_FILE = "batching_params.pbtxt"
+
+
+def per_model_batching_options(version_dir: str) -> BatchingOptions | None:
+    """``GetPerModelBatchingParams`` with ``--enable_per_model_batching_parameters``: the
+    version's own ``batching_params.pbtxt``, or None (that version is not batched)."""
+    path = os.path.join(version_dir, PER_MODEL_BATCHING_FILE)
+    if not os.path.exists(path):
+        return None
+    options = _batching_from_message(_parse_text_file(path, _batching_message_class()()))
+    options.validate()
+    return options
+
+
+@dataclass(frozen=True)
+class SslOptions:
+    """``SSLConfig``: the server's key and certificate (PEM), a CA for client certificates."""
+
+    server_key: str
+    server_cert: str
+    custom_ca: str = ""
+    client_verify: bool = False
+
+
+def load_ssl_config(path: str | Path) -> SslOptions:
+    """``--ssl_config_file``."""
+    message = _parse_text_file(path, _dynamic_message("SSLConfig")())
+    return SslOptions(str(message.server_key), str(message.server_cert),
+                      str(message.custom_ca), bool(message.client_verify))
+
+
+def load_session_config(path: str | Path) -> Any:
+    """``--tensorflow_session_config_file``: a TensorFlow ``ConfigProto``."""
+    from tensorflow.core.protobuf import config_pb2
+
+    return _parse_text_file(path, config_pb2.ConfigProto())
+
+
+_INT32 = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """``parseGrpcChannelArgs``: ``key=value`` pairs split at commas; a value that reads as a
+    32-bit integer is passed as one, any other as a string."""
+    arguments: list[tuple[str, int | str]] = []
+    if not text:
+        return arguments
+    for item in text.split(","):
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise invalid_argument(
+                f"grpc_channel_arguments: expected key=value, got {item!r} in {text!r}"
+            )
+        if _INT32.match(value) and -(2**31) <= int(value) < 2**31:
+            arguments.append((key, int(value)))
+        else:
+            arguments.append((key, value))
+    return arguments
 
 
 def load_monitoring_options(path: str | Path | None, enable: bool) -> MonitoringOptions:
@@ -300,3 +381,36 @@ def load_model_config_file(path: str | Path) -> list[ModelConfig]:
 
     message = _parse_text_file(path, model_server_config_pb2.ModelServerConfig())
     return model_configs_from_message(message)
+
+
+def session_config(
+    *,
+    config_file: str | Path | None = None,
+    session_parallelism: int = 0,
+    intra_op_parallelism: int = 0,
+    inter_op_parallelism: int = 0,
+) -> Any:
+    """The ``ConfigProto`` TF Serving gives every session (``Server::BuildAndStart``): the
+    ``--tensorflow_session_config_file``, then the thread-count flags over it. None when
+    nothing is set."""
+    if intra_op_parallelism > 0 and inter_op_parallelism > 0 and session_parallelism > 0:
+        raise invalid_argument(
+            "Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, "
+            "server_options.tensorflow_inter_op_parallelism) separately. You cannot configure "
+            "all."
+        )
+    if config_file is None and not (
+        intra_op_parallelism or inter_op_parallelism or session_parallelism
+    ):
+        return None
+    from tensorflow.core.protobuf import config_pb2
+
+    config = config_pb2.ConfigProto() if config_file is None else load_session_config(config_file)
+    if intra_op_parallelism > 0 or inter_op_parallelism > 0:
+        config.intra_op_parallelism_threads = intra_op_parallelism
+        config.inter_op_parallelism_threads = inter_op_parallelism
+    else:
+        config.intra_op_parallelism_threads = session_parallelism
+        config.inter_op_parallelism_threads = session_parallelism
+    return config

@@ -1,5 +1,5 @@
 """What both front ends share (``ServerCore`` plus the predict / metadata / status
-implementations): model versions, batching, warmup and metrics."""
+implementations): model versions and config reloads, batching, warmup and metrics."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ import grpc
 import numpy as np
 
 from ._batching import BatchingSession, BatchScheduler
-from ._config import BatchingOptions, ModelConfig
+from ._config import BatchingOptions, ModelConfig, per_model_batching_options
 from ._errors import ServingError, invalid_argument
+from ._inference import Options
 from ._limits import Limits
 from ._manager import ModelManager, VersionStatus
 from ._memory import MemoryReleaser
 from ._metrics import Metrics
 from ._servable import Prediction, Servable, load_servable, run_predict
-from ._tensors import from_proto, to_proto
+from ._tensors import from_proto, to_proto, to_proto_content
 from ._warmup import run_warmup
 
 _log = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ _NO_LIMITS = Limits(max_request_bytes=2**62, max_examples=2**62, max_string_byte
 
 
 class ServingCore:
+    """``ServerCore``: ``batching`` (None: off) applies to every model, unless
+    ``per_model_batching``: then a version is batched with its own ``batching_params.pbtxt``
+    and not at all without one (``--enable_per_model_batching_parameters``)."""
+
     def __init__(
         self,
         configs: list[ModelConfig],
@@ -42,31 +47,55 @@ class ServingCore:
         load_retry_interval: float,
         enable_warmup: bool = True,
         limits: Limits | None = None,
+        per_model_batching: bool = False,
+        saved_model_tags: tuple[str, ...] = ("serve",),
+        session_config: Any = None,
+        warmup_iterations: int = 1,
+        method_name_check: bool = False,
+        tensor_content: bool = False,
+        allow_labels_for_unavailable: bool = False,
+        prefer_tflite: bool = False,
     ) -> None:
         self.limits = limits or Limits()
         self.metrics = Metrics()
         self.memory = MemoryReleaser()
+        self.batching = batching
+        self.per_model_batching = per_model_batching and batching is not None
         self.scheduler = BatchScheduler(batching, self.metrics) if batching is not None else None
         self.enable_warmup = enable_warmup
+        self.saved_model_tags = saved_model_tags
+        self.session_config = session_config
+        self.warmup_iterations = max(warmup_iterations, 1)
+        self.method_name_check = method_name_check
+        self.tensor_content = tensor_content
+        self.prefer_tflite = prefer_tflite
         self.manager = ModelManager(
-            configs, self._load, self._unload, poll_seconds, max_load_retries, load_retry_interval
+            configs, self._load, self._unload, poll_seconds, max_load_retries,
+            load_retry_interval, allow_labels_for_unavailable,
         )
 
     # ---------------------------------------------------------------- load / unload
 
     def _load(self, config: ModelConfig, version: int, path: str) -> Servable:
         try:
-            servable = load_servable(config.name, version, path)
+            servable = load_servable(
+                config.name, version, path, self.saved_model_tags, self.session_config,
+                self.prefer_tflite,
+            )
+            options = self.batching
+            if self.per_model_batching:
+                options = per_model_batching_options(path)
         except ServingError as exc:
             self.metrics.load_attempt_count.labels(path, exc.code_name).inc()
             raise
         try:
-            if self.scheduler is not None:
-                batching = BatchingSession(self.scheduler, servable)
+            if self.scheduler is not None and options is not None:
+                batching = BatchingSession(self.scheduler, servable, options)
                 servable.runner = batching.run
                 servable.batching = batching
             if self.enable_warmup:
-                run_warmup(path, lambda request: self._warmup_one(servable, request))
+                run_warmup(path, lambda request: self._warmup_one(servable, request),
+                           self.warmup_iterations)
         except BaseException as exc:
             self._unload(servable)
             code = exc.code_name if isinstance(exc, ServingError) else "UNKNOWN"
@@ -96,6 +125,37 @@ class ServingCore:
         self.manager.start()
         self.manager.wait_initial(timeout)
 
+    def reload(self, configs: list[ModelConfig]) -> None:
+        """``ServerCore::ReloadConfig`` (see ``ModelManager.reload``)."""
+        self.manager.reload(configs)
+
+    def reload_config_request(self, request: Any) -> Any:
+        """``ModelService.HandleReloadConfigRequest``. A failure is the RPC's status (gRPC
+        sends no response with it). Requested metrics are reported with an increase of 0: the
+        embedded server has none of TensorFlow's C++ metrics they name."""
+        from tensorflow_serving.apis import model_management_pb2
+
+        from ._config import model_configs_from_message
+
+        response = model_management_pb2.ReloadConfigResponse()
+        error: ServingError | None = None
+        if request.config.WhichOneof("config") != "model_config_list":
+            error = invalid_argument(
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+                "ModelConfigList is currently supported"
+            )
+        else:
+            try:
+                self.reload(model_configs_from_message(request.config))
+            except ServingError as exc:
+                error = exc.with_traceback(None)  # no frame (and its data) kept
+        if error is not None:
+            _log.error("ReloadConfig failed: %s", error.message)
+            raise error
+        for name in request.metric_names:
+            response.metric.add(name=name, int64_value_increase=0)
+        return response
+
     def stop(self) -> None:
         self.manager.stop()
         if self.scheduler is not None:
@@ -113,6 +173,10 @@ class ServingCore:
         with self.manager.acquire(model_spec.name, version, label) as servable:
             yield servable
 
+    def options(self, model_name: str, api: str, timeout_ms: int | None) -> Options:
+        return Options(self.limits, self._runtime_recorder(model_name, api), timeout_ms,
+                       self.method_name_check)
+
     def predict_arrays(
         self,
         servable: Servable,
@@ -121,6 +185,7 @@ class ServingCore:
         inputs: dict[str, Any],
         to_array: Any,
         output_filter: list[str],
+        timeout_ms: int | None = None,
     ) -> Prediction:
         result = run_predict(
             servable,
@@ -129,12 +194,14 @@ class ServingCore:
             to_array,
             output_filter,
             self._runtime_recorder(model_name, "Predict"),
+            timeout_ms,
+            self.method_name_check,
         )
         shapes = [getattr(v, "shape", ()) for v in result.outputs.values()]
         self.memory.note(examples=max((int(s[0]) for s in shapes if s), default=0))
         return result
 
-    def predict(self, request: Any) -> Any:
+    def predict(self, request: Any, timeout_ms: int | None = None) -> Any:
         """``PredictionService.Predict`` (gRPC semantics)."""
         from tensorflow_serving.apis import predict_pb2
 
@@ -149,36 +216,50 @@ class ServingCore:
                 dict(request.inputs),
                 lambda alias, proto: from_proto(proto, alias, limits),
                 list(request.output_filter),
+                timeout_ms,
             )
             response = predict_pb2.PredictResponse()
             spec = response.model_spec
             spec.name = request.model_spec.name
             spec.signature_name = result.signature_name
             spec.version.value = servable.version
+        # --enable_serialization_as_tensor_content: tensor_content instead of typed values
+        convert = to_proto_content if self.tensor_content else to_proto
         for alias, value in result.outputs.items():
-            response.outputs[alias].CopyFrom(to_proto(np.asarray(value)))
+            response.outputs[alias].CopyFrom(convert(np.asarray(value)))
         return response
 
-    def classify(self, request: Any) -> Any:
+    def classify(self, request: Any, timeout_ms: int | None = None) -> Any:
         """``PredictionService.Classify`` (``TensorflowClassificationServiceImpl``)."""
         from ._inference import classify
 
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        name = request.model_spec.name
         with self.servable(request.model_spec) as servable:
-            recorder = self._runtime_recorder(name, "Classify")
-            return classify(servable, request, self.limits, recorder)
+            return classify(servable, request,
+                            self.options(request.model_spec.name, "Classify", timeout_ms))
 
-    def regress(self, request: Any) -> Any:
+    def regress(self, request: Any, timeout_ms: int | None = None) -> Any:
         """``PredictionService.Regress`` (``TensorflowRegressionServiceImpl``)."""
         from ._inference import regress
 
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
-        name = request.model_spec.name
         with self.servable(request.model_spec) as servable:
-            return regress(servable, request, self.limits, self._runtime_recorder(name, "Regress"))
+            return regress(servable, request,
+                           self.options(request.model_spec.name, "Regress", timeout_ms))
+
+    def multi_inference(self, request: Any, timeout_ms: int | None = None) -> Any:
+        """``PredictionService.MultiInference`` (``RunMultiInferenceWithServerCore``): the
+        first task's ModelSpec chooses the servable."""
+        from tensorflow_serving.apis import model_pb2
+
+        from ._inference import multi_inference
+
+        spec = request.tasks[0].model_spec if request.tasks else model_pb2.ModelSpec()
+        with self.servable(spec) as servable:
+            return multi_inference(servable, request,
+                                   self.options(spec.name, "MultiInference", timeout_ms))
 
     def _runtime_recorder(self, model_name: str, api: str) -> Any:
         def on_runtime(micros: float) -> None:

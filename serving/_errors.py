@@ -18,11 +18,20 @@ def code_from_number(number: int) -> grpc.StatusCode:
 
 
 class ServingError(Error):
-    """A failed request or load, as TF Serving reports it: a status code and a message."""
+    """A failed request or load, as TF Serving reports it: a status code and a message.
+    ``retryable=False`` marks a load failure that a retry cannot mend (a missing op)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        hint: str | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.code = code
+        self.retryable = retryable
 
     @property
     def code_name(self) -> str:

@@ -1,20 +1,28 @@
-"""Classify and Regress on a loaded version, as TF Serving's ``servables/tensorflow/
-classifier.cc`` and ``regressor.cc`` run them (``--enable_signature_method_name_check`` off, its
-default): the signature is checked by its shape (one input named "inputs"; "classes" and/or
-"scores", or one "outputs"), the examples are serialized into one string tensor
-(``util.cc`` ``InputToSerializedExampleTensor``) and the outputs are checked and converted."""
+"""Classify, Regress and MultiInference on a loaded version, as TF Serving's
+``servables/tensorflow/classifier.cc``, ``regressor.cc`` and ``multi_inference.cc`` run them:
+the signature is checked by its shape (one input named "inputs"; "classes" and/or "scores", or
+one "outputs") and, with ``--enable_signature_method_name_check``, by its method name; the
+examples are serialized into one string tensor (``util.cc`` ``InputToSerializedExampleTensor``)
+and the outputs are checked and converted."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._errors import invalid_argument
+from ._errors import invalid_argument, unimplemented
 from ._limits import Limits
-from ._servable import DEFAULT_SIGNATURE, Servable, check_feeds
+from ._servable import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    REGRESS_METHOD,
+    Servable,
+    check_feeds,
+)
 
 _INPUTS = "inputs"
 _CLASSES = "classes"
@@ -37,8 +45,28 @@ def _signature(servable: Servable, request: Any) -> tuple[str, Any]:
     return name, signature
 
 
-def _check_classification_signature(signature: Any) -> tuple[str, list[str]]:
+@dataclass(frozen=True)
+class Options:
+    """How a request runs: the session run's timeout (ms) and whether the signature's method
+    name is checked (``--enable_signature_method_name_check``)."""
+
+    limits: Limits
+    on_runtime: Callable[[float], None] | None = None
+    timeout_ms: int | None = None
+    method_name_check: bool = False
+
+
+def _check_method(signature: Any, method: str, what: str, options: Options) -> None:
+    if options.method_name_check and signature.method_name != method:
+        raise invalid_argument(
+            f"Expected {what} signature method_name to be {method}. Was: "
+            f"{signature.method_name}"
+        )
+
+
+def _check_classification_signature(signature: Any, options: Options) -> tuple[str, list[str]]:
     """``PreProcessClassification``: (input tensor name, output tensor names)."""
+    _check_method(signature, CLASSIFY_METHOD, "classification", options)
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) not in (1, 2):
@@ -58,8 +86,9 @@ def _check_classification_signature(signature: Any) -> tuple[str, list[str]]:
     return signature.inputs[_INPUTS].name, outputs
 
 
-def _check_regression_signature(signature: Any) -> tuple[str, list[str]]:
+def _check_regression_signature(signature: Any, options: Options) -> tuple[str, list[str]]:
     """``PreProcessRegression``."""
+    _check_method(signature, REGRESS_METHOD, "regression", options)
     if len(signature.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
     if len(signature.outputs) != 1:
@@ -111,52 +140,23 @@ def _dtype_enum_name(array: Any) -> str:
 
 def _run(
     servable: Servable,
+    feeds: list[tuple[str, Any]],
     signature: Any,
-    input_name: str,
     output_names: list[str],
-    examples: Any,
-    on_runtime: Callable[[float], None] | None,
+    options: Options,
 ) -> list[Any]:
-    feeds = [(input_name, examples)]
     check_feeds(servable, signature, feeds)
     start = time.perf_counter()
-    outputs = servable.runner(feeds, output_names)
-    if on_runtime is not None:
-        on_runtime((time.perf_counter() - start) * 1e6)
+    outputs = servable.runner(feeds, output_names, options.timeout_ms)
+    if options.on_runtime is not None:
+        options.on_runtime((time.perf_counter() - start) * 1e6)
     return outputs
 
 
-def _run_examples(
-    servable: Servable,
-    request: Any,
-    limits: Limits,
-    check: Callable[[Any], tuple[str, list[str]]],
-    response: Any,
-    on_runtime: Callable[[float], None] | None,
-) -> tuple[Any, list[str], list[Any], int]:
-    """Classify and Regress: the signature checked by ``check``, the response's model spec
-    set, the serialized examples run. Returns (signature, output names, outputs, examples)."""
-    _, signature = _signature(servable, request)
-    input_name, output_names = check(signature)
-    _model_spec(response.model_spec, request, servable)
-    examples = _serialized_examples(request.input, limits)
-    outputs = _run(servable, signature, input_name, output_names, examples, on_runtime)
-    return signature, output_names, outputs, len(examples)
-
-
-def classify(
-    servable: Servable,
-    request: Any,
-    limits: Limits,
-    on_runtime: Callable[[float], None] | None = None,
-) -> Any:
-    """``RunClassify``: a ``ClassificationResponse``."""
-    from tensorflow_serving.apis import classification_pb2
-
-    response = classification_pb2.ClassificationResponse()
-    signature, output_names, outputs, count = _run_examples(
-        servable, request, limits, _check_classification_signature, response, on_runtime)
-    by_name = dict(zip(output_names, outputs))
+def _classification_result(
+    signature: Any, count: int, by_name: dict[str, Any], result: Any
+) -> None:
+    """``PostProcessClassificationResult``: check the outputs, fill ``result``."""
     classes = _output(by_name, signature, _CLASSES)
     scores = _output(by_name, signature, _SCORES)
     for tensor, what, dtype in ((classes, "classes", "DT_STRING"), (scores, "scores", "DT_FLOAT")):
@@ -182,7 +182,7 @@ def classify(
         )
     width = int((classes if classes is not None else scores).shape[1])
     for i in range(count):
-        item = response.result.classifications.add()
+        item = result.classifications.add()
         for c in range(width):
             entry = item.classes.add()
             if classes is not None:
@@ -190,21 +190,11 @@ def classify(
                 entry.label = label if isinstance(label, bytes) else str(label).encode()
             if scores is not None:
                 entry.score = float(scores[i, c])
-    return response
 
 
-def regress(
-    servable: Servable,
-    request: Any,
-    limits: Limits,
-    on_runtime: Callable[[float], None] | None = None,
-) -> Any:
-    """``RunRegress``: a ``RegressionResponse``."""
-    from tensorflow_serving.apis import regression_pb2
-
-    response = regression_pb2.RegressionResponse()
-    _, _, (output,), count = _run_examples(
-        servable, request, limits, _check_regression_signature, response, on_runtime)
+def _regression_result(signature: Any, count: int, by_name: dict[str, Any], result: Any) -> None:
+    """``PostProcessRegressionResult``."""
+    output = by_name[signature.outputs[_OUTPUTS].name]
     if not (output.ndim == 1 or (output.ndim == 2 and output.shape[1] == 1)):
         raise invalid_argument(
             "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] but "
@@ -221,7 +211,89 @@ def regress(
     if output.size != count:
         raise invalid_argument(f"Expected output batch size to be {count}.  Got: {output.size}")
     for value in output.reshape(-1).tolist():
-        response.result.regressions.add().value = value
+        result.regressions.add().value = value
+
+
+def classify(servable: Servable, request: Any, options: Options) -> Any:
+    """``RunClassify``: a ``ClassificationResponse``."""
+    from tensorflow_serving.apis import classification_pb2
+
+    response = classification_pb2.ClassificationResponse()
+    _, signature = _signature(servable, request)
+    input_name, output_names = _check_classification_signature(signature, options)
+    _model_spec(response.model_spec, request.model_spec, servable)
+    examples = _serialized_examples(request.input, options.limits)
+    outputs = _run(servable, [(input_name, examples)], signature, output_names, options)
+    _classification_result(signature, len(examples), dict(zip(output_names, outputs)),
+                           response.result)
+    return response
+
+
+def regress(servable: Servable, request: Any, options: Options) -> Any:
+    """``RunRegress``: a ``RegressionResponse``."""
+    from tensorflow_serving.apis import regression_pb2
+
+    response = regression_pb2.RegressionResponse()
+    _, signature = _signature(servable, request)
+    input_name, output_names = _check_regression_signature(signature, options)
+    _model_spec(response.model_spec, request.model_spec, servable)
+    examples = _serialized_examples(request.input, options.limits)
+    outputs = _run(servable, [(input_name, examples)], signature, output_names, options)
+    _regression_result(signature, len(examples), dict(zip(output_names, outputs)),
+                       response.result)
+    return response
+
+
+def multi_inference(servable: Servable, request: Any, options: Options) -> Any:
+    """``TensorFlowMultiInferenceRunner::Infer``: classify and regress tasks of one model on the
+    same examples, in one session run."""
+    from tensorflow_serving.apis import inference_pb2
+
+    model_name = ""
+    seen: set[str] = set()
+    inputs: set[str] = set()
+    outputs: set[str] = set()
+    tasks: list[tuple[Any, Any]] = []
+    for task in request.tasks:
+        if not task.model_spec.name:
+            raise invalid_argument("Found ModelSpec with an empty model name.")
+        if not model_name:
+            model_name = task.model_spec.name
+        elif model_name != task.model_spec.name:
+            raise invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
+        name = task.model_spec.signature_name or DEFAULT_SIGNATURE
+        if name in seen:
+            raise invalid_argument(f"Duplicate evaluation of signature: {name}")
+        seen.add(name)
+        signature = servable.signature_defs.get(name)
+        if signature is None:
+            raise invalid_argument(f"Requested signature not found in model graph: {name}")
+        if task.method_name == CLASSIFY_METHOD:
+            input_name, names = _check_classification_signature(signature, options)
+        elif task.method_name == REGRESS_METHOD:
+            input_name, names = _check_regression_signature(signature, options)
+        else:
+            raise unimplemented(f"Unsupported signature method_name: {task.method_name}")
+        inputs.add(input_name)
+        outputs.update(names)
+        tasks.append((task, signature))
+    output_names = sorted(outputs)
+    examples = _serialized_examples(request.input, options.limits)
+    feeds = [(name, examples) for name in sorted(inputs)]
+    check_signature = tasks[0][1] if tasks else None
+    results = _run(servable, feeds, check_signature, output_names, options) if tasks else []
+    by_name = dict(zip(output_names, results))
+    response = inference_pb2.MultiInferenceResponse()
+    for task, signature in tasks:
+        result = response.results.add()
+        if task.method_name == CLASSIFY_METHOD:
+            _classification_result(signature, len(examples), by_name,
+                                   result.classification_result)
+        else:
+            _regression_result(signature, len(examples), by_name, result.regression_result)
+        _model_spec(result.model_spec, task.model_spec, servable)
     return response
 
 
@@ -229,9 +301,9 @@ def _output(by_name: dict[str, Any], signature: Any, key: str) -> Any:
     return by_name.get(signature.outputs[key].name) if key in signature.outputs else None
 
 
-def _model_spec(spec: Any, request: Any, servable: Servable) -> None:
-    """``MakeModelSpec`` with the request's signature name (empty: the default)."""
-    spec.name = request.model_spec.name
-    spec.signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+def _model_spec(spec: Any, requested: Any, servable: Servable) -> None:
+    """``MakeModelSpec`` with the requested signature name (empty: the default)."""
+    spec.name = requested.name
+    spec.signature_name = requested.signature_name or DEFAULT_SIGNATURE
     spec.version.value = servable.version
 

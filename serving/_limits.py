@@ -5,6 +5,12 @@ server any body, and both any number of examples): one oversized request can exh
 The embedded server refuses such requests before it allocates for them, with a message that
 names the limit. Every limit can be changed (``ModelServer(limits=...)``, ``headswitch serve
 --max-request-bytes ...``).
+
+What a request costs is bounded by its values, not only its bytes: a JSON body of 15 MiB can
+hold millions of tiny values (``[0,0,...]``, ``[{},{},...]``), each a Python object once read,
+and a protobuf message millions of empty strings. ``max_values`` is checked before either is
+read into objects (``_json._scan``, ``_wire``), and JSON nesting deeper than any tensor needs is
+refused at once.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ MAX_DIMS = 254  # TensorShape::MaxDimensions(): a larger rank fails Tensor::From
 # string tensors of rank 33 or more crash the process in the numpy -> TF_Tensor conversion.
 MAX_RANK = 64
 MAX_STRING_RANK = 32
+# The deepest JSON a request of rank-MAX_RANK tensors needs: the body object, "instances" (or
+# "inputs"), an instance object, rank - 1 lists, a {"b64": ...} object.
+MAX_JSON_DEPTH = MAX_RANK + 3
 
 
 def invalid_argument(message: str) -> ServingError:
@@ -40,20 +49,16 @@ class Limits:
     """Examples per request: the size of dimension 0 of every input."""
     max_string_bytes: int = 2**20
     """One string value (a text)."""
+    max_values: int = 2**20
+    """Values in one request (REST: JSON numbers, strings, lists and objects; gRPC: the
+    values of every tensor or example), and in one tensor's shape."""
     read_timeout: float = 30.0
     """REST: how long a request may go without sending a byte while it is being received."""
     idle_timeout: float = 60.0
     """How long a connection may stay open without a request (REST keep-alive, gRPC idle)."""
 
-    @property
-    def max_values(self) -> int:
-        """Values in one input tensor. A JSON value takes at least two bytes (``1,``), so a body
-        within ``max_request_bytes`` never holds more; for gRPC it also bounds what a small
-        message can make TensorFlow allocate (a declared shape is filled with the last value)."""
-        return max(self.max_request_bytes // 2, self.max_examples)
-
     def validate(self) -> None:
-        for name in ("max_request_bytes", "max_examples", "max_string_bytes"):
+        for name in ("max_request_bytes", "max_examples", "max_string_bytes", "max_values"):
             if getattr(self, name) < 1:
                 raise invalid_argument(f"{name} must be positive; was {getattr(self, name)}")
         for name in ("read_timeout", "idle_timeout"):
@@ -76,11 +81,20 @@ class Limits:
             )
 
     def check_values(self, count: int) -> None:
+        """A tensor's shape (a declared shape is filled with its last value: the allocation
+        follows the shape, not the message)."""
         if count > self.max_values:
             raise invalid_argument(
                 f"Request has a tensor of {count} values, more than this server's limit of "
-                f"{self.max_values} values per tensor (half of --max-request-bytes)"
+                f"{self.max_values} values per request (--max-values)"
             )
+
+    def values_refused(self, what: str) -> ServingError:
+        """A request holding more values than ``max_values``, found before it was read."""
+        return invalid_argument(
+            f"Request {what} more than this server's limit of {self.max_values} values per "
+            "request (--max-values)"
+        )
 
 
 def check_tensor_shape(

@@ -52,6 +52,7 @@ class _Model:
         self.paths: dict[int, str] = {}
         self.errored: set[int] = set()
         self.labels: dict[str, int] = {}
+        self.removed = False  # dropped from the config: every version unloads
 
 
 def parse_version(child: str) -> int | None:
@@ -105,9 +106,14 @@ class ModelManager:
         poll_seconds: float = 1.0,
         max_load_retries: int = 5,
         load_retry_interval: float = 60.0,
+        allow_labels_for_unavailable: bool = False,
     ) -> None:
-        self._models = {c.name: _Model(c) for c in configs}
-        self._order = [c.name for c in configs]
+        self._models: dict[str, _Model] = {}
+        self._order: list[str] = []
+        self._initial = configs
+        self._allow_unavailable_labels = allow_labels_for_unavailable
+        self._reload_lock = threading.Lock()
+        self._wake = threading.Event()
         self._load = load
         self._unload = unload
         self._poll_seconds = poll_seconds
@@ -119,42 +125,121 @@ class ModelManager:
 
     @property
     def model_names(self) -> list[str]:
-        return list(self._order)
+        with self._cond:
+            return list(self._order)
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        """Apply the first config (its labels checked first, as in ``ServerCore::Create``) and
+        start polling; :meth:`wait_initial` waits for the models."""
+        self._apply(self._initial)
         self._thread = threading.Thread(
             target=self._run, name="headswitch-model-manager", daemon=True
         )
         self._thread.start()
 
     def _run(self) -> None:
-        first = True
+        """``FileSystemStoragePathSource``: poll every model's base path, then act. A poll
+        interval of 0 polls once, a negative one never (both as TF Serving); a config reload
+        wakes the loop at once."""
         while not self._stop.is_set():
-            for name in self._order:
-                if self._stop.is_set():
-                    break
-                self._poll_and_act(self._models[name])
-            if self._poll_seconds <= 0 and not first:
-                break
-            first = False
-            self._stop.wait(self._poll_seconds if self._poll_seconds > 0 else 3600)
+            if self._poll_seconds >= 0:
+                with self._cond:
+                    models = list(self._models.values())
+                for model in models:
+                    if self._stop.is_set():
+                        break
+                    self._poll_and_act(model)
+                self._drop_removed()
+            wait = self._poll_seconds if self._poll_seconds > 0 else None
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    # ---------------------------------------------------------------- config reload
+
+    def reload(self, configs: list[ModelConfig]) -> None:
+        """``ServerCore::ReloadConfig``: the labels are checked first (against the versions
+        available now), then models are added, changed (policy, labels) or removed, and the
+        call waits until every new model is available. Requests in flight keep the versions
+        they hold; a removed model's versions unload once those requests are done."""
+        with self._reload_lock:
+            before = set(self._models)
+            self._apply(configs)
+            added = [c.name for c in configs if c.name not in before]
+        self._wake.set()
+        if added:
+            self._wait_available(added, None)
+
+    def _apply(self, configs: list[ModelConfig]) -> None:
+        with self._cond:
+            labels = {c.name: self._checked_labels(c) for c in configs}
+            names = {c.name for c in configs}
+            for name, model in self._models.items():
+                if name not in names:
+                    model.removed = True
+                    model.labels = {}
+                    _log.info("Removing model %s: it is no longer in the config", name)
+            for config in configs:
+                existing = self._models.get(config.name)
+                if existing is None or existing.removed:
+                    _log.info("Adding model %s (base path %s)", config.name, config.base_path)
+                if existing is None:
+                    model = self._models[config.name] = _Model(config)
+                else:  # kept, or re-added before its versions were unloaded
+                    model = existing
+                    model.removed = False
+                model.config = config
+                model.labels = labels[config.name]
+            self._order = [c.name for c in configs]
+            self._cond.notify_all()
+
+    def _checked_labels(self, config: ModelConfig) -> dict[str, int]:
+        """``UpdateModelVersionLabelMap``: a label may point only at an AVAILABLE version,
+        unless unavailable versions are allowed for labels that are new or keep their version."""
+        model = self._models.get(config.name)
+        current = model.labels if model is not None else {}
+        statuses = model.statuses if model is not None else {}
+        labels: dict[str, int] = {}
+        for label, version in config.version_labels:
+            allowed = self._allow_unavailable_labels and current.get(label, version) == version
+            status = statuses.get(version)
+            if not allowed and (status is None or status.state != AVAILABLE):
+                raise failed_precondition(
+                    f"Request to assign label to version {version} of model {config.name}, "
+                    "which is not currently available for inference"
+                )
+            labels[label] = version
+        return labels
+
+    def _drop_removed(self) -> None:
+        with self._cond:
+            for name in [n for n, m in self._models.items() if m.removed and not m.loaded]:
+                states = {s.state for s in self._models[name].statuses.values()}
+                if not states & {LOADING, UNLOADING}:
+                    del self._models[name]
+                    _log.info("Model %s removed", name)
 
     def stop(self) -> None:
         """Stop polling and unload every version (waiting for requests that still use it)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join()
-        for model in self._models.values():
+        for model in list(self._models.values()):
             for version in sorted(model.loaded):
                 self._do_unload(model, version)
 
     def wait_initial(self, timeout: float | None) -> None:
+        """Wait until the first config's models are available (see :meth:`_wait_available`)."""
+        self._wait_available([c.name for c in self._initial], timeout)
+
+    def _wait_available(self, names: list[str], timeout: float | None) -> None:
         """``ServerCore::WaitUntilModelsAvailable``: the newest version of every model must
-        become available; an error there fails start-up with TF Serving's message."""
+        become available; an error there fails start-up (or the reload) with TF Serving's
+        message."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
@@ -162,8 +247,11 @@ class ModelManager:
                     raise unavailable("The server is shutting down")
                 failed: list[str] = []
                 pending = False
-                for name in self._order:
-                    statuses = self._models[name].statuses
+                for name in names:
+                    model = self._models.get(name)
+                    if model is None or model.removed:
+                        continue
+                    statuses = model.statuses
                     if not statuses:
                         pending = True
                         continue
@@ -191,20 +279,6 @@ class ModelManager:
                         "Timed out waiting for models to become available",
                     )
                 self._cond.wait(remaining)
-        self._assign_labels()
-
-    def _assign_labels(self) -> None:
-        with self._cond:
-            for name in self._order:
-                model = self._models[name]
-                for label, version in model.config.version_labels:
-                    status = model.statuses.get(version)
-                    if status is None or status.state != AVAILABLE:
-                        raise failed_precondition(
-                            f"Request to assign label to version {version} of model {name}, "
-                            "which is not currently available for inference"
-                        )
-                    model.labels[label] = version
 
     def wait_until_available(self, name: str | None, timeout: float) -> None:
         names = self._order if name is None else [name]
@@ -222,7 +296,7 @@ class ModelManager:
 
     def _poll_and_act(self, model: _Model) -> None:
         try:
-            found = aspired_versions(model.config)
+            found = {} if model.removed else aspired_versions(model.config)
         except (ServingError, OSError) as exc:
             _log.error("Failed to poll base path of model %s: %s", model.config.name, exc)
             return
@@ -271,6 +345,8 @@ class ModelManager:
             self._cond.notify_all()
 
     def _still_aspired(self, model: _Model, version: int) -> bool:
+        if model.removed:
+            return False
         try:
             return version in aspired_versions(model.config)
         except (ServingError, OSError):
@@ -285,7 +361,7 @@ class ModelManager:
                 servable = self._load(model.config, version, model.paths[version])
                 break
             except ServingError as exc:
-                error = exc
+                error = exc.with_traceback(None)  # no frame (and its data) kept
             except Exception as exc:  # noqa: BLE001 - a broken version must not stop the server
                 error = ServingError(grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}")
             _log.error(
@@ -295,7 +371,7 @@ class ModelManager:
                 error.to_string(),
             )
             cancelled = False
-            if attempt < self._max_retries and not self._stop.is_set():
+            if error.retryable and attempt < self._max_retries and not self._stop.is_set():
                 attempt += 1
                 # TF Serving keeps LOADING / OK until the last retry fails; the embedded server
                 # shows the error at once, while the state says a retry is still coming.
@@ -345,6 +421,8 @@ class ModelManager:
             raise invalid_argument("ModelSpec has no name specified.")
         with self._cond:
             model = self._models.get(name)
+            if model is not None and model.removed:
+                model = None
             if label is not None:
                 if model is None or label not in model.labels:
                     raise invalid_argument(f"Unrecognized servable version label: {label}")

@@ -5,7 +5,10 @@ What the stock server does and this one repeats: the API sees the request target
 query string (libevent's ``uri_path()`` is the path plus ``?query``), so a query string makes a
 predict URL malformed and becomes part of a model name in a status URL; a CORS preflight
 (OPTIONS) answers 200 or 400 with an empty body; paths outside ``/v1/`` get libevent's 404 page.
-What it adds: the request limits and timeouts of ``_limits``.
+``--rest_api_timeout_in_ms`` bounds each session run of a REST request (DEADLINE_EXCEEDED,
+504), ``--rest_api_enable_cors_support`` adds TF Serving's three CORS headers to every API
+answer, ``--rest_api_num_threads`` sizes the request threads. What it adds: the request limits
+and timeouts of ``_limits``.
 """
 
 from __future__ import annotations
@@ -35,17 +38,15 @@ from ._http import (
     protocol_with_timeouts,
 )
 from ._json import (
+    error_body,
     examples_from_document,
     fill_inputs,
     json_tensor_to_array,
-    parse_document,
-    read_signature_name,
-)
-from ._json_writer import (
-    error_body,
     make_classification_response,
     make_regression_response,
     make_response,
+    parse_document,
+    read_signature_name,
 )
 from ._limits import Limits
 from ._metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -100,11 +101,15 @@ def _json_of(message: Any, preserve_names: bool = False) -> str:
 
 class RestHandler:
     """``HttpRestApiHandler::ProcessRequest`` (plus the CORS preflight of
-    ``RestApiRequestDispatcher``): (method, request target, body) -> (status, body, type)."""
+    ``RestApiRequestDispatcher``): (method, request target, body) -> (status, body, type).
+    ``timeout_ms`` > 0 bounds each session run."""
 
-    def __init__(self, core: ServingCore, limits: Limits | None = None) -> None:
+    def __init__(
+        self, core: ServingCore, limits: Limits | None = None, timeout_ms: int = 30_000
+    ) -> None:
         self._core = core
         self._limits = limits or Limits()
+        self._timeout_ms = timeout_ms if timeout_ms > 0 else None
 
     def process(
         self, method: str, uri: str, body: bytes, origin: str | None
@@ -122,7 +127,7 @@ class RestHandler:
         try:
             output = self._dispatch(method, uri, body, seen)
         except ServingError as exc:
-            error = exc
+            error = exc.with_traceback(None)  # no frame (and its request) kept
         except Exception as exc:  # noqa: BLE001 - a bug here must still answer in JSON
             _log.exception("REST request %s %s failed", method, uri)
             error = internal(f"Internal error: {type(exc).__name__}: {exc}")
@@ -178,7 +183,7 @@ class RestHandler:
         return spec
 
     def _predict(self, spec: Any, body: bytes) -> bytes:
-        document = parse_document(body)
+        document = parse_document(body, self._limits)
         signature_name = read_signature_name(document)
         limits = self._limits
         with self._core.servable(spec) as servable:
@@ -202,13 +207,14 @@ class RestHandler:
                 inputs,
                 lambda alias, tensor: json_tensor_to_array(alias, tensor, limits),
                 [],
+                self._timeout_ms,
             )
         return make_response(result.outputs, fmt)
 
     def _classify_or_regress(self, spec: Any, body: bytes, action: str) -> bytes:
         from tensorflow_serving.apis import classification_pb2, regression_pb2
 
-        document = parse_document(body)
+        document = parse_document(body, self._limits)
         request: Any = (
             classification_pb2.ClassificationRequest()
             if action == "classify"
@@ -218,14 +224,14 @@ class RestHandler:
         request.model_spec.signature_name = read_signature_name(document)
         examples_from_document(document, request, self._limits)
         if action == "classify":
-            response = self._core.classify(request)
+            response = self._core.classify(request, self._timeout_ms)
             return make_classification_response(
                 [
                     [(c.label.encode("utf-8", "surrogateescape"), c.score) for c in item.classes]
                     for item in response.result.classifications
                 ]
             )
-        response = self._core.regress(request)
+        response = self._core.regress(request, self._timeout_ms)
         return make_regression_response([r.value for r in response.result.regressions])
 
     def _status(self, spec: Any) -> bytes:
@@ -262,12 +268,26 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+# AddCORSHeaders (http_rest_api_util.cc), with --rest_api_enable_cors_support.
+CORS_HEADERS = (
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, GET"),
+    (b"access-control-allow-headers", b"Content-Type"),
+)
+
+
 async def _reply(
-    send: Send, status: int, body: bytes, content_type: str, close: bool = False
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str,
+    close: bool = False,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     headers = [
         (b"content-type", content_type.encode("latin-1")),
         (b"content-length", str(len(body)).encode()),
+        *extra,
     ]
     if close:
         headers.append((b"connection", b"close"))
@@ -291,11 +311,14 @@ class RestServer:
         monitoring: MonitoringOptions,
         limits: Limits | None = None,
         threads: int | None = None,
+        timeout_ms: int = 30_000,
+        cors: bool = False,
     ) -> None:
         self._limits = limits or Limits()
-        self._handler = RestHandler(core, self._limits)
+        self._handler = RestHandler(core, self._limits, timeout_ms)
         self._core = core
         self._monitoring = monitoring
+        self._cors = CORS_HEADERS if cors else ()
         # TF Serving's --rest_api_num_threads defaults to 4 per CPU.
         self._executor = ThreadPoolExecutor(
             max_workers=threads or max(8, 4 * (os.cpu_count() or 1)),
@@ -358,7 +381,8 @@ class RestServer:
         try:
             body = await self._read_body(scope, receive, method, uri)
         except _BodyRefused as refused:
-            await _reply(send, refused.status, error_body(refused.message), _JSON, close=True)
+            await _reply(send, refused.status, error_body(refused.message), _JSON, close=True,
+                         extra=self._cors)
             return
         if body is None:
             return  # the client went away
@@ -372,7 +396,7 @@ class RestServer:
         )
         self._core.memory.note(size_bytes=len(body))
         del body
-        await _reply(send, status, payload, content_type)
+        await _reply(send, status, payload, content_type, extra=self._cors)
 
     async def _read_body(
         self, scope: Scope, receive: Receive, method: str, uri: str

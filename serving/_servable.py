@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,37 +24,15 @@ from ._tensors import Array
 # TF Serving's default signature key: a request without signature_name reaches it, and
 # headswitch names its predict-by-id signature so.
 DEFAULT_SIGNATURE = SIGNATURE_IDS
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+TFLITE_FILE = "model.tflite"
 
 Feeds = list[tuple[str, Array]]
-Runner = Callable[[Feeds, list[str]], list[Array]]
+# (feeds, fetches, timeout in ms or None) -> outputs
+Runner = Callable[[Feeds, list[str], "int | None"], list[Array]]
 T = TypeVar("T")
-
-
-def import_tensorflow(quiet: bool = False) -> Any:
-    """Import TensorFlow with its C++ start-up logging turned down (unless the user chose).
-    ``quiet`` also silences file descriptor 2 during the import (for the command line)."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # oneDNN's primitive cache keeps memory sized by the largest batch seen (a 16k-example
-    # request left +180 MiB resident, +2 MiB without it) and was not faster here; TF Serving's
-    # release build (.bazelrc --config=release, no --config=mkl) does not use it either.
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    saved = -1
-    if quiet:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-    try:
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2  # noqa: F401
-    finally:
-        if saved >= 0:
-            os.dup2(saved, 2)
-            os.close(saved)
-    return tf
 
 
 def raw_tf_message(message: str) -> str:
@@ -75,6 +53,25 @@ def error_from_tf(exc: Any) -> ServingError:
     return ServingError(code_from_number(int(exc.error_code)), raw_tf_message(str(exc.message)))
 
 
+_MISSING_OP = re.compile(r"Op type not registered '([^']+)'")
+
+
+def _load_error_from_tf(exc: Any) -> ServingError:
+    """A failed load. An op the process lacks will be missing on every retry: the error says
+    which package provides it (when headswitch knows) and is not retried."""
+    from headswitch._quiet import package_for_op
+
+    error = error_from_tf(exc)
+    missing = _MISSING_OP.search(error.message)
+    if missing is None:
+        return error
+    hint = package_for_op(missing.group(1)) or (
+        f"{missing.group(1)} is not an op of TensorFlow or TF Text; TF Serving's stock "
+        "image links TF Text's and TensorFlow Decision Forests' ops and no others"
+    )
+    return ServingError(error.code, f"{error.message} ({hint})", hint=hint, retryable=False)
+
+
 class Servable:
     """A loaded SavedModel version. Requests hold it through :meth:`use` so unloading waits."""
 
@@ -89,7 +86,7 @@ class Servable:
         self.signature_defs: Mapping[str, Any] = meta_graph_def.signature_def
         self.runner: Runner = self.run_session
         self.batching: Any = None  # the BatchingSession when batching is on
-        self._callables: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._callables: dict[tuple[tuple[str, ...], tuple[str, ...], int], Any] = {}
         self._feed_dtypes: dict[str, int] = {}
         self._callables_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -137,8 +134,10 @@ class Servable:
             self._feed_dtypes[name] = dtype
         return dtype
 
-    def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...]) -> Any:
-        key = (feeds, fetches)
+    def _callable(self, feeds: tuple[str, ...], fetches: tuple[str, ...], timeout_ms: int) -> Any:
+        """A session callable for these feeds and fetches; ``timeout_ms`` > 0 makes its runs
+        fail with DEADLINE_EXCEEDED after that long (``RunOptions.timeout_in_ms``)."""
+        key = (feeds, fetches, timeout_ms)
         fn = self._callables.get(key)
         if fn is None:
             with self._callables_lock:
@@ -147,24 +146,22 @@ class Servable:
                     from tensorflow.core.protobuf import config_pb2
 
                     options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
-                    maker = getattr(self.session, "_make_callable_from_options", None)
-                    if maker is not None:
-                        fn = maker(options)
-                    else:  # Public-API fallback: session.run with the same feeds and fetches.
-                        session = self.session
-
-                        def fn(*arrays: Array) -> list[Array]:
-                            return list(session.run(list(fetches), dict(zip(feeds, arrays))))
-
+                    options.run_options.timeout_in_ms = timeout_ms
+                    fn = self.session._make_callable_from_options(options)
                     self._callables[key] = fn
         return fn
 
-    def run_session(self, feeds: Feeds, fetches: list[str]) -> list[Array]:
-        """``Session::Run`` with these feeds (tensor name, value) and fetches (tensor names)."""
+    def run_session(
+        self, feeds: Feeds, fetches: list[str], timeout_ms: int | None = None
+    ) -> list[Array]:
+        """``Session::Run`` with these feeds (tensor name, value) and fetches (tensor names),
+        stopped after ``timeout_ms`` if given."""
         import tensorflow as tf
 
         try:
-            fn = self._callable(tuple(name for name, _ in feeds), tuple(fetches))
+            fn = self._callable(
+                tuple(name for name, _ in feeds), tuple(fetches), max(timeout_ms or 0, 0)
+            )
             return [np.asarray(v) for v in fn(*(value for _, value in feeds))]
         except tf.errors.OpError as exc:
             raise error_from_tf(exc) from exc
@@ -178,11 +175,32 @@ class Servable:
         self.session.close()
 
 
-def load_servable(name: str, version: int, path: str, tags: Sequence[str] = ("serve",)) -> Servable:
-    """``LoadSavedModel``: restore the MetaGraphDef with these tags into a fresh session."""
-    tf = import_tensorflow()
+def load_servable(
+    name: str,
+    version: int,
+    path: str,
+    tags: Sequence[str] = ("serve",),
+    session_config: Any = None,
+    prefer_tflite: bool = False,
+) -> Servable:
+    """``LoadSavedModel``: restore the MetaGraphDef with these tags into a fresh session (with
+    this ``ConfigProto``, if given). ``prefer_tflite``: a version with ``model.tflite`` would be
+    TF Serving's TF Lite session; it is refused here, with that reason."""
     from google.protobuf.message import DecodeError
 
+    from headswitch._quiet import import_tensorflow
+
+    tf = import_tensorflow(keras=False)
+
+    tflite = os.path.join(path, TFLITE_FILE)
+    if prefer_tflite and os.path.exists(tflite):
+        raise ServingError(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{tflite}: TF Lite models are not served by headswitch's embedded server "
+            "(--prefer_tflite_model); serve the version's SavedModel, without "
+            "--prefer_tflite_model, or the tensorflow/serving image",
+            retryable=False,
+        )
     pb = os.path.join(path, "saved_model.pb")
     if not os.path.exists(pb) and not os.path.exists(os.path.join(path, "saved_model.pbtxt")):
         raise ServingError(
@@ -192,7 +210,7 @@ def load_servable(name: str, version: int, path: str, tags: Sequence[str] = ("se
             "for accessing it.",
         )
     graph = tf.Graph()
-    session = tf.compat.v1.Session(graph=graph)
+    session = tf.compat.v1.Session(graph=graph, config=session_config)
     try:
         from tensorflow.python.util import deprecation
 
@@ -204,7 +222,7 @@ def load_servable(name: str, version: int, path: str, tags: Sequence[str] = ("se
             meta_graph_def = tf.compat.v1.saved_model.loader.load(session, list(tags), path)
     except tf.errors.OpError as exc:
         session.close()
-        raise error_from_tf(exc) from exc
+        raise _load_error_from_tf(exc) from exc
     except (DecodeError, OSError) as exc:
         session.close()
         if isinstance(exc, DecodeError) or "Cannot parse file" in str(exc):
@@ -233,17 +251,10 @@ def load_servable(name: str, version: int, path: str, tags: Sequence[str] = ("se
     return Servable(name, version, path, session, meta_graph_def)
 
 
-def _shape_text(dims: Sequence[int]) -> str:
-    return "[" + ",".join(str(d) for d in dims) + "]"
-
-
 def check_feeds(servable: Servable, signature: Any, feeds: Feeds) -> None:
-    """What running the session would check first, checked before TensorFlow sees the inputs.
-
-    Dtypes as ``DirectSession::Run`` checks them (its arguments are the feeds sorted by tensor
-    name: the first one of the wrong dtype is reported). Then shapes against the signature:
-    TF Serving feeds any shape and the model's ops decide (or fail); this server refuses a shape
-    the signature does not allow, so that no malformed tensor reaches TensorFlow."""
+    """The dtype check ``DirectSession::Run`` makes, made before TensorFlow sees the inputs (its
+    arguments are the feeds sorted by tensor name: the first one of the wrong dtype is
+    reported). Shapes are not checked: as in TF Serving, the model's ops decide."""
     from ._tensors import dtype_enum_of, dtype_name
 
     ordered = sorted(feeds, key=lambda item: item[0])
@@ -254,20 +265,6 @@ def check_feeds(servable: Servable, signature: Any, feeds: Feeds) -> None:
             raise invalid_argument(
                 f"Expects arg[{index}] to be {dtype_name(expected)} but {dtype_name(actual)} is "
                 "provided"
-            )
-    infos = {info.name: (alias, info) for alias, info in signature.inputs.items()}
-    for name, array in feeds:
-        alias, info = infos[name]
-        shape = info.tensor_shape
-        if shape.unknown_rank:
-            continue
-        dims = [int(d.size) for d in shape.dim]
-        if len(dims) != array.ndim or any(
-            d >= 0 and d != s for d, s in zip(dims, array.shape)
-        ):
-            raise invalid_argument(
-                f"Input {alias} (feed name: {name}) has shape {_shape_text(array.shape)}, "
-                f"which the signature's shape {_shape_text(dims)} does not allow"
             )
 
 
@@ -288,14 +285,26 @@ def run_predict(
     to_array: Callable[[str, T], Array],
     output_filter: Sequence[str] = (),
     on_runtime: Callable[[float], None] | None = None,
+    timeout_ms: int | None = None,
+    method_name_check: bool = False,
 ) -> Prediction:
-    """``RunPredict``: signature lookup, input checks, output filter, one session run."""
+    """``RunPredict``: signature lookup, input checks, output filter, one session run (stopped
+    after ``timeout_ms``). ``method_name_check``: ``--enable_signature_method_name_check``."""
     from ._tensors import from_proto
 
     name = signature_name or DEFAULT_SIGNATURE
     signature = servable.signature_defs.get(name)
     if signature is None:
         raise failed_precondition(f'Serving signature key "{name}" not found.')
+    if method_name_check and signature.method_name not in (
+        PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD
+    ):
+        raise ServingError(
+            grpc.StatusCode.INTERNAL,
+            "Expected prediction signature method_name to be one of {"
+            f"{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: "
+            f"{signature.method_name}",
+        )
     request_keys, signature_keys = set(inputs), set(signature.inputs)
     if len(inputs) > len(signature.inputs) or (
         len(inputs) < len(signature.inputs) and not signature.defaults
@@ -346,7 +355,7 @@ def run_predict(
             aliases.append(alias)
     check_feeds(servable, signature, feeds)
     start = time.perf_counter()
-    results = servable.runner(feeds, fetches)
+    results = servable.runner(feeds, fetches, timeout_ms)
     if on_runtime is not None:
         on_runtime((time.perf_counter() - start) * 1e6)
     if len(results) != len(aliases):

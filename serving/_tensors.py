@@ -203,3 +203,38 @@ def to_proto(array: Array) -> Any:
 
         proto.CopyFrom(tf.make_tensor_proto(array))
     return proto
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def to_proto_content(array: Array) -> Any:
+    """A ``TensorProto`` with the values in ``tensor_content``, as ``Tensor::
+    AsProtoTensorContent`` writes it (``--enable_serialization_as_tensor_content``): the raw
+    little-endian values, or for strings every length as a varint, then the bytes."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    array = np.asarray(array)
+    dtype = dtype_enum_of(array)
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(s)) for s in array.shape]
+        ),
+    )
+    if dtype == types_pb2.DT_STRING:
+        values = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1)]
+        proto.tensor_content = b"".join(_varint(len(v)) for v in values) + b"".join(values)
+    elif array.size:
+        proto.tensor_content = np.ascontiguousarray(array).astype(
+            array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return proto

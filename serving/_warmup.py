@@ -23,9 +23,10 @@ def warmup_path(export_dir: str) -> str:
     return os.path.join(export_dir, ASSETS_EXTRA, WARMUP_FILE)
 
 
-def run_warmup(export_dir: str, predict: Callable[[Any], None]) -> int:
-    """Replay every record through ``predict`` (a ``PredictRequest`` callback); the first
-    failure fails the load. Returns the number of records read."""
+def run_warmup(export_dir: str, predict: Callable[[Any], None], iterations: int = 1) -> int:
+    """Replay every record ``iterations`` times through ``predict`` (a ``PredictRequest``
+    callback; ``--num_request_iterations_for_warmup``); the first failure fails the load.
+    Returns the number of records read."""
     path = warmup_path(export_dir)
     if not os.path.exists(path):
         _log.info("No warmup data file found at %s", path)
@@ -47,7 +48,8 @@ def run_warmup(export_dir: str, predict: Callable[[Any], None]) -> int:
                 ) from exc
             kind = log.WhichOneof("log_type")
             if kind == "predict_log":
-                predict(log.predict_log.request)
+                for _ in range(max(iterations, 1)):
+                    predict(log.predict_log.request)
             elif kind is not None:
                 number = log.DESCRIPTOR.fields_by_name[kind].number
                 raise unimplemented(f"Unsupported log_type for warmup: {number}")

@@ -126,6 +126,8 @@ class Launch(NamedTuple):
     batching_file: Path | None
     monitoring: bool
     poll_seconds: float
+    allow_unavailable_labels: bool = False
+    config_poll_seconds: float = 0.0
 
 class Factory:
     """Starts servers of one kind. Paths given to ``start`` are host paths under ``root``."""
@@ -150,9 +152,16 @@ class Factory:
         batching_file: Path | None = None,
         monitoring: bool = True,
         poll_seconds: float = 1.0,
+        allow_unavailable_labels: bool = False,
+        model_config_file_poll_seconds: float = 0.0,
         **embedded_options: Any,
     ) -> Target:
-        launch = Launch(base, model_name, config_file, batching_file, monitoring, poll_seconds)
+        """``allow_unavailable_labels``: ``--allow_version_labels_for_unavailable_models`` (a
+        model config's labels may then point at versions that are not loaded yet, as at
+        start-up); ``model_config_file_poll_seconds``:
+        ``--model_config_file_poll_wait_seconds`` (whole seconds for TF Serving)."""
+        launch = Launch(base, model_name, config_file, batching_file, monitoring, poll_seconds,
+                        allow_unavailable_labels, model_config_file_poll_seconds)
         if self.kind == "embedded":
             target = self._start_embedded(launch, embedded_options)
         else:
@@ -161,9 +170,12 @@ class Factory:
         return target
 
     def _start_embedded(self, launch: Launch, options: dict[str, Any]) -> Target:
-        base, model_name, config_file, batching_file, monitoring, poll_seconds = launch
+        (base, model_name, config_file, batching_file, monitoring, poll_seconds, labels,
+         config_poll) = launch
         from headswitch.serving import ModelServer
 
+        options.setdefault("allow_version_labels_for_unavailable_models", labels)
+        options.setdefault("model_config_file_poll_seconds", config_poll)
         options.setdefault("max_num_load_retries", 0)
         options.setdefault("startup_timeout", 60)
         server = ModelServer(
@@ -189,7 +201,8 @@ class Factory:
         )
 
     def _start_docker(self, launch: Launch) -> Target:
-        base, model_name, config_file, batching_file, monitoring, poll_seconds = launch
+        (base, model_name, config_file, batching_file, monitoring, poll_seconds, labels,
+         config_poll) = launch
         import httpx
 
         import docker
@@ -201,6 +214,10 @@ class Factory:
             f"--file_system_poll_wait_seconds={poll}",
             "--max_num_load_retries=0",
         ]
+        if labels:
+            args.append("--allow_version_labels_for_unavailable_models")
+        if config_poll > 0:
+            args.append(f"--model_config_file_poll_wait_seconds={max(1, round(config_poll))}")
         if config_file is not None:
             args.append(f"--model_config_file={self.server_path(config_file)}")
         else:

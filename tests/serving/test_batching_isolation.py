@@ -77,7 +77,8 @@ def test_a_bad_request_merged_with_good_ones_fails_none_of_them(
         got = answers[k].json()["predictions"]
         for g, e in zip(got, expected):
             assert g[OUTPUT_ERROR] == "" and g[OUTPUT_TOP_LABEL] == e[OUTPUT_TOP_LABEL]
-            assert g[OUTPUT_TOP_SCORE] == pytest.approx(e[OUTPUT_TOP_SCORE], abs=1e-6)
+            # float32 sums run in another order at another batch size
+            assert g[OUTPUT_TOP_SCORE] == pytest.approx(e[OUTPUT_TOP_SCORE], rel=1e-5)
     first_bad = answers[len(good)].json()["predictions"]
     assert first_bad[0][OUTPUT_ERROR] == ""
     assert "task_id out of range" in first_bad[1][OUTPUT_ERROR]

@@ -44,7 +44,7 @@ def test_cli_accepts_tf_serving_spellings() -> None:
             "--max_num_load_retries=0",
         ]
     )
-    assert (args.model_name, args.model_base_path, args.grpc_port, args.rest_port) == (
+    assert (args.model_name, args.model_base_path, args.port, args.rest_api_port) == (
         "m",
         "/models/m",
         9000,
@@ -94,9 +94,9 @@ def _serve(base: Path, batching: Path) -> tuple[subprocess.Popen[str], str, str]
             str(base),
             "--model_name",
             MODEL,
-            "--port",
+            "--grpc-port",
             "0",
-            "--rest_api_port",
+            "--rest-port",
             "0",
             "--enable_batching",
             "--batching_parameters_file",

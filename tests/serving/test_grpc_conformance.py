@@ -265,22 +265,30 @@ def test_get_model_status(target: Target) -> None:
 
 
 @source(
-    "the embedded server: MultiInference and HandleReloadConfigRequest are not implemented "
-    "(TF Serving implements both: multi_inference_helper.cc, model_service_impl.cc)",
+    "servables/tensorflow/multi_inference.cc: Infer() fails UNIMPLEMENTED 'Unsupported signature "
+    "method_name: ' for a task that is neither classify nor regress",
+    "model_servers/model_service_impl.cc: HandleReloadConfigRequest refuses a config that is "
+    "not a ModelConfigList (INVALID_ARGUMENT 'ServerModelConfig type not supported by "
+    "HandleReloadConfigRequest. Only ModelConfigList is currently supported')",
 )
-def test_unimplemented_rpcs(target: Target) -> None:
-    if target.kind != "embedded":
-        pytest.skip("only the embedded server answers UNIMPLEMENTED (a known difference)")
+def test_multi_inference_and_reload_config_refusals(target: Target) -> None:
     from tensorflow_serving.apis import inference_pb2, model_management_pb2
 
     request = inference_pb2.MultiInferenceRequest()
     request.tasks.add().model_spec.name = MODEL
+    request.tasks[0].method_name = "tensorflow/serving/predict"
+    request.input.example_list.examples.add()
     error = _error(target.prediction.MultiInference, request)
     assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.details() == "Unsupported signature method_name: tensorflow/serving/predict"
     error = _error(
         target.model_service.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest()
     )
-    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        "ServerModelConfig type not supported by HandleReloadConfigRequest. Only "
+        "ModelConfigList is currently supported"
+    )
 
 
 @source(

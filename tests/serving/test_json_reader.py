@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from headswitch.serving._json_reader import JsonObject, JsonSyntaxError, parse, to_bytes
+from headswitch.serving._json._reader import JsonObject, JsonSyntaxError, parse, to_bytes
 
 
 def _read(body: bytes) -> str:
@@ -92,7 +92,7 @@ def test_no_nesting_limit() -> None:
 
 def test_valid_bodies_match_the_fast_path() -> None:
     """A body Python's decoder reads is read with the same values by the exact parser."""
-    from headswitch.serving._json_reader import _parse_exact
+    from headswitch.serving._json._reader import _parse_exact
 
     body = ('{"instances": [{"text": "caf\\u00e9 \\ud83d\\ude00 \u00e9", "task_id": 3}, '
             '{"text": "x", "task_id": -0, "f": [0.1, 1e-7, 123456789.123456789, NaN]}]}').encode()

@@ -20,7 +20,7 @@ from headswitch.serving._config import (
     parse_batching_parameters,
 )
 from headswitch.serving._json import fill_inputs, json_tensor_to_array, parse_document
-from headswitch.serving._json_writer import (
+from headswitch.serving._json._writer import (
     COLUMNAR,
     ROW,
     debug_string,

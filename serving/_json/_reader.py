@@ -4,7 +4,9 @@ TF Serving parses request bodies with rapidjson 1.1.0 (``util/json_tensor.cc`` `
 flags ``kParseIterativeFlag | kParseNanAndInfFlag | kParseStopWhenDoneFlag``, an
 ``EncodedInputStream<UTF8<>, MemoryStream>``). What that means, and what this module reproduces:
 
-- no nesting limit (the parser is iterative); bytes after the first complete value are ignored;
+- no nesting limit (the parser is iterative; the server refuses bodies nested deeper than any
+  tensor needs before they reach this module, ``_scan``); bytes after the first complete value
+  are ignored;
 - ``NaN``, ``Inf``, ``Infinity`` (optionally signed) are numbers;
 - strings are not checked for valid UTF-8: raw bytes are kept as they are; a raw control
   character is an error, a raw NUL byte (anywhere) ends the input;

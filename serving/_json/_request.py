@@ -2,7 +2,7 @@
 tensors (``FillPredictRequestFromJson``) or examples (``FillClassifyRegressRequestFromJson``),
 with the same checks in the same order and the same messages.
 
-Values follow rapidjson's DOM (see ``_json_reader``): an object's members are read in order,
+Values follow rapidjson's DOM (see ``_reader``): an object's members are read in order,
 duplicates included, and a member name is cut at its first NUL byte where TF Serving reads it as a
 C string. The embedded server's limits (examples per request, string size, values per tensor)
 are checked here too, before any large allocation.
@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ServingError, invalid_argument, unimplemented
-from ._json_reader import JsonObject, JsonSyntaxError, parse, to_bytes
-from ._json_writer import COLUMNAR, ROW, debug_string, json_type
-from ._limits import Limits, check_tensor_shape
-from ._tensors import Array
+from .._errors import ServingError, invalid_argument, unimplemented
+from .._limits import Limits, check_tensor_shape
+from .._tensors import Array
+from ._reader import JsonObject, JsonSyntaxError, parse, to_bytes
+from ._scan import check_structure
+from ._writer import COLUMNAR, ROW, debug_string, json_type
 
 __all__ = [
     "COLUMNAR",
@@ -39,10 +40,13 @@ __all__ = [
 _MISSING = object()
 
 
-def parse_document(body: bytes) -> JsonObject:
-    """``ParseJson``: the top-level value must be an object; trailing bytes are ignored."""
+def parse_document(body: bytes, limits: Limits | None = None) -> JsonObject:
+    """``ParseJson``: the top-level value must be an object; trailing bytes are ignored. A
+    body nested too deep or with too many values is refused before it is read
+    (``_scan.check_structure``)."""
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
+    check_structure(body, limits or Limits())
     try:
         document = parse(body)
     except JsonSyntaxError as exc:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import invalid_argument
-from ._json_reader import JsonObject, to_bytes
-from ._tensors import Array
+from .._errors import invalid_argument
+from .._tensors import Array
+from ._reader import JsonObject, to_bytes
 
 ROW = "row"
 COLUMNAR = "columnar"
