@@ -45,13 +45,14 @@ VARIANT = """
 import sys, numpy as np
 from headswitch._quiet import import_tensorflow; import_tensorflow()
 import keras
-src, dst, layer = sys.argv[1], sys.argv[2], sys.argv[3]
-model = keras.models.load_model(src, compile=False)
-target = model.get_layer("backbone").get_layer(layer)
-rng = np.random.default_rng(len(layer))  # the same tuning in every file of a group
-target.set_weights([w + 0.01 * rng.standard_normal(w.shape).astype(w.dtype)
-                    for w in target.get_weights()])
-model.save(dst)
+layer, pairs = sys.argv[1], sys.argv[2:]
+for src, dst in zip(pairs[::2], pairs[1::2]):
+    model = keras.models.load_model(src, compile=False)
+    target = model.get_layer("backbone").get_layer(layer)
+    rng = np.random.default_rng(len(layer))  # the same tuning in every file of a group
+    target.set_weights([w + 0.01 * rng.standard_normal(w.shape).astype(w.dtype)
+                        for w in target.get_weights()])
+    model.save(dst)
 """
 
 EXPORT = """
@@ -91,10 +92,10 @@ def fleet(n: int, folder: Path, shares: tuple[float, float], backbone: str
     for kind, chosen in (("B", examples.paths[n_a: n_a + n_b]),
                          ("C", examples.paths[n_a + n_b:])):
         (folder / kind).mkdir()
-        for path in chosen:
-            target = folder / kind / f"{path.stem}_{kind}.keras"
-            _measure.run_child(VARIANT, str(path), str(target), TUNED[backbone][kind])
-            groups[kind].append(target)
+        pairs = [(path, folder / kind / f"{path.stem}_{kind}.keras") for path in chosen]
+        _measure.run_child(VARIANT, TUNED[backbone][kind],
+                           *[str(p) for pair in pairs for p in pair])
+        groups[kind] = [target for _, target in pairs]
     return groups
 
 

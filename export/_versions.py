@@ -119,7 +119,7 @@ def staging(base: Path, version: int) -> Iterator[Path]:
         _clean_up(temp, [] if published else created)
 
 
-def _clean_up(temp: Path, created: list[Path], seconds: float = 3.0) -> None:
+def _clean_up(temp: Path, created: list[Path], seconds: float = 10.0) -> None:
     """Remove ``temp`` and the folders in ``created`` that are left empty (the BASE and parents
     an unpublished export made). Again for up to ``seconds`` while they are still there: after
     an interrupt TensorFlow's file threads may still add a file to ``temp``."""
