@@ -17,26 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from headswitch import _quiet
+
 from ._errors import ExportError
 
 SERVING_IMAGE = "tensorflow/serving:2.19.1"
 TF_TEXT_IN_SERVING = "2.12.1"
-TF_TEXT_OPS = frozenset({
-    "CaseFoldUTF8", "ConstrainedSequence", "FastBertNormalize",
-    "FastWordpieceTokenizeWithOffsets", "FindSourceOffsets", "MaxSpanningTree", "NormalizeUTF8",
-    "NormalizeUTF8WithOffsetsMap", "PhraseTokenize", "RegexSplitWithOffsets", "RougeL",
-    "SentenceFragments", "SentenceFragmentsV2", "SentencepieceDetokenizeOp",
-    "SentencepieceIdToStringOp", "SentencepieceOp", "SentencepieceStringToIdOp",
-    "SentencepieceTokenizeOp", "SentencepieceTokenizeWithOffsetsOp", "SentencepieceVocabSizeOp",
-    "SplitMergeTokenizeWithOffsets", "TFText>BoiseTagsToOffsets", "TFText>ByteSplitByOffsets",
-    "TFText>ByteSplitWithOffsets", "TFText>FastSentencepieceDetokenize",
-    "TFText>FastSentencepieceTokenize", "TFText>FastWordpieceDetokenize",
-    "TFText>NgramsStringJoin", "TFText>OffsetsToBoiseTags", "TFText>PhraseDetokenize",
-    "TFText>RoundRobinGenerateMasks", "TFText>RoundRobinTrim",
-    "TFText>WhitespaceTokenizeWithOffsetsV2", "TokenizerFromLogits",
-    "UnicodeScriptTokenizeWithOffsets", "WhitespaceTokenizeWithOffsets",
-    "WordpieceTokenizeWithOffsets",
-})
+# TF Text 2.19's ops (``headswitch._quiet``) but the one TF Text 2.12.1 lacks.
+TF_TEXT_OPS = _quiet.TF_TEXT_OPS - {"TFText>Utf8Binarize"}
 PYTHON_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 
 
