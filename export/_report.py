@@ -102,6 +102,11 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def _backbone_cell(backbone: dict[str, Any]) -> str:
+    n = len(backbone["tasks"])
+    return f"{backbone['id']}: {n} task{'' if n == 1 else 's'} up to {backbone['split_layer']!r}"
+
+
 def render(report: ExportReport, console: Any) -> None:
     from rich.table import Table
 
@@ -144,8 +149,7 @@ def render(report: ExportReport, console: Any) -> None:
          f"{len(report.tasks)} ({stacked} stacked, {len(report.tasks) - stacked} generic)"),
         ("split layer", f"{report.split_layer} ({report.split_mode})")
         if len(report.backbones) <= 1 else
-        ("backbones", "; ".join(f"{b['id']}: {len(b['tasks'])} tasks up to {b['split_layer']!r}"
-                                for b in report.backbones)),
+        ("backbones", "; ".join(map(_backbone_cell, report.backbones))),
         ("worst |merged - original|" if since is None else
          "worst |merged - file or previous version|",
          f"{report.max_abs_diff:.2e} (limit 1e-05)"),
