@@ -31,7 +31,7 @@ from headswitch._manifest import (
 )
 from headswitch.contract import ASSETS_EXTRA, SIGNATURE_INPUTS, TASK_REMOVED
 
-from . import _regression, _verify, _versions, _warmup
+from . import _formats, _regression, _verify, _versions, _warmup
 from ._backbones import saved
 from ._collect import Task
 from ._errors import ExportError
@@ -136,7 +136,8 @@ def publish(release: Release) -> ExportReport:
         assets_extra = staged / ASSETS_EXTRA
         _warmup.write_warmup(assets_extra, records)
         loaded = tf.saved_model.load(str(staged))  # the real loader, once for every check
-        worst = _check(release, loaded, version)
+        notices: list[str] = []
+        worst = _check(release, loaded, version, notices)
         _verify.replay_warmup(loaded, records)
         results, heads = _store_heads(release, loaded, assets_extra, version, worst)
         backbones = release.backbone(assets_extra, loaded)
@@ -156,6 +157,7 @@ def publish(release: Release) -> ExportReport:
         max_abs_diff=max([0.0, *worst.values()]), seconds=time.perf_counter() - release.started,
         tensorflow_version=tf.__version__, features_dtype=backbone.features_dtype,
         non_core_ops=non_core_ops,
+        notices=notices,
         previous_version=previous.version if previous is not None else None,
         removed=[{"id": t.id, "name": t.name, "version": version}
                  for t in release.lineage.removed_now],
@@ -167,17 +169,28 @@ def publish(release: Release) -> ExportReport:
                    for b in backbones])
 
 
-def _check(release: Release, loaded: Any, version: int) -> dict[int, float]:
+def _check(release: Release, loaded: Any, version: int, notices: list[str]
+           ) -> dict[int, float]:
     """Every task's largest score difference: fresh heads against their model files, kept heads
     against the previous version (which also checks that removed ids answer so)."""
     worst: dict[int, float] = {}
     fresh = release.fresh
     if fresh:
+        def variation(bad: list[int]) -> list[float]:  # read those files again: a rare path
+            tasks = [fresh[t].task for t in bad]
+            found: dict[int, float] = {}
+            for source in {id(t.source): t.source for t in tasks}.values():
+                mine = [t for t in tasks if t.source is source]
+                original = _formats.load(source, unsafe=release.unsafe).original
+                found.update(zip(map(id, mine), _verify.own_variation(
+                    original, release.texts, [t.output_index for t in mine])))
+            return [found[id(t)] for t in tasks]
+
         diffs = _verify.check_merged(
             loaded, [f.entry.name for f in fresh], [f.task.expected for f in fresh],
             release.texts, labels=[f.entry.labels for f in fresh],
             tolerated=[f.task.tolerated for f in fresh], tolerance=release.tolerance,
-            ids=[f.entry.task_id for f in fresh])
+            ids=[f.entry.task_id for f in fresh], variation=variation, notices=notices)
         worst.update((f.entry.task_id, w) for f, w in zip(fresh, diffs))
     previous = release.lineage.previous
     if previous is not None:

@@ -87,6 +87,9 @@ class ExportReport:
     # every backbone: id, split_layer, fingerprint, saved_bytes, tasks (the fields above
     # split_layer, backbone_bytes, backbone_fingerprint, features_dtype are the first one's)
     backbones: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # what the user should know although the export went on (e.g. a task accepted within its
+    # original's own float32 variation)
+    notices: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -176,3 +179,5 @@ def render(report: ExportReport, console: Any) -> None:
     for name, value in rows:
         summary.add_row(name, value)
     console.print(summary)
+    for notice in report.notices:
+        console.print(f"notice: {notice}", highlight=False, markup=False)

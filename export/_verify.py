@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,21 @@ from ._errors import ExportError
 from ._graph import vocabularies
 
 ATOL = 1e-5
+# A task above ATOL still passes when its difference stays within this many times the original
+# model's own float32 variation (its answers one text at a time against the whole batch): the
+# merged model computes the same function in another summation order, and a head with large
+# weights turns that order's rounding into differences the original shows against itself.
+VARIATION_FACTOR = 4.0
+
+
+def own_variation(original: Callable[[list[str]], list[npt.NDArray[Any]]], texts: list[str],
+                  outputs: list[int]) -> list[float]:
+    """How far an original model's answers move when each text runs alone instead of in the
+    batch: the float32 rounding noise of the model itself, per output (task) asked for."""
+    batch = original(texts)
+    alone = [original([text]) for text in texts]
+    return [max(float(np.max(np.abs(batch[k][i].astype(np.float64) - one[k][0])))
+                for i, one in enumerate(alone)) for k in outputs]
 
 
 def probe_texts(backbone_ops: list[Any], seed: int = 0) -> list[str]:
@@ -44,7 +60,9 @@ def probe_texts(backbone_ops: list[Any], seed: int = 0) -> list[str]:
 def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]], texts: list[str],
                  seed: int = 0, labels: list[list[str]] | None = None,
                  tolerated: list[float] | None = None, tolerance: float = 0.0,
-                 ids: list[int] | None = None) -> list[float]:
+                 ids: list[int] | None = None,
+                 variation: Callable[[list[int]], list[float]] | None = None,
+                 notices: list[str] | None = None) -> list[float]:
     """Run one mixed-task batch through both predict signatures of the loaded model; return the
     worst absolute difference per task and raise if any exceeds ATOL. Also checks that no
     example reports an error, padding scores are 0, and ``top_score``/``top_label`` name the
@@ -53,7 +71,11 @@ def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]]
     ``ids``: the tasks' ids (default ``0..n-1``); the tasks checked may be some of the model's.
 
     ``tolerated[t]``: the largest backbone weight difference that ``--tolerance`` let through
-    for task t (the merged model runs the first model's backbone for every task)."""
+    for task t (the merged model runs the first model's backbone for every task).
+
+    ``variation(tasks)``: the originals' own float32 variation (``own_variation``) for tasks
+    above ATOL; a task within ``VARIATION_FACTOR`` times it passes, with a line in
+    ``notices``."""
     import tensorflow as tf
 
     n, p = len(names), len(texts)
@@ -102,8 +124,21 @@ def check_merged(loaded: Any, names: list[str], expected: list[npt.NDArray[Any]]
                 raise fail(signature, t, f"top_label {top_label[row].decode()!r} is not the "
                            f"original's best class {labels[t][int(np.argmax(want))]!r}")
     bad = [t for t in range(n) if not worst[t] <= ATOL]
+    noise: dict[int, float] = {}
+    if bad and variation is not None and not (tolerated and any(tolerated[t] > 0 for t in bad)):
+        noise = dict(zip(bad, variation(bad)))
+        within = [t for t in bad if worst[t] <= VARIATION_FACTOR * noise[t]]
+        if notices is not None:
+            notices.extend(
+                f"task {names[t]!r}: the merged model differs from the original by "
+                f"{worst[t]:.3g} (above {ATOL}), within float32 rounding: the original itself "
+                f"moves by {noise[t]:.3g} when a text runs alone instead of in a batch "
+                f"(its head's large weights amplify summation order)" for t in within)
+        bad = [t for t in bad if t not in within]
     if bad:
-        listed = ", ".join(f"{names[t]} ({worst[t]:.3g})" for t in bad[:10])
+        listed = ", ".join(f"{names[t]} ({worst[t]:.3g}" + (
+            f"; the original's own variation {noise[t]:.3g}" if t in noise else "") + ")"
+            for t in bad[:10])
         message = (f"verification failed: the merged model differs from the originals by more "
                    f"than {ATOL} for {len(bad)} task(s): {listed}")
         loosened = [t for t in bad if tolerated and tolerated[t] > 0]
