@@ -13,11 +13,11 @@ import numpy as np
 import orjson
 
 from headswitch import contract as c
+from headswitch.tasks import TaskList
 
 from . import _fs
 from ._errors import ScoreError
 from ._rows import Columns, Row, RowError, json_line
-from ._tasks import TaskTable
 
 _MODEL_FILE = "saved_model.pb"
 _WITHOUT_LAST = itemgetter(slice(None, -1))  # a JSON object line without its closing brace
@@ -90,7 +90,7 @@ class Prepared(NamedTuple):
     raws: list[bytes | None]
 
 
-def prepare(rows: Sequence[Row], tasks: TaskTable,
+def prepare(rows: Sequence[Row], tasks: TaskList,
             raws: Sequence[bytes | None] | None = None) -> Prepared:
     """Check each row's task against the task table and encode its text; refused rows become
     errors here, so they never reach the model."""
@@ -102,14 +102,16 @@ def prepare(rows: Sequence[Row], tasks: TaskTable,
     errors: list[RowError] = []
     kept: list[bytes | None] = []
     raw_of = raws if raws is not None else [None] * len(rows)
-    resolve = tasks.resolve
-    known: dict[int | str, int | str] = {}  # a batch names few distinct tasks
+    find = tasks.find
+    known: dict[int | str, int] = {}  # a batch names few distinct tasks; -1: no task
     for row, raw in zip(rows, raw_of):
         task_id = known.get(row.task)
         if task_id is None:
-            task_id = known[row.task] = resolve(row.task)
-        if type(task_id) is not int:
-            errors.append(RowError(row.source, row.line, "unknown_task", str(task_id), row.fields))
+            found = find(row.task)
+            task_id = known[row.task] = -1 if found is None else found
+        if task_id < 0:
+            errors.append(RowError(row.source, row.line, "unknown_task", tasks.unknown(row.task),
+                                   row.fields))
             continue
         try:
             text = row.text.encode("utf-8")
@@ -124,7 +126,7 @@ def prepare(rows: Sequence[Row], tasks: TaskTable,
     return Prepared(good, texts, ids, errors, kept)
 
 
-def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, tasks: TaskList,
                   with_scores: bool, *, in_place: bool = False) -> dict[str, Any] | RowError:
     """The output line of row ``i`` of a model call: the row's own fields, ``top_label``,
     ``top_score``, and with ``with_scores`` the task's ``scores`` and ``labels``. With
@@ -137,9 +139,9 @@ def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, task
     record["top_label"] = predictions.top_label[i].decode("utf-8", "replace")
     record["top_score"] = float(predictions.top_score[i])
     if with_scores:
-        k = tasks.num_classes[task_id]
-        record["scores"] = predictions.scores[i, :k].tolist()
-        record["labels"] = list(tasks.labels[task_id])
+        task = tasks.by_id[task_id]
+        record["scores"] = predictions.scores[i, :task.num_classes].tolist()
+        record["labels"] = list(task.labels)
     return record
 
 
@@ -155,27 +157,27 @@ def _model_message(message: str) -> str:
     return (useful or lines or ["the model refused this row"])[0]
 
 
-def _prepare_columns(rows: Columns, tasks: TaskTable) -> Prepared:
+def _prepare_columns(rows: Columns, tasks: TaskList) -> Prepared:
     """``prepare`` for rows read as columns: their tasks are ints and strings (see
     ``_columns``), looked up at once; their texts are encoded already."""
-    lookup = tasks.ids.get
+    lookup = tasks.refs.get
     ids = [lookup(task, -1) for task in rows.tasks]
     if -1 not in ids:
         return Prepared(rows, rows.texts, ids, [], rows.raws)
     refused: list[RowError] = []
     for k in [k for k, task_id in enumerate(ids) if task_id < 0]:
-        found = tasks.resolve(rows.tasks[k])  # " 2 ", or the reason it is no task
-        if type(found) is int:
+        found = tasks.find(rows.tasks[k])  # " 2 ", or no task
+        if found is not None:
             ids[k] = found
         else:
-            refused.append(RowError(rows.source, rows.numbers[k], "unknown_task", str(found),
-                                    rows.items[k]))
+            refused.append(RowError(rows.source, rows.numbers[k], "unknown_task",
+                                    tasks.unknown(rows.tasks[k]), rows.items[k]))
     keep = [k for k, task_id in enumerate(ids) if task_id >= 0]
     good = rows.select(keep)
     return Prepared(good, good.texts, [ids[k] for k in keep], refused, good.raws)
 
 
-def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
+def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskList,
                  with_scores: bool) -> tuple[bytes, int, list[RowError]]:
     """The output lines of one model call's rows, in order, as one block (each line ends with
     a newline), their number, and the rows the model refused. A row given as a JSON object line
@@ -208,16 +210,16 @@ def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
     return b"".join(line + b"\n" for line in lines), len(lines), refused
 
 
-def _scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+def _scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskList,
                  with_scores: bool) -> bytes:
     dumps = orjson.dumps
     tail = (b',"top_label":' + dumps(predictions.top_label[i].decode("utf-8", "replace"))
             + b',"top_score":'
             + dumps(float(predictions.top_score[i])))
     if with_scores:
-        k = tasks.num_classes[task_id]
-        tail += (b',"scores":' + dumps(predictions.scores[i, :k].tolist()) + b',"labels":'
-                 + dumps(list(tasks.labels[task_id])))
+        task = tasks.by_id[task_id]
+        tail += (b',"scores":' + dumps(predictions.scores[i, :task.num_classes].tolist())
+                 + b',"labels":' + dumps(list(task.labels)))
     return raw.rstrip()[:-1] + tail + b"}"
 
 
@@ -288,8 +290,8 @@ class Scorer:
                 hint="export the task models with `headswitch export`")
         self._has_error = c.OUTPUT_ERROR in outputs
         table = signatures[c.SIGNATURE_TASKS](**{c.INPUT_UNUSED: tf.constant([0], tf.int32)})
-        self.tasks = TaskTable.from_outputs({k: v.numpy() for k, v in table.items()})
-        self.width = max(self.tasks.num_classes, default=0)
+        self.tasks = TaskList.from_columns(*(table[k].numpy()[0] for k in c.TASKS_OUTPUTS))
+        self.width = max((task.num_classes for task in self.tasks), default=0)
 
     def _call(self, texts: Sequence[bytes], task_ids: Sequence[int]) -> Predictions:
         tf = self._tf

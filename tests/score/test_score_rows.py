@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from headswitch.score import Row, RowError, RowSpec, TaskTable
+from headswitch.score import Row, RowError, RowSpec
 from headswitch.score._rows import detect_format, json_line, open_decompressed, read_rows
+from headswitch.tasks import TaskList
 
-TABLE = TaskTable(("topic", "spam", "2019"), (5, 2, 1),
-                  (("a", "b", "c", "d", "e"), ("ham", "spam"), ("x",)),
-                  ("softmax", "softmax", "linear"))
+TABLE = TaskList.from_columns((0, 1, 2), ("topic", "spam", "2019"), (5, 2, 1),
+                              (("a", "b", "c", "d", "e"), ("ham", "spam"), ("x",)),
+                              ("softmax", "softmax", "linear"))
 
 
 def _read(data: bytes, fmt: str = "jsonl", spec: RowSpec | None = None) -> list[Any]:
@@ -96,12 +97,13 @@ def test_tasks_option_scores_each_row_with_every_given_task() -> None:
                                                                  ("spam", "spam", 1)]
 
 
-def test_task_table_resolves_ids_names_and_ids_written_as_text() -> None:
-    assert [TABLE.resolve(t) for t in (0, "spam", "1", " 2 ", "2019")] == [0, 1, 1, 2, 2]
+def test_task_list_finds_ids_names_and_ids_written_as_text() -> None:
+    assert [TABLE.find(t) for t in (0, "spam", "1", " 2 ", "2019")] == [0, 1, 1, 2, 2]
     for bad in (3, -1, "sports", "", "1.0"):
-        reason = TABLE.resolve(bad)
-        assert isinstance(reason, str) and "unknown task" in reason
-        assert "3 tasks: ids 0..2, names topic, spam, 2019" in reason
+        assert TABLE.find(bad) is None
+        reason = TABLE.unknown(bad)
+        assert "unknown task" in reason
+        assert "3 tasks: ids 0, 1, 2, names topic, spam, 2019" in reason
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz", ".bz2"])
