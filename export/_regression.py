@@ -26,7 +26,8 @@ from ._verify import ATOL
 
 CHUNK = 2048  # examples per call at most
 CHUNK_TEXT_BYTES = 1 << 20  # text per call at most: the backbone's memory grows with it
-# (bench/from_bench.py measures the peak RSS of a version of 1000 tasks built --from)
+# (bench/from_bench.py measures the peak RSS of a version of 1000 tasks built --from:
+# bench/results/from-1000.json)
 _SHOWN = 10
 
 

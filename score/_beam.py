@@ -36,7 +36,9 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ._errors import ScoreError
+from ._input import COMPRESSED, detect_format, open_decompressed, read_chunks, split_lines
 from ._job import RUNNERS, ScoreOptions, Summary
+from ._jsonl import Columns
 from ._model import (
     Scorer,
     cores,
@@ -46,16 +48,8 @@ from ._model import (
     scored_lines,
     scored_record,
 )
-from ._rows import (
-    COMPRESSED,
-    Columns,
-    Row,
-    detect_format,
-    json_line,
-    open_decompressed,
-    read_chunks,
-    split_lines,
-)
+from ._rows import Row
+from ._write import json_line
 
 NAMESPACE = "headswitch"
 ERRORS = "errors"

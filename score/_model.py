@@ -17,7 +17,9 @@ from headswitch.tasks import TaskList
 
 from . import _fs
 from ._errors import ScoreError
-from ._rows import Columns, Row, RowError, json_line
+from ._jsonl import Columns
+from ._rows import Row, RowError
+from ._write import json_line
 
 _MODEL_FILE = "saved_model.pb"
 _WITHOUT_LAST = itemgetter(slice(None, -1))  # a JSON object line without its closing brace
@@ -232,10 +234,9 @@ def cores() -> int:
 
 def op_threads_for(calls: int) -> int:
     """TensorFlow threads per op when ``calls`` model calls run at once: the cores shared out.
-    For throughput, concurrent calls on one thread each beat calls that split every op over all
-    cores: 2 cores, batches of 256, the example model, Python: 2 calls x 1 thread scored
-    ~400k rows/s, 2 calls x 2 threads 235k to 314k, 1 call x 2 threads (TensorFlow's default)
-    142k to 206k."""
+    For throughput, concurrent calls on one thread each scored more rows than calls that split
+    every op over all cores (TensorFlow's default) when this was chosen; the pipeline's rate is
+    measured by ``bench/score_bench.py``: ``bench/results/score.md``."""
     return max(1, cores() // max(1, calls))
 
 
