@@ -100,13 +100,13 @@ class _Pipeline:
 
     def read(self) -> None:
         """Chunks of rows from the reader -> checked batches."""
-        tasks = self.scorer.tasks
+        tasks, why = self.scorer.tasks, self.scorer.why_unknown
         sequence = 0
         while (item := self.reader.next()) is not None:
             chunk, self.progress.bytes_read = item
             if chunk is None:
                 continue
-            self._put(self.to_model, (sequence, prepare(chunk.rows, tasks, chunk.raws),
+            self._put(self.to_model, (sequence, prepare(chunk.rows, tasks, chunk.raws, why),
                                       chunk.errors, chunk.read))
             sequence += 1
         for _ in range(self.threads):

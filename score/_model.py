@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -93,11 +93,13 @@ class Prepared(NamedTuple):
 
 
 def prepare(rows: Sequence[Row], tasks: TaskList,
-            raws: Sequence[bytes | None] | None = None) -> Prepared:
-    """Check each row's task against the task table and encode its text; refused rows become
-    errors here, so they never reach the model."""
+            raws: Sequence[bytes | None] | None = None,
+            why: Callable[[int | str], str] | None = None) -> Prepared:
+    """Check each row's task against the task list and encode its text; refused rows become
+    errors here, so they never reach the model. ``why``: the reason given for a task that is
+    none of the list's (``Scorer.why_unknown``; by default the list's own message)."""
     if type(rows) is Columns:
-        return _prepare_columns(rows, tasks)
+        return _prepare_columns(rows, tasks, why or tasks.unknown)
     good: list[Row] = []
     texts: list[bytes] = []
     ids: list[int] = []
@@ -112,8 +114,8 @@ def prepare(rows: Sequence[Row], tasks: TaskList,
             found = find(row.task)
             task_id = known[row.task] = -1 if found is None else found
         if task_id < 0:
-            errors.append(RowError(row.source, row.line, "unknown_task", tasks.unknown(row.task),
-                                   row.fields))
+            errors.append(RowError(row.source, row.line, "unknown_task",
+                                   (why or tasks.unknown)(row.task), row.fields))
             continue
         try:
             text = row.text.encode("utf-8")
@@ -159,7 +161,8 @@ def _model_message(message: str) -> str:
     return (useful or lines or ["the model refused this row"])[0]
 
 
-def _prepare_columns(rows: Columns, tasks: TaskList) -> Prepared:
+def _prepare_columns(rows: Columns, tasks: TaskList, why: Callable[[int | str], str]
+                     ) -> Prepared:
     """``prepare`` for rows read as columns: their tasks are ints and strings (see
     ``_columns``), looked up at once; their texts are encoded already."""
     lookup = tasks.refs.get
@@ -173,7 +176,7 @@ def _prepare_columns(rows: Columns, tasks: TaskList) -> Prepared:
             ids[k] = found
         else:
             refused.append(RowError(rows.source, rows.numbers[k], "unknown_task",
-                                    tasks.unknown(rows.tasks[k]), rows.items[k]))
+                                    why(rows.tasks[k]), rows.items[k]))
     keep = [k for k, task_id in enumerate(ids) if task_id >= 0]
     good = rows.select(keep)
     return Prepared(good, good.texts, [ids[k] for k in keep], refused, good.raws)
@@ -293,6 +296,39 @@ class Scorer:
         table = signatures[c.SIGNATURE_TASKS](**{c.INPUT_UNUSED: tf.constant([0], tf.int32)})
         self.tasks = TaskList.from_columns(*(table[k].numpy()[0] for k in c.TASKS_OUTPUTS))
         self.width = max((task.num_classes for task in self.tasks), default=0)
+        self._by_name = signatures.get(c.SIGNATURE_NAMES)
+        self._why: dict[int | str, str] = {}
+
+    def why_unknown(self, task: int | str) -> str:
+        """Why ``task`` (none of the task list's) is refused: the model's own message for a
+        removed task ("task 2 ('spam') was removed in version 2"), else the task list's. Asked
+        of the model once per task."""
+        reason = self._why.get(task)
+        if reason is None:
+            reason = self._why[task] = self._removal(task) or self.tasks.unknown(task)
+        return reason
+
+    def _removal(self, task: int | str) -> str:
+        """The model's message for ``task`` if it says the task was removed, else ""."""
+        tf = self._tf
+        number = task if isinstance(task, int) else (
+            int(task.strip()) if task.strip().lstrip("+-").isdigit() else None)
+        try:
+            if number is not None:
+                if not -(1 << 31) <= number < 1 << 31 or not self._has_error:
+                    return ""
+                out = self._predict(**{c.INPUT_TEXT: tf.constant([b""]),
+                                       c.INPUT_TASK_ID: tf.constant([number], tf.int32)})
+            elif self._by_name is not None:
+                out = self._by_name(**{c.INPUT_TEXT: tf.constant([b""]),
+                                       c.INPUT_TASK: tf.constant([str(task).encode()])})
+            else:
+                return ""
+        except tf.errors.OpError:
+            return ""
+        errors = out.get(c.OUTPUT_ERROR)
+        message = "" if errors is None else errors.numpy()[0].decode("utf-8", "replace")
+        return message if c.TASK_REMOVED in message else ""
 
     def _call(self, texts: Sequence[bytes], task_ids: Sequence[int]) -> Predictions:
         tf = self._tf
