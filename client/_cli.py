@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description=(
             "Send (text, task) pairs to a served headswitch model and print a table of "
             "predictions (or JSON lines with --json). Texts come from the command line with "
-            "--task, or from a JSON lines file of {\"text\": ..., \"task\": ...} objects."
+            "--task, or from a JSON lines file of {\"text\": ..., \"task\": ...} objects: "
+            "every good line is answered, each bad one (not JSON, a removed or unknown task) "
+            "is reported on stderr with its line and reason (as JSON error rows with --json, "
+            "like `headswitch score`'s), and the exit status is then 1."
         ),
     )
     target = parser.add_mutually_exclusive_group()
