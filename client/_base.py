@@ -12,7 +12,6 @@ from typing import Any, Generic, TypeVar
 
 from . import _retry
 from ._core import (
-    Catalogue,
     Options,
     Prepared,
     Row,
@@ -23,12 +22,15 @@ from ._core import (
     build_predictions,
     check_rows,
     example_errors,
+    knows_ids,
     removal_messages,
+    resolve_refs,
     split,
+    unknown_names_error,
 )
 from ._errors import HeadswitchError
 from ._retry import Deadline
-from ._types import ModelMetadata, ModelStatus, Prediction, TaskInfo
+from ._types import ModelMetadata, ModelStatus, Prediction, TaskInfo, TaskList
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -50,7 +52,7 @@ class _Base(Generic[P]):
 
     def __init__(self, options: Options, tasks: Iterable[TaskInfo] | None) -> None:
         self._options = options
-        self._catalogue: Catalogue | None = None if tasks is None else Catalogue(tasks)
+        self._catalogue: TaskList | None = None if tasks is None else TaskList(tasks)
 
     @property
     def model(self) -> str:
@@ -70,7 +72,7 @@ class _Base(Generic[P]):
         items = as_texts(texts)
         return items, as_task_refs(task, len(items))
 
-    def _unknown_ids(self, catalogue: Catalogue, ids: Sequence[int]) -> HeadswitchError:
+    def _unknown_ids(self, catalogue: TaskList, ids: Sequence[int]) -> HeadswitchError:
         missing = sorted({i for i in ids if i not in catalogue.by_id})
         return HeadswitchError(
             "INTERNAL",
@@ -117,12 +119,12 @@ class SyncClient(_Base[P]):
             return []
         limit = self._deadline(deadline)
         catalogue = self._catalogue or self._refresh(None, limit)
-        ids, unknown = catalogue.resolve(refs)
+        ids, unknown = resolve_refs(catalogue, refs)
         if unknown:  # the served model may have changed since the list was read
             catalogue = self._refresh(catalogue, limit)
-            ids, unknown = catalogue.resolve(refs)
+            ids, unknown = resolve_refs(catalogue, refs)
             if unknown:
-                raise catalogue.unknown_names_error(unknown, self._removed(unknown, limit))
+                raise unknown_names_error(catalogue, unknown, self._removed(unknown, limit))
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = self._call(partial(self._predict_once, payload), limit)
@@ -131,17 +133,17 @@ class SyncClient(_Base[P]):
             if error is not None:
                 raise error
             rows.extend(part)
-        if not catalogue.knows_ids(ids):
+        if not knows_ids(catalogue, ids):
             catalogue = self._refresh(catalogue, limit)
-            if not catalogue.knows_ids(ids):
+            if not knows_ids(catalogue, ids):
                 raise self._unknown_ids(catalogue, ids)
         return build_predictions(items, ids, rows, catalogue)
 
     def tasks(self, *, deadline: DeadlineArg = UNSET) -> list[TaskInfo]:
         """The served model's tasks (read again, and remembered for name lookups)."""
-        catalogue = Catalogue(self._call(self._tasks_once, self._deadline(deadline)))
+        catalogue = TaskList(self._call(self._tasks_once, self._deadline(deadline)))
         self._catalogue = catalogue
-        return list(catalogue.tasks)
+        return list(catalogue)
 
     def status(self, *, deadline: DeadlineArg = UNSET) -> ModelStatus:
         return self._call(self._status_once, self._deadline(deadline))
@@ -164,10 +166,10 @@ class SyncClient(_Base[P]):
             return {}
         return removal_messages(names, rows)
 
-    def _refresh(self, stale: Catalogue | None, deadline: Deadline) -> Catalogue:
+    def _refresh(self, stale: TaskList | None, deadline: Deadline) -> TaskList:
         with self._lock:  # one request however many threads need the list
             if self._catalogue is None or self._catalogue is stale:
-                self._catalogue = Catalogue(self._call(self._tasks_once, deadline))
+                self._catalogue = TaskList(self._call(self._tasks_once, deadline))
             return self._catalogue
 
     def __enter__(self: C) -> C:  # noqa: PYI019
@@ -219,12 +221,12 @@ class AsyncClient(_Base[P]):
             return []
         limit = self._deadline(deadline)
         catalogue = self._catalogue or await self._refresh(None, limit)
-        ids, unknown = catalogue.resolve(refs)
+        ids, unknown = resolve_refs(catalogue, refs)
         if unknown:
             catalogue = await self._refresh(catalogue, limit)
-            ids, unknown = catalogue.resolve(refs)
+            ids, unknown = resolve_refs(catalogue, refs)
             if unknown:
-                raise catalogue.unknown_names_error(unknown, await self._removed(unknown, limit))
+                raise unknown_names_error(catalogue, unknown, await self._removed(unknown, limit))
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = await self._call(partial(self._predict_once, payload), limit)
@@ -233,17 +235,17 @@ class AsyncClient(_Base[P]):
             if error is not None:
                 raise error
             rows.extend(part)
-        if not catalogue.knows_ids(ids):
+        if not knows_ids(catalogue, ids):
             catalogue = await self._refresh(catalogue, limit)
-            if not catalogue.knows_ids(ids):
+            if not knows_ids(catalogue, ids):
                 raise self._unknown_ids(catalogue, ids)
         return build_predictions(items, ids, rows, catalogue)
 
     async def tasks(self, *, deadline: DeadlineArg = UNSET) -> list[TaskInfo]:
         """The served model's tasks (read again, and remembered for name lookups)."""
-        catalogue = Catalogue(await self._call(self._tasks_once, self._deadline(deadline)))
+        catalogue = TaskList(await self._call(self._tasks_once, self._deadline(deadline)))
         self._catalogue = catalogue
-        return list(catalogue.tasks)
+        return list(catalogue)
 
     async def status(self, *, deadline: DeadlineArg = UNSET) -> ModelStatus:
         return await self._call(self._status_once, self._deadline(deadline))
@@ -268,12 +270,12 @@ class AsyncClient(_Base[P]):
             return {}
         return removal_messages(names, rows)
 
-    async def _refresh(self, stale: Catalogue | None, deadline: Deadline) -> Catalogue:
+    async def _refresh(self, stale: TaskList | None, deadline: Deadline) -> TaskList:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one request however many tasks need the list
             if self._catalogue is None or self._catalogue is stale:
-                self._catalogue = Catalogue(await self._call(self._tasks_once, deadline))
+                self._catalogue = TaskList(await self._call(self._tasks_once, deadline))
             return self._catalogue
 
     async def __aenter__(self: A) -> A:  # noqa: PYI019

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from headswitch.contract import TASK_REMOVED
+from headswitch.tasks import TaskList
 
 from ._chunking import encode_all, plan
 from ._errors import HeadswitchError, client_error
@@ -18,15 +19,12 @@ from ._types import (
     ModelStatus,
     Prediction,
     SignatureInfo,
-    TaskInfo,
     TensorInfo,
     VersionStatus,
 )
 
 TaskRef = int | str
 TaskArg = int | str | Sequence[TaskRef]
-
-_MAX_NAMES_SHOWN = 10
 
 P = TypeVar("P")
 P_co = TypeVar("P_co", covariant=True)
@@ -139,50 +137,41 @@ def as_task_refs(task: TaskArg, count: int) -> list[TaskRef]:
 # ------------------------------------------------------------------------------------ tasks
 
 
-class Catalogue:
-    """The served model's task list, by id and by name."""
+def resolve_refs(tasks: TaskList, refs: Sequence[TaskRef]
+                 ) -> tuple[list[int], list[tuple[int, str]]]:
+    """Task ids, and the (index, name) of names the list does not know. Ids are passed
+    through as they are: the server checks them (and says which were removed)."""
+    by_name = tasks.by_name
+    ids: list[int] = []
+    unknown: list[tuple[int, str]] = []
+    for i, ref in enumerate(refs):
+        if isinstance(ref, int):
+            ids.append(ref)
+        elif ref in by_name:
+            ids.append(by_name[ref].id)
+        else:
+            ids.append(-1)
+            unknown.append((i, ref))
+    return ids, unknown
 
-    def __init__(self, tasks: Iterable[TaskInfo]) -> None:
-        self.tasks = list(tasks)
-        self.by_id = {t.id: t for t in self.tasks}
-        self.by_name = {t.name: t for t in self.tasks}
 
-    def resolve(self, refs: Sequence[TaskRef]) -> tuple[list[int], list[tuple[int, str]]]:
-        """Task ids, and the (index, name) of names this list does not know. Ids are passed
-        through as they are: the server checks them."""
-        ids: list[int] = []
-        unknown: list[tuple[int, str]] = []
-        for i, ref in enumerate(refs):
-            if isinstance(ref, int):
-                ids.append(ref)
-            elif ref in self.by_name:
-                ids.append(self.by_name[ref].id)
-            else:
-                ids.append(-1)
-                unknown.append((i, ref))
-        return ids, unknown
+def knows_ids(tasks: TaskList, ids: Iterable[int]) -> bool:
+    by_id = tasks.by_id
+    return all(i in by_id for i in ids)
 
-    def knows_ids(self, ids: Iterable[int]) -> bool:
-        return all(i in self.by_id for i in ids)
 
-    def unknown_names_error(self, unknown: list[tuple[int, str]],
-                            removed: Mapping[str, str] | None = None) -> HeadswitchError:
-        """The error for names this list does not have; ``removed``: the model's message for
-        names of removed tasks (see ``removal_messages``)."""
-        index, name = unknown[0]
-        more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
-        if removed and name in removed:
-            return client_error(f"{removed[name]} (text {index}, task {name!r}){more}",
-                                index=index, task=name)
-        names = [t.name for t in self.tasks]
-        shown = ", ".join(names[:_MAX_NAMES_SHOWN]) + (", ..." if len(names) > _MAX_NAMES_SHOWN
-                                                        else "")
-        return client_error(
-            f"unknown task name {name!r} for text {index}{more}; valid names, "
-            f"{len(names)} tasks: {shown}",
-            index=index,
-            task=name,
-        )
+def unknown_names_error(tasks: TaskList, unknown: list[tuple[int, str]],
+                        removed: Mapping[str, str] | None = None) -> HeadswitchError:
+    """The error for names the list does not have; ``removed``: the model's message for
+    names of removed tasks (see ``removal_messages``)."""
+    index, name = unknown[0]
+    more = f" (and {len(unknown) - 1} more unknown)" if len(unknown) > 1 else ""
+    if removed and name in removed:
+        return client_error(f"{removed[name]} (text {index}, task {name!r}){more}",
+                            index=index, task=name, reason=removed[name])
+    return client_error(f"unknown task name {name!r} for text {index}{more}; the model has "
+                        f"{tasks.describe()}", index=index, task=name,
+                        reason=tasks.unknown(name))
 
 
 def removal_messages(names: Sequence[str], rows: Sequence[Row]) -> dict[str, str]:
@@ -191,26 +180,13 @@ def removal_messages(names: Sequence[str], rows: Sequence[Row]) -> dict[str, str
     return {name: row[3] for name, row in zip(names, rows) if f" {TASK_REMOVED} " in row[3]}
 
 
-def tasks_from_columns(
-    ids: Sequence[int],
-    names: Sequence[str],
-    num_classes: Sequence[int],
-    labels: Sequence[Sequence[str]],
-    activations: Sequence[str],
-) -> list[TaskInfo]:
-    return [
-        TaskInfo(int(i), name, tuple(row[: int(n)]), act)
-        for i, name, n, row, act in zip(ids, names, num_classes, labels, activations)
-    ]
-
-
 def build_predictions(
-    texts: Sequence[str], ids: Sequence[int], rows: Sequence[Row], catalogue: Catalogue
+    texts: Sequence[str], ids: Sequence[int], rows: Sequence[Row], tasks: TaskList
 ) -> list[Prediction]:
     predictions = []
     for index, (text, task_id, (scores, top_label, top_score, _)) in enumerate(
             zip(texts, ids, rows)):
-        task = catalogue.by_id[task_id]
+        task = tasks.by_id[task_id]
         predictions.append(Prediction(index, text, task_id, task.name, top_label, top_score,
                                       dict(zip(task.labels, scores))))
     return predictions
@@ -219,8 +195,9 @@ def build_predictions(
 def example_errors(rows: Sequence[Row], refs: Sequence[TaskRef], transport: str,
                    offset: int = 0) -> HeadswitchError | None:
     """The model's per-example errors (a bad task id or name) as one INVALID_ARGUMENT error
-    naming the first bad text, or None. The model reports them per example so that one bad
-    example never fails the others merged into the same run by the server's batcher."""
+    naming the first bad text (``details["reason"]``: the model's message for it), or None.
+    The model reports them per example so that one bad example never fails the others merged
+    into the same run by the server's batcher."""
     bad = [i for i, row in enumerate(rows) if row[3]]
     if not bad:
         return None
@@ -231,7 +208,8 @@ def example_errors(rows: Sequence[Row], refs: Sequence[TaskRef], transport: str,
         "INVALID_ARGUMENT",
         f"text {offset + first}, task {ref!r}: {rows[first][3]}{more}",
         transport="rest" if transport == "rest" else "grpc",
-        details={"index": offset + first, "task": ref, "bad_examples": len(bad)},
+        details={"index": offset + first, "task": ref, "bad_examples": len(bad),
+                 "reason": rows[first][3]},
         retryable=False,
     )
 

@@ -16,9 +16,9 @@ from google.protobuf import json_format
 from headswitch import contract as c
 
 from . import _protos as pb
-from ._core import Options, Row, metadata_from_json, status_from_json, tasks_from_columns
+from ._core import Options, Row, metadata_from_json, status_from_json
 from ._errors import HeadswitchError, client_error
-from ._types import ModelMetadata, ModelStatus, TaskInfo
+from ._types import ModelMetadata, ModelStatus, TaskInfo, TaskList
 
 _DT_STRING = pb.DT_STRING
 _DT_INT32 = pb.DT_INT32
@@ -196,8 +196,8 @@ def tasks_from_response(response: Any) -> list[TaskInfo]:
     if len(shape) != 2 or len(label_shape) != 3:
         raise _bad_answer("the tasks answer is not headswitch's")
     n, width = shape[1], label_shape[2]
-    return tasks_from_columns(ids[:n], names[:n], num_classes[:n],
-                              _rows_of(labels[: n * width], width), activations[:n])
+    return list(TaskList.from_columns(ids[:n], names[:n], num_classes[:n],
+                                      _rows_of(labels[: n * width], width), activations[:n]))
 
 
 def status_from_response(model: str, response: Any) -> ModelStatus:

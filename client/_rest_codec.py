@@ -13,9 +13,9 @@ from urllib.parse import quote
 
 from headswitch import contract as c
 
-from ._core import Options, Row, metadata_from_json, status_from_json, tasks_from_columns
+from ._core import Options, Row, metadata_from_json, status_from_json
 from ._errors import HeadswitchError, client_error, code_of_http_status
-from ._types import ModelMetadata, ModelStatus, TaskInfo
+from ._types import ModelMetadata, ModelStatus, TaskInfo, TaskList
 
 _BODY_EXCERPT = 500
 
@@ -171,7 +171,7 @@ def tasks_from_document(document: Any, context: Mapping[str, Any]) -> list[TaskI
     predictions = _predictions(document, context)
     try:
         first = predictions[0]
-        return tasks_from_columns(*(first[name] for name in c.TASKS_OUTPUTS))
+        return list(TaskList.from_columns(*(first[name] for name in c.TASKS_OUTPUTS)))
     except (IndexError, KeyError, TypeError, ValueError) as exc:
         raise _bad_answer(f"the tasks answer is not headswitch's ({exc!r})", context) from exc
 

@@ -6,19 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from headswitch.tasks import TaskInfo, TaskList
 
-@dataclass(frozen=True)
-class TaskInfo:
-    """One task of the served model, as its ``tasks`` signature lists it."""
-
-    id: int
-    name: str
-    labels: tuple[str, ...]
-    activation: str  # softmax, sigmoid, linear or other
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.labels)
+__all__ = ["ModelMetadata", "ModelStatus", "Prediction", "SignatureInfo", "TaskInfo", "TaskList",
+           "TensorInfo", "VersionStatus"]
 
 
 @dataclass(frozen=True)

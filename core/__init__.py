@@ -3,6 +3,7 @@
 The parts live in subpackages so that each installs only what it needs:
 
 - ``headswitch.contract``: the signature, input and output names every part agrees on.
+- ``headswitch.tasks``: a model's task list, read from its ``tasks`` signature.
 - ``headswitch.export``: turn N Keras models into one versioned, task-switching SavedModel.
 - ``headswitch.examples``: build example models that look like a user's.
 - ``headswitch.serving``: an embedded TensorFlow Serving-compatible server.

@@ -19,27 +19,23 @@ import numpy as np
 import numpy.typing as npt
 
 from headswitch import contract as c
+from headswitch.tasks import TaskList
 
 from ._errors import ExportError
 from ._verify import ATOL
 
 CHUNK = 2048  # examples per call at most
 CHUNK_TEXT_BYTES = 1 << 20  # text per call at most: the backbone's memory grows with it
-# (bench/from_bench.py measures the peak RSS of a version of 1000 tasks built --from)
+# (bench/from_bench.py measures the peak RSS of a version of 1000 tasks built --from:
+# bench/results/from-1000.json)
 _SHOWN = 10
 
 
-def _tasks_table(loaded: Any) -> dict[int, tuple[str, tuple[str, ...], str]]:
+def _tasks(loaded: Any) -> TaskList:
     import tensorflow as tf
 
     out = loaded.signatures[c.SIGNATURE_TASKS](**{c.INPUT_UNUSED: tf.constant([0], tf.int32)})
-    ids = out[c.TASKS_OUTPUT_TASK_ID].numpy()[0]
-    names = out[c.TASKS_OUTPUT_NAME].numpy()[0]
-    counts = out[c.TASKS_OUTPUT_NUM_CLASSES].numpy()[0]
-    labels = out[c.TASKS_OUTPUT_LABELS].numpy()[0]
-    kinds = out[c.TASKS_OUTPUT_ACTIVATION].numpy()[0]
-    return {int(i): (n.decode(), tuple(x.decode() for x in labels[k][: counts[k]]), a.decode())
-            for k, (i, n, a) in enumerate(zip(ids, names, kinds))}
+    return TaskList.from_columns(*(out[name].numpy()[0] for name in c.TASKS_OUTPUTS))
 
 
 def _chunks(sizes: list[int]) -> list[tuple[int, int]]:
@@ -89,8 +85,8 @@ def check_kept(previous: Any, new: Any, kept: list[tuple[int, str, int]], texts:
 
     if not kept:
         return []
-    old_table, new_table = _tasks_table(previous), _tasks_table(new)
-    moved = [name for task_id, name, _ in kept if new_table.get(task_id) != old_table[task_id]]
+    old_tasks, new_tasks = _tasks(previous).by_id, _tasks(new).by_id
+    moved = [name for task_id, name, _ in kept if new_tasks.get(task_id) != old_tasks[task_id]]
     if moved:
         raise fail(f"have another id, name, labels or activation than in {before}", moved)
 

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from ._local import run_in_process
     from ._model import ModelLocation, Scorer, locate_model
     from ._rows import Row, RowError, RowSpec
-    from ._tasks import TaskTable
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -33,7 +32,6 @@ __all__ = [
     "ScoreOptions",
     "Scorer",
     "Summary",
-    "TaskTable",
     "locate_model",
     "run_in_process",
 ]
@@ -42,5 +40,5 @@ __getattr__, __dir__ = lazy_names(__name__, {
     "DEFAULT_BATCH_SIZE": "_job", "RUNNERS": "_job", "ScoreOptions": "_job", "Summary": "_job",
     "ModelLocation": "_model", "Scorer": "_model", "locate_model": "_model",
     "Row": "_rows", "RowError": "_rows", "RowSpec": "_rows", "ScoreError": "_errors",
-    "TaskTable": "_tasks", "run_in_process": "_local",
+    "run_in_process": "_local",
 }, globals())

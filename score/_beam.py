@@ -36,7 +36,9 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ._errors import ScoreError
+from ._input import COMPRESSED, detect_format, open_decompressed, read_chunks, split_lines
 from ._job import RUNNERS, ScoreOptions, Summary
+from ._jsonl import Columns
 from ._model import (
     Scorer,
     cores,
@@ -46,16 +48,8 @@ from ._model import (
     scored_lines,
     scored_record,
 )
-from ._rows import (
-    COMPRESSED,
-    Columns,
-    Row,
-    detect_format,
-    json_line,
-    open_decompressed,
-    read_chunks,
-    split_lines,
-)
+from ._rows import Row
+from ._write import json_line
 
 NAMESPACE = "headswitch"
 ERRORS = "errors"
@@ -167,7 +161,7 @@ class HeadswitchModelHandler(ModelHandler):
     def _score(self, batch: Sequence[Any], model: Scorer
                ) -> tuple[list[Row | None], list[Any]]:
         rows = [Row(*element) for element in batch]
-        prepared = prepare(rows, model.tasks)
+        prepared = prepare(rows, model.tasks, why=model.why_unknown)
         predictions = model.predict(prepared.texts, prepared.task_ids)
         records = [scored_record(row, task_id, predictions, i, model.tasks, self._with_scores)
                    for i, (row, task_id) in enumerate(zip(prepared.rows, prepared.task_ids))]
@@ -207,9 +201,10 @@ class BatchHandler(HeadswitchModelHandler):
                       inference_args: dict[str, Any] | None = None
                       ) -> Iterable[PredictionResult]:
         if isinstance(batch, RowBatch):
-            prepared = prepare(batch.rows, model.tasks, batch.raws)
+            prepared = prepare(batch.rows, model.tasks, batch.raws, model.why_unknown)
         else:
-            prepared = prepare([Row(*element) for element in batch], model.tasks)
+            prepared = prepare([Row(*element) for element in batch], model.tasks,
+                               why=model.why_unknown)
         predictions = model.predict(prepared.texts, prepared.task_ids)
         block, scored, refused = scored_lines(prepared, predictions, model.tasks,
                                               self._with_scores)

@@ -9,8 +9,9 @@ from typing import Any
 from headswitch._errors import report
 
 from ._errors import ScoreError
+from ._input import FORMATS, parse_task_option
 from ._job import DEFAULT_BATCH_SIZE, IN_PROCESS, RUNNERS, ScoreOptions, Summary
-from ._rows import FORMATS, RowSpec, parse_task_option
+from ._rows import RowSpec
 
 _BEAM_HINT = 'pip install "headswitch[beam]"'
 _SCORE_HINT = 'pip install "headswitch[score]"'

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from . import _fs
 from ._errors import ScoreError
-from ._rows import FORMATS, RowSpec, detect_format
+from ._input import FORMATS, detect_format
+from ._rows import RowSpec
 
 DEFAULT_BATCH_SIZE = 256
 STDIN = "-"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -13,11 +13,13 @@ import numpy as np
 import orjson
 
 from headswitch import contract as c
+from headswitch.tasks import TaskList
 
 from . import _fs
 from ._errors import ScoreError
-from ._rows import Columns, Row, RowError, json_line
-from ._tasks import TaskTable
+from ._jsonl import Columns
+from ._rows import Row, RowError
+from ._write import json_line
 
 _MODEL_FILE = "saved_model.pb"
 _WITHOUT_LAST = itemgetter(slice(None, -1))  # a JSON object line without its closing brace
@@ -90,26 +92,30 @@ class Prepared(NamedTuple):
     raws: list[bytes | None]
 
 
-def prepare(rows: Sequence[Row], tasks: TaskTable,
-            raws: Sequence[bytes | None] | None = None) -> Prepared:
-    """Check each row's task against the task table and encode its text; refused rows become
-    errors here, so they never reach the model."""
+def prepare(rows: Sequence[Row], tasks: TaskList,
+            raws: Sequence[bytes | None] | None = None,
+            why: Callable[[int | str], str] | None = None) -> Prepared:
+    """Check each row's task against the task list and encode its text; refused rows become
+    errors here, so they never reach the model. ``why``: the reason given for a task that is
+    none of the list's (``Scorer.why_unknown``; by default the list's own message)."""
     if type(rows) is Columns:
-        return _prepare_columns(rows, tasks)
+        return _prepare_columns(rows, tasks, why or tasks.unknown)
     good: list[Row] = []
     texts: list[bytes] = []
     ids: list[int] = []
     errors: list[RowError] = []
     kept: list[bytes | None] = []
     raw_of = raws if raws is not None else [None] * len(rows)
-    resolve = tasks.resolve
-    known: dict[int | str, int | str] = {}  # a batch names few distinct tasks
+    find = tasks.find
+    known: dict[int | str, int] = {}  # a batch names few distinct tasks; -1: no task
     for row, raw in zip(rows, raw_of):
         task_id = known.get(row.task)
         if task_id is None:
-            task_id = known[row.task] = resolve(row.task)
-        if type(task_id) is not int:
-            errors.append(RowError(row.source, row.line, "unknown_task", str(task_id), row.fields))
+            found = find(row.task)
+            task_id = known[row.task] = -1 if found is None else found
+        if task_id < 0:
+            errors.append(RowError(row.source, row.line, "unknown_task",
+                                   (why or tasks.unknown)(row.task), row.fields))
             continue
         try:
             text = row.text.encode("utf-8")
@@ -124,7 +130,7 @@ def prepare(rows: Sequence[Row], tasks: TaskTable,
     return Prepared(good, texts, ids, errors, kept)
 
 
-def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, tasks: TaskList,
                   with_scores: bool, *, in_place: bool = False) -> dict[str, Any] | RowError:
     """The output line of row ``i`` of a model call: the row's own fields, ``top_label``,
     ``top_score``, and with ``with_scores`` the task's ``scores`` and ``labels``. With
@@ -137,9 +143,9 @@ def scored_record(row: Row, task_id: int, predictions: Predictions, i: int, task
     record["top_label"] = predictions.top_label[i].decode("utf-8", "replace")
     record["top_score"] = float(predictions.top_score[i])
     if with_scores:
-        k = tasks.num_classes[task_id]
-        record["scores"] = predictions.scores[i, :k].tolist()
-        record["labels"] = list(tasks.labels[task_id])
+        task = tasks.by_id[task_id]
+        record["scores"] = predictions.scores[i, :task.num_classes].tolist()
+        record["labels"] = list(task.labels)
     return record
 
 
@@ -155,27 +161,28 @@ def _model_message(message: str) -> str:
     return (useful or lines or ["the model refused this row"])[0]
 
 
-def _prepare_columns(rows: Columns, tasks: TaskTable) -> Prepared:
+def _prepare_columns(rows: Columns, tasks: TaskList, why: Callable[[int | str], str]
+                     ) -> Prepared:
     """``prepare`` for rows read as columns: their tasks are ints and strings (see
     ``_columns``), looked up at once; their texts are encoded already."""
-    lookup = tasks.ids.get
+    lookup = tasks.refs.get
     ids = [lookup(task, -1) for task in rows.tasks]
     if -1 not in ids:
         return Prepared(rows, rows.texts, ids, [], rows.raws)
     refused: list[RowError] = []
     for k in [k for k, task_id in enumerate(ids) if task_id < 0]:
-        found = tasks.resolve(rows.tasks[k])  # " 2 ", or the reason it is no task
-        if type(found) is int:
+        found = tasks.find(rows.tasks[k])  # " 2 ", or no task
+        if found is not None:
             ids[k] = found
         else:
-            refused.append(RowError(rows.source, rows.numbers[k], "unknown_task", str(found),
-                                    rows.items[k]))
+            refused.append(RowError(rows.source, rows.numbers[k], "unknown_task",
+                                    why(rows.tasks[k]), rows.items[k]))
     keep = [k for k, task_id in enumerate(ids) if task_id >= 0]
     good = rows.select(keep)
     return Prepared(good, good.texts, [ids[k] for k in keep], refused, good.raws)
 
 
-def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
+def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskList,
                  with_scores: bool) -> tuple[bytes, int, list[RowError]]:
     """The output lines of one model call's rows, in order, as one block (each line ends with
     a newline), their number, and the rows the model refused. A row given as a JSON object line
@@ -208,16 +215,16 @@ def scored_lines(prepared: Prepared, predictions: Predictions, tasks: TaskTable,
     return b"".join(line + b"\n" for line in lines), len(lines), refused
 
 
-def _scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskTable,
+def _scored_line(raw: bytes, task_id: int, predictions: Predictions, i: int, tasks: TaskList,
                  with_scores: bool) -> bytes:
     dumps = orjson.dumps
     tail = (b',"top_label":' + dumps(predictions.top_label[i].decode("utf-8", "replace"))
             + b',"top_score":'
             + dumps(float(predictions.top_score[i])))
     if with_scores:
-        k = tasks.num_classes[task_id]
-        tail += (b',"scores":' + dumps(predictions.scores[i, :k].tolist()) + b',"labels":'
-                 + dumps(list(tasks.labels[task_id])))
+        task = tasks.by_id[task_id]
+        tail += (b',"scores":' + dumps(predictions.scores[i, :task.num_classes].tolist())
+                 + b',"labels":' + dumps(list(task.labels)))
     return raw.rstrip()[:-1] + tail + b"}"
 
 
@@ -230,10 +237,9 @@ def cores() -> int:
 
 def op_threads_for(calls: int) -> int:
     """TensorFlow threads per op when ``calls`` model calls run at once: the cores shared out.
-    For throughput, concurrent calls on one thread each beat calls that split every op over all
-    cores: 2 cores, batches of 256, the example model, Python: 2 calls x 1 thread scored
-    ~400k rows/s, 2 calls x 2 threads 235k to 314k, 1 call x 2 threads (TensorFlow's default)
-    142k to 206k."""
+    For throughput, concurrent calls on one thread each scored more rows than calls that split
+    every op over all cores (TensorFlow's default) when this was chosen; the pipeline's rate is
+    measured by ``bench/score_bench.py``: ``bench/results/score.md``."""
     return max(1, cores() // max(1, calls))
 
 
@@ -288,8 +294,41 @@ class Scorer:
                 hint="export the task models with `headswitch export`")
         self._has_error = c.OUTPUT_ERROR in outputs
         table = signatures[c.SIGNATURE_TASKS](**{c.INPUT_UNUSED: tf.constant([0], tf.int32)})
-        self.tasks = TaskTable.from_outputs({k: v.numpy() for k, v in table.items()})
-        self.width = max(self.tasks.num_classes, default=0)
+        self.tasks = TaskList.from_columns(*(table[k].numpy()[0] for k in c.TASKS_OUTPUTS))
+        self.width = max((task.num_classes for task in self.tasks), default=0)
+        self._by_name = signatures.get(c.SIGNATURE_NAMES)
+        self._why: dict[int | str, str] = {}
+
+    def why_unknown(self, task: int | str) -> str:
+        """Why ``task`` (none of the task list's) is refused: the model's own message for a
+        removed task ("task 2 ('spam') was removed in version 2"), else the task list's. Asked
+        of the model once per task."""
+        reason = self._why.get(task)
+        if reason is None:
+            reason = self._why[task] = self._removal(task) or self.tasks.unknown(task)
+        return reason
+
+    def _removal(self, task: int | str) -> str:
+        """The model's message for ``task`` if it says the task was removed, else ""."""
+        tf = self._tf
+        number = task if isinstance(task, int) else (
+            int(task.strip()) if task.strip().lstrip("+-").isdigit() else None)
+        try:
+            if number is not None:
+                if not -(1 << 31) <= number < 1 << 31 or not self._has_error:
+                    return ""
+                out = self._predict(**{c.INPUT_TEXT: tf.constant([b""]),
+                                       c.INPUT_TASK_ID: tf.constant([number], tf.int32)})
+            elif self._by_name is not None:
+                out = self._by_name(**{c.INPUT_TEXT: tf.constant([b""]),
+                                       c.INPUT_TASK: tf.constant([str(task).encode()])})
+            else:
+                return ""
+        except tf.errors.OpError:
+            return ""
+        errors = out.get(c.OUTPUT_ERROR)
+        message = "" if errors is None else errors.numpy()[0].decode("utf-8", "replace")
+        return message if c.TASK_REMOVED in message else ""
 
     def _call(self, texts: Sequence[bytes], task_ids: Sequence[int]) -> Predictions:
         tf = self._tf

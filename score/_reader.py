@@ -1,7 +1,7 @@
 """The rows of a job's input files, read and parsed in a worker process: parsing is Python work
 per row, and in the scoring process it would hold the GIL the model threads need between their
-TensorFlow calls (in interleaved runs, the pipeline reached 0.78 of a bare loop's rows/s with
-the parsing in a thread, and 0.80 to 0.98 with no parsing in its process; bench/score_bench.py).
+TensorFlow calls. ``bench/score_bench.py`` measures the pipeline against a bare loop of model
+calls: ``bench/results/score.md``.
 Standard input is read in this process.
 
 The worker is ``python -m headswitch.score._reader``: a new interpreter that imports nothing of
@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from typing import IO
 
 from . import _fs
+from ._input import open_decompressed, read_chunks
 from ._job import STDIN, ScoreOptions
-from ._rows import Chunk, open_decompressed, read_chunks
+from ._rows import Chunk
 
 _END = "end"
 _FAILED = "failed"

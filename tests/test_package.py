@@ -16,8 +16,9 @@ import pytest
 import headswitch
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("headswitch", "headswitch.contract", "headswitch.export", "headswitch.examples",
-         "headswitch.serving", "headswitch.client", "headswitch.deploy", "headswitch.score")
+PARTS = ("headswitch", "headswitch.contract", "headswitch.tasks", "headswitch.export",
+         "headswitch.examples", "headswitch.serving", "headswitch.client", "headswitch.deploy",
+         "headswitch.score")
 
 
 def _readme_api() -> dict[str, set[str]]:

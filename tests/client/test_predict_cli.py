@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +92,82 @@ def test_usage_errors(capfd: pytest.CaptureFixture[str], args: list[str], messag
     assert "Traceback" not in err
 
 
-def test_bad_input_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_lines_are_reported_without_a_server(tmp_path: Path,
+                                                      capfd: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_text('{"text": "a", "task": 0}\n{"text": "b"}\n')
-    code, _, err = _predict(capfd, "--rest", "http://127.0.0.1:9", "--input", str(path))
-    assert code == 2
-    assert f'{path}:2: no "task"' in err
+    path.write_text('{"text": "b"}\n{oops\n\n{"text": "c", "task": 1.5}\n')
+    code, out, err = _predict(capfd, "--rest", "http://127.0.0.1:9", "--input", str(path))
+    assert code == 1 and out == ""  # nothing to send: the server (down) is never asked
+    assert f"{path}:1: missing_field: no 'task' field (give one per line, or --task)" in err
+    assert f"{path}:2: bad_json: not JSON" in err
+    assert f"{path}:4: bad_task: 'task' must be a task id (integer) or name (string)" in err
+    assert f"3 of 3 lines of {path} have no prediction" in err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def removed_server(exported: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A server of version 2 of a copy of the session's export: ``export --from --remove
+    spam`` (spam's id left unused)."""
+    from headswitch.export import export_from
+    from headswitch.serving import ModelServer
+
+    base = tmp_path_factory.mktemp("removed") / "headswitch"
+    shutil.copytree(exported.path, base / "1")
+    export_from(base, remove=["spam"])
+    with ModelServer(model_name="headswitch", model_base_path=base, grpc_port=0,
+                     rest_port=0) as started:
+        started.wait_until_available()
+        yield started
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_input_lines_with_a_removed_or_unknown_task(
+        removed_server: Any, task_names: list[str], tmp_path: Path, transport: str,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Every good line answered as the client answers it, every bad one reported on stderr
+    with its line and reason (as ``headswitch score``'s error rows with --json), exit 1."""
+    spam = task_names.index("spam")
+    lines: list[Any] = [
+        {"text": TEXTS[0], "task": "topic"},
+        {"text": TEXTS[1], "task": "spam"},  # 2: removed, by name
+        {"text": TEXTS[2], "task": 3},
+        {"text": TEXTS[3], "task": spam},  # 4: removed, by id
+        "{not json",  # 5
+        {"text": TEXTS[4], "task": "weather"},  # 6: never a task
+        {"text": TEXTS[5], "task": str(spam)},  # 7: removed, by id written as text
+        {"text": TEXTS[6], "task": "6"},
+        {"text": TEXTS[7], "task": 99},  # 9: no such id
+    ]
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n"
+                            for line in lines))
+    target = ["--rest", removed_server.rest_url] if transport == "rest" else [
+        "--grpc", removed_server.grpc_address]
+    code, out, err = _predict(capfd, *target, "--input", str(path), "--json")
+    assert code == 1
+    got = [json.loads(line) for line in out.splitlines()]
+    assert [g["line"] for g in got] == [1, 3, 8]
+    assert [g["index"] for g in got] == [0, 2, 7]
+    expected = run(transport, removed_server,
+                   lambda c: c.predict([TEXTS[0], TEXTS[2], TEXTS[6]], ["topic", 3, 6]))
+    assert [{k: v for k, v in g.items() if k not in ("line", "index")} for g in got] == [
+        {k: v for k, v in p.to_dict().items() if k != "index"} for p in expected]
+    errors = [json.loads(line) for line in err.splitlines()]
+    assert [(e["file"], e["line"], e["error"]) for e in errors] == [
+        (str(path), 2, "unknown_task"), (str(path), 4, "unknown_task"), (str(path), 5, "bad_json"),
+        (str(path), 6, "unknown_task"), (str(path), 7, "unknown_task"),
+        (str(path), 9, "unknown_task")]
+    removed = f"task {spam} ('spam') was removed in version 2"
+    assert [e["message"] for e in errors if e["line"] in (2, 4, 7)] == [removed] * 3
+    assert errors[3]["message"].startswith("unknown task 'weather'; the model has 6 tasks: ids ")
+    assert errors[5]["message"].startswith("unknown task id 99; the model has 6 tasks")
+    assert errors[1]["input"] == {"text": TEXTS[3], "task": spam}
+    assert errors[2]["input"] == "{not json"
+
+    code, out, err = _predict(capfd, *target, "--input", str(path))  # a table, lines on stderr
+    assert code == 1 and "3 predictions from" in out
+    assert f"{path}:2: unknown_task: {removed}\n" in err
+    assert f"{path}:6: unknown_task: unknown task 'weather'" in err
+    assert f"6 of 9 lines of {path} have no prediction" in err
+    assert "Traceback" not in err

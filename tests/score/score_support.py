@@ -78,8 +78,9 @@ def check_scored(records: list[dict[str, Any]], rows_file: RowsFile,
         # Batches differ in composition from the reference's: float rounding only.
         assert abs(record["top_score"] - want["top_score"]) <= 1e-5
         if tasks is not None:
-            k = tasks.num_classes[want["task_id"]]
-            assert record["labels"] == list(tasks.labels[want["task_id"]])
+            task = tasks.by_id[want["task_id"]]
+            k = task.num_classes
+            assert record["labels"] == list(task.labels)
             np.testing.assert_allclose(record["scores"], want["scores"][:k], atol=1e-5)
 
 def check_errors(errors: list[dict[str, Any]], rows_file: RowsFile) -> None:

@@ -63,7 +63,7 @@ def test_model_handler_scores_mixed_batches_and_refuses_unknown_tasks_itself(
     records = [r.inference for r in results if isinstance(r.inference, dict)]
     errors = [r.inference for r in results if not isinstance(r.inference, dict)]
     assert [e.kind for e in errors] == ["unknown_task"] and errors[0].line == 3
-    ids = [0, model.tasks.resolve("spam"), 3, 6]
+    ids = [0, model.tasks.id_of("spam"), 3, 6]
     want = loaded.signatures["serving_default"](
         text=tf.constant([texts[i] for i in (0, 1, 3, 4)]), task_id=tf.constant(ids))
     assert [r["id"] for r in records] == [0, 1, 3, 4]

@@ -152,9 +152,9 @@ def test_output_lines_keep_the_rows_fields_however_they_were_written(
     for i, record in enumerate(out):
         assert set(record) >= {"text", "task", "top_label", "top_score", "scores", "labels"}
         assert record["top_label"].encode() == want.top_label[i]
-        k = scorer.tasks.num_classes[i]
+        k = scorer.tasks.by_id[i].num_classes
         np.testing.assert_allclose(record["scores"], want.scores[i][:k], atol=1e-6)
-        assert record["labels"] == list(scorer.tasks.labels[i])
+        assert record["labels"] == list(scorer.tasks.by_id[i].labels)
 
 
 def test_a_file_that_breaks_midway_fails_the_job_in_the_reader_process(

@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from headswitch.score import Row, RowError, RowSpec, TaskTable
-from headswitch.score._rows import detect_format, json_line, open_decompressed, read_rows
+from headswitch.score import Row, RowError, RowSpec
+from headswitch.score._input import detect_format, open_decompressed, read_rows
+from headswitch.score._write import json_line
+from headswitch.tasks import TaskList
 
-TABLE = TaskTable(("topic", "spam", "2019"), (5, 2, 1),
-                  (("a", "b", "c", "d", "e"), ("ham", "spam"), ("x",)),
-                  ("softmax", "softmax", "linear"))
+TABLE = TaskList.from_columns((0, 1, 2), ("topic", "spam", "2019"), (5, 2, 1),
+                              (("a", "b", "c", "d", "e"), ("ham", "spam"), ("x",)),
+                              ("softmax", "softmax", "linear"))
 
 
 def _read(data: bytes, fmt: str = "jsonl", spec: RowSpec | None = None) -> list[Any]:
@@ -96,12 +98,13 @@ def test_tasks_option_scores_each_row_with_every_given_task() -> None:
                                                                  ("spam", "spam", 1)]
 
 
-def test_task_table_resolves_ids_names_and_ids_written_as_text() -> None:
-    assert [TABLE.resolve(t) for t in (0, "spam", "1", " 2 ", "2019")] == [0, 1, 1, 2, 2]
+def test_task_list_finds_ids_names_and_ids_written_as_text() -> None:
+    assert [TABLE.find(t) for t in (0, "spam", "1", " 2 ", "2019")] == [0, 1, 1, 2, 2]
     for bad in (3, -1, "sports", "", "1.0"):
-        reason = TABLE.resolve(bad)
-        assert isinstance(reason, str) and "unknown task" in reason
-        assert "3 tasks: ids 0..2, names topic, spam, 2019" in reason
+        assert TABLE.find(bad) is None
+        reason = TABLE.unknown(bad)
+        assert "unknown task" in reason
+        assert "3 tasks: ids 0, 1, 2, names topic, spam, 2019" in reason
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz", ".bz2"])
@@ -147,13 +150,14 @@ def _flat(chunks: Any) -> tuple[list[Any], list[Any], int]:
 def test_column_reader_agrees_with_the_line_by_line_reader(size: int, drop: int | None) -> None:
     """Groups of good rows are read as columns, with bad lines split out; every row, error,
     line number and kept JSON line is what the line-by-line reader gives."""
+    from headswitch.score._input import read_chunks
+    from headswitch.score._jsonl import line_chunks
     from headswitch.score._model import prepare
-    from headswitch.score._rows import _line_chunks, read_chunks
 
     lines = [line for i, line in enumerate(MIXED_LINES) if i != drop]
     data = b"\n".join(lines) + b"\n"
     chunks = list(read_chunks(io.BytesIO(data), "in", "jsonl", RowSpec(), size))
-    expected = list(_line_chunks(data.splitlines(keepends=True), "in", RowSpec(), size, 1))
+    expected = list(line_chunks(data.splitlines(keepends=True), "in", RowSpec(), size, 1))
     assert _flat(chunks) == _flat(expected)
     raws = [raw for chunk in chunks for raw in chunk.raws]
     assert raws == [raw for chunk in expected for raw in chunk.raws]
@@ -175,8 +179,8 @@ def test_scored_lines_of_a_batch_are_the_row_by_row_lines() -> None:
     """The whole-batch way of writing output lines gives the lines row by row would."""
     import numpy as np
 
+    from headswitch.score._input import read_chunks
     from headswitch.score._model import Predictions, prepare, scored_lines
-    from headswitch.score._rows import read_chunks
 
     data = b'{"id": 1, "text": "a", "task": 0}\n{"text": "b", "task": "spam"}\n' \
            b'{"text": "c\\u00e9", "task": 2, "n": null}\n'
