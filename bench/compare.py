@@ -1323,8 +1323,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="N in {10, 50}, short latency budgets, one load repeat, 4 bert example "
-                   "models, separate models loaded up to 20 copies, 2 load processes at once "
-                   "(< 3 min)")
+                   "models, separate models loaded up to 20 copies, 2 load processes at once. "
+                   "Measured: 13.9 min on a 2-core machine shared with other jobs (load "
+                   "average 1 at the start, 7 to 11 while it ran); 4.6 min on the same machine "
+                   "less loaded (issue 25)")
     p.add_argument("--tasks", type=int, nargs="+", help="task counts (default 10 200 1000)")
     p.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
     p.add_argument("--budget-scale", type=float, default=1.0,

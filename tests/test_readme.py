@@ -256,7 +256,7 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
             seconds = time.monotonic() - started
             after_expected_failure = False
             print(f"README block {block.number} (line {block.line}, {block.kind}): rc {rc}, "
-                  f"{seconds:.1f} s: {block.first_line[:70]}")
+                  f"{seconds:.1f} s: {block.first_line[:70]}", flush=True)
             if rc != 0:
                 message = (f"README line {block.line} ({block.kind} block) failed ({rc}):\n"
                            f"{block.text}\n--- output:\n{produced[-4000:]}")
