@@ -134,6 +134,7 @@ def _clean_copy(dest: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
     _venv_link(ROOT / ".venv", dest / ".venv")
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)  # a clone is a repository
 
 
 def _venv_link(venv: Path, dest: Path) -> None:
@@ -274,15 +275,19 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
     # git-ignored.
     ignored = subprocess.run(
         ["git", "check-ignore", "--no-index", "--stdin", "-v", "-n"], cwd=ROOT, text=True,
-        input="\n".join(str(p.relative_to(folder)) for p in sorted(folder.iterdir())
-                        if p.name not in (".readme-run",)),
+        input="\n".join(p.name + ("/" if p.is_dir() else "") for p in sorted(folder.iterdir())
+                        if p.name != ".readme-run"),
         capture_output=True).stdout
     tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.split())
     top = {t.split("/")[0] for t in tracked}
     not_ignored = [line.split("\t")[-1] for line in ignored.splitlines()
-                   if line.startswith("::") and line.split("\t")[-1] not in top]
+                   if line.startswith("::") and line.split("\t")[-1].rstrip("/") not in top]
     assert not not_ignored, f"the walkthrough wrote files .gitignore does not cover: {not_ignored}"
+    # ruff (scripts/lint) still passes on the folder the walkthrough wrote into
+    lint = subprocess.run([str(ROOT / ".venv" / "bin" / "ruff"), "check", "."], cwd=folder,
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout[-3000:]
     if expected:
         pytest.xfail("needs branch tasks: " + "; ".join(expected))
     assert not NEEDS_BRANCH_TASKS, ("these blocks pass now: remove them from "
