@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,9 @@ BENCH = ROOT / "bench"
 def _measure() -> ModuleType:
     sys.path.insert(0, str(BENCH))
     try:
-        import _measure
+        return importlib.import_module("_measure")
     finally:
         sys.path.remove(str(BENCH))
-    return _measure
 
 
 def test_default_is_the_work_folder_and_save_the_committed_one(tmp_path: Path) -> None:
