@@ -36,7 +36,8 @@ BASE_URI = f"{BUCKET}/{DEFAULT_BASE.as_posix()}"  # gs://my-bucket/models/headsw
 
 
 def _options(model_dir: Path, **kw: Any) -> VertexOptions:
-    return VertexOptions(project=PROJECT, region=REGION, bucket=BUCKET, model_dir=model_dir, **kw)
+    return VertexOptions(**{"project": PROJECT, "region": REGION, "bucket": BUCKET,
+                            "model_dir": model_dir, **kw})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,13 +159,13 @@ def test_bad_options(fake_export: Path, change: dict[str, Any], message: str) ->
 
 
 def test_bad_region_and_bucket_hints_name_the_real_format(fake_export: Path) -> None:
-    for change, real in [({"region": "Frankfurt"}, "such as us-central1"),
-                         ({"bucket": "gs://B"}, "such as my-bucket")]:
-        fields = {"project": PROJECT, "region": REGION, "bucket": BUCKET, **change}
+    for options, real, given in [
+            (_options(fake_export, region="Frankfurt"), "such as us-central1", "Frankfurt"),
+            (_options(fake_export, bucket="gs://B"), "such as my-bucket", "gs://B")]:
         with pytest.raises(DeployError) as caught:
-            plan_vertex(VertexOptions(model_dir=fake_export, **fields))
+            plan_vertex(options)
         hint = caught.value.hint or ""
-        assert real in hint and next(iter(change.values())) not in hint
+        assert real in hint and given not in hint
 
 
 def test_placeholders_pass_a_dry_run_and_are_refused_for_a_deployment(
@@ -185,8 +186,7 @@ def test_placeholders_pass_a_dry_run_and_are_refused_for_a_deployment(
     assert "a region such as us-central1" in hint and "a project id such as" in hint
     assert "a bucket name such as my-bucket" in hint
     with pytest.raises(DeployError, match="REGION is a placeholder"):
-        plan_vertex(VertexOptions(project=PROJECT, region="REGION", bucket=BUCKET,
-                                  model_dir=fake_export))
+        plan_vertex(_options(fake_export, region="REGION"))
 
 
 def test_cli_dry_run_prints_the_plan_with_placeholders(
