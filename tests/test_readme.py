@@ -164,7 +164,7 @@ class Terminal:
 
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.cwd = cwd
-        self.meta = cwd / ".readme-run"
+        self.meta = cwd.parent / "readme-run"  # the test's own files, outside the clone
         self.meta.mkdir()
         self.proc = subprocess.Popen(["bash", "--norc", "--noprofile"], stdin=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -298,7 +298,7 @@ def test_readme_runs_as_written(tmp_path: Path) -> None:
     ignored = subprocess.run(
         ["git", "check-ignore", "--no-index", "--stdin", "-v", "-n"], cwd=ROOT, text=True,
         input="\n".join(p.name + ("/" if p.is_dir() else "") for p in sorted(folder.iterdir())
-                        if p.name not in (".readme-run", ".git")),
+                        if p.name != ".git"),
         capture_output=True).stdout
     tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True,
                                  text=True).stdout.split())
