@@ -1,5 +1,8 @@
 .PHONY: install demo test bench bench-quick
 
+# make bench SAVE=--save: store the results in bench/results/ (default: work/bench/)
+SAVE ?=
+
 install:
 	scripts/install
 
@@ -11,12 +14,12 @@ test:
 
 bench:
 	scripts/install
-	.venv/bin/python bench/export_bench.py --tasks 200
-	.venv/bin/python bench/serving_bench.py
-	.venv/bin/python bench/client_bench.py
-	.venv/bin/python bench/client_startup.py
-	.venv/bin/python bench/compare.py
-	.venv/bin/python bench/overhead.py
+	.venv/bin/python bench/export_bench.py --tasks 200 $(SAVE)
+	.venv/bin/python bench/serving_bench.py $(SAVE)
+	.venv/bin/python bench/client_bench.py $(SAVE)
+	.venv/bin/python bench/client_startup.py $(SAVE)
+	.venv/bin/python bench/compare.py $(SAVE)
+	.venv/bin/python bench/overhead.py $(SAVE)
 
 bench-quick:
 	scripts/install

@@ -1,7 +1,9 @@
-"""Helpers shared by the benchmark scripts: child processes with their peak RSS, timing."""
+"""Helpers shared by the benchmark scripts: child processes with their peak RSS, timing, and
+where results go (``work/bench/`` unless ``--save``)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -44,6 +46,32 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+BENCH = Path(__file__).resolve().parent
+COMMITTED_RESULTS = BENCH / "results"  # the results the README quotes, under version control
+WORK_RESULTS = BENCH.parent / "work" / "bench"  # git-ignored
+
+
+def add_results_option(parser: argparse.ArgumentParser) -> None:
+    """``--results DIR`` and ``--save``: a run writes into work/bench/ (git-ignored) unless
+    ``--save`` asks for bench/results/, the committed results. Call ``results_dir(args)``
+    after parsing."""
+    parser.add_argument("--results", type=Path, default=None, metavar="DIR",
+                        help="write the results into DIR (default: work/bench/, git-ignored)")
+    parser.add_argument("--save", action="store_true",
+                        help="write into bench/results/, replacing the committed results")
+
+
+def results_dir(args: argparse.Namespace) -> Path:
+    """The folder ``add_results_option``'s options chose, created."""
+    if args.save and args.results is not None:
+        raise SystemExit("--save and --results exclude each other: --save writes bench/results/")
+    folder = Path(args.results) if args.results is not None else (
+        COMMITTED_RESULTS if args.save else WORK_RESULTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"results go to {folder}", file=sys.stderr)
+    return folder
 
 
 def write_json(path: Path, data: Any) -> None:

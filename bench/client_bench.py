@@ -17,7 +17,7 @@ model base path). Measured from this process, against that server:
                and the bare ``httpx.AsyncClient`` / ``grpc.aio`` stub), one text per request;
                the variants alternate, ``--rounds`` times, and each keeps its best run.
 
-Writes bench/results/client.json and prints markdown tables.
+Writes work/bench/ (--save: bench/results/) client.json and prints markdown tables.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import machine, percentile, write_json
+from _measure import add_results_option, machine, percentile, results_dir, write_json
 
 MODEL = "headswitch"
 TEXTS = [
@@ -274,8 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2,
                         help="throughput runs per variant, alternating; the best is kept")
-    parser.add_argument("--results", type=Path, default=BENCH / "results")
+    add_results_option(parser)
     args = parser.parse_args(argv)
+    args.results = results_dir(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="client-bench-") as work:
         base = args.base

@@ -16,7 +16,7 @@ that times, with ``time.perf_counter``:
 
 For reference, the same processes time ``import tensorflow_serving.apis.predict_pb2`` (what the
 gRPC client imported before it defined TF Serving's messages itself). Writes
-bench/results/client-startup.json and prints a markdown table.
+work/bench/ (--save: bench/results/) client-startup.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import machine, write_json
+from _measure import add_results_option, machine, results_dir, write_json
 from client_bench import BUILD, MODEL, _start_server
 
 CHILD = """
@@ -80,8 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=Path, help="model base path (default: build one)")
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=BENCH / "results" / "client-startup.json")
+    add_results_option(parser)
     args = parser.parse_args()
+    args.results = results_dir(args)
     with tempfile.TemporaryDirectory(prefix="headswitch-startup-") as tmp:
         base = args.base
         if base is None:
@@ -114,7 +115,7 @@ def main() -> None:
     data = {"machine": machine(), "load_average_1_5_15_min_at_end": os.getloadavg(),
             "runs": args.runs, "path": "new Python process per run, embedded server in "
             "another process on 127.0.0.1", "results": results}
-    write_json(args.out, data)
+    write_json(args.results / "client-startup.json", data)
     print("| client | import, wall: median (min-max) | import, CPU: median | first predict, "
           "wall: median | heavy modules |")
     print("|---|---|---|---|---|")

@@ -48,7 +48,8 @@ every N loaded and timed interleaved round by round (same texts, same tasks):
               back with ``.numpy()``: what an in-process Python user pays; secondary.
 
 Building, sizes and load/memory (one fresh child process per measurement, via ``run_child``)
-come first. Writes bench/results/compare.{json,md,png}; the floors of issue 11 are computed
+come first. Writes work/bench/ (--save: bench/results/) compare.{json,md,png}; the floors of issue
+11 are computed
 from the C++ path and printed with the value each one measured.
 """
 
@@ -73,10 +74,12 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 from _measure import (  # noqa: E402
+    add_results_option,
     load_average,
     machine,
     onednn_enabled,
     percentile,
+    results_dir,
     run_child,
     write_json,
 )
@@ -1320,8 +1323,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="N in {10, 50}, short latency budgets, one load repeat, 4 bert example "
-                   "models, separate models loaded up to 20 copies, 2 load processes at once "
-                   "(< 3 min)")
+                   "models, separate models loaded up to 20 copies, 2 load processes at once. "
+                   "Measured: 13.9 min on a 2-core machine shared with other jobs (load "
+                   "average 1 at the start, 7 to 11 while it ran); 4.6 min on the same machine "
+                   "less loaded (issue 25)")
     p.add_argument("--tasks", type=int, nargs="+", help="task counts (default 10 200 1000)")
     p.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
     p.add_argument("--budget-scale", type=float, default=1.0,
@@ -1330,7 +1335,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-repeats", type=int)
     p.add_argument("--small-examples", help="reuse these small example models (manifest.yaml "
                    "and .keras files) instead of building them")
-    p.add_argument("--results", default=str(BENCH / "results"))
+    add_results_option(p)
     p.add_argument("--work", help="work folder (kept); default: a temporary folder, removed")
     p.add_argument("--in-process", action="store_true",
                    help="build and time the Python-call path in this process (load/RSS and the "
@@ -1341,6 +1346,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the C++ path of the headline table, figure and floors (default: "
                    "cpp_onednn, the wheel's and TF Serving's default oneDNN setting)")
     args = p.parse_args(argv)
+    args.results = results_dir(args)
     if args.headline not in args.paths:
         p.error(f"--headline {args.headline} must be one of --paths")
 

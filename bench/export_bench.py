@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/export_bench.py --tasks 200 [--backbone small]
 
-Every measurement runs in a fresh process. Writes bench/results/export-<backbone>-<N>.json and
+Every measurement runs in a fresh process. Writes work/bench/ (--save: bench/results/)
+export-<backbone>-<N>.json and
 prints a markdown table.
 """
 
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine, percentile, run_child, write_json  # noqa: E402
+from _measure import add_results_option, machine, percentile, results_dir, run_child, write_json  # noqa: E402
 
 BUILD = """
 import sys
@@ -94,8 +95,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=200)
     p.add_argument("--backbone", default="small")
-    p.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    add_results_option(p)
     args = p.parse_args()
+    args.results = results_dir(args)
     work = Path(tempfile.mkdtemp(prefix="headswitch-bench-"))
     try:
         models, base, alone = work / "models", work / "out", work / "backbone"

@@ -8,7 +8,7 @@ variables). Each task is transfer learning as TF 2.x tutorials did it:
 ``text -> hub.KerasLayer(trainable=False) -> Dense(64, relu) -> Dense(k)``, saved with
 ``model.save(folder)``, so every folder holds its own copy of the module. Each measurement runs
 in a fresh process (peak RSS is the kernel's ru_maxrss). Writes
-bench/results/export-tfhub-folders-<N>.json and prints a markdown table.
+work/bench/ (--save: bench/results/) export-tfhub-folders-<N>.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine, run_child, write_json  # noqa: E402
+from _measure import add_results_option, machine, results_dir, run_child, write_json  # noqa: E402
 
 VOCAB, DIM = 20000, 128
 
@@ -88,8 +88,9 @@ if main(["export", *sys.argv[3:], "--out", sys.argv[1], "--json"]):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=200)
-    p.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    add_results_option(p)
     args = p.parse_args()
+    args.results = results_dir(args)
     work = Path(tempfile.mkdtemp(prefix="headswitch-bench-tfhub-"))
     try:
         models, base = work / "models", work / "out"

@@ -14,7 +14,7 @@ is the result). Parts:
   SIGTERM, ``kill -9`` of the exporter in the middle of an export.
 
 ``--before REV`` runs the same against the server of an older revision (``git archive``), so
-the results say what changed. Writes bench/results/faults.json and faults.md.
+the results say what changed. Writes work/bench/ (--save: bench/results/) faults.json and faults.md.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 import _hostile
-from _measure import machine, percentile, write_json
+from _measure import add_results_option, machine, percentile, results_dir, write_json
 
 MODEL = "headswitch"
 WORDS = ("the match was great and the striker scored twice before halftime refund please my "
@@ -592,8 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rss-cap-gib", type=float, default=4.0)
     parser.add_argument("--quick", action="store_true", help="short load runs")
-    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    add_results_option(parser)
     args = parser.parse_args(argv)
+    args.results = results_dir(args)
     if args.quick:
         args.load_seconds = min(args.load_seconds, 4.0)
     with tempfile.TemporaryDirectory(prefix="headswitch-faults-") as tmp:
@@ -618,8 +619,8 @@ def main(argv: list[str] | None = None) -> int:
             # Each revision serves what its own exporter writes (the model changes too).
             base = export_model(tree, sources, tree_work)
             results[tree.name] = run_suite(tree, sources, base, tree_work, args)
-    write_json(args.out / "faults.json", results)
-    (args.out / "faults.md").write_text(report(results))
+    write_json(args.results / "faults.json", results)
+    (args.results / "faults.md").write_text(report(results))
     print(report(results))
     return 0
 

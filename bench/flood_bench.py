@@ -8,7 +8,8 @@ empty objects; 7 million empty strings over gRPC, declared as [7000000] or as [1
 long it took, the server's resident memory at its peak (sampled every 10 ms) and 3 s after the
 last answer, both over its size before, and whether a good request is answered after.
 ``--before REV`` runs the same against the server of an older revision (its memory is capped
-by ``--rss-cap-gib``: the bench kills it there). Writes bench/results/floods.json and floods.md.
+by ``--rss-cap-gib``: the bench kills it there). Writes work/bench/ (--save: bench/results/)
+floods.json and floods.md.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import _hostile
-from _measure import load_average, machine, write_json
+from _measure import add_results_option, load_average, machine, results_dir, write_json
 from fault_bench import Server, Tree, _good_request, checkout, export_model, start_server
 
 AT_ONCE = 8
@@ -102,8 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", metavar="REV", help="also run the server of this revision")
     parser.add_argument("--model-dir", type=Path, help="example-models folder to reuse")
     parser.add_argument("--rss-cap-gib", type=float, default=8.0)
-    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    add_results_option(parser)
     args = parser.parse_args(argv)
+    args.results = results_dir(args)
     load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="headswitch-floods-") as tmp:
         work = Path(tmp)
@@ -123,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             base = export_model(tree, sources, tree_work)
             results[tree.name] = run(tree, base, tree_work, int(args.rss_cap_gib * 2**30))
         results["load_average"] = {"start": load_start, "end": load_average()}
-    write_json(args.out / "floods.json", results)
-    (args.out / "floods.md").write_text(report(results))
+    write_json(args.results / "floods.json", results)
+    (args.results / "floods.md").write_text(report(results))
     print(report(results))
     return 0
 

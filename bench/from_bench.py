@@ -11,7 +11,8 @@ build, save, verification, regression check, publish), alternating the two cases
 times each. Peak RSS is the kernel's ru_maxrss of that process; the reference is a fresh process
 that loads one example model and runs it (as bench/export_bench.py measures it). Also measured:
 a chain of versions on the 1-task base (saved_model.pb size per version) and the stored head
-bytes per task of the N-task version. Writes bench/results/from-<N>.json and prints a markdown
+bytes per task of the N-task version. Writes work/bench/ (--save: bench/results/) from-<N>.json
+and prints a markdown
 table. The machine is shared: the load average is recorded before and after.
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine, run_child, write_json  # noqa: E402
+from _measure import add_results_option, machine, results_dir, run_child, write_json  # noqa: E402
 
 BUILD = """
 import sys
@@ -88,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--chain", type=int, default=5, help="versions in the chain measured")
     p.add_argument("--models", help="folder with N + 1 example models (built if missing)")
-    p.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    add_results_option(p)
     args = p.parse_args(argv)
+    args.results = results_dir(args)
     n = args.tasks
     work = Path(tempfile.mkdtemp(prefix="headswitch-from-bench-"))
     load_before = os.getloadavg()

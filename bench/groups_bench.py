@@ -7,14 +7,15 @@ of ``--before`` (the export before backbone groups existed). Every SavedModel is
 C++ loader and run in a C++ session (``_cpath``: what tensorflow_model_server does); the
 contenders of one comparison are timed interleaved, round after round, p50 per call.
 
-    python bench/groups_bench.py [--quick] [--backbone small|bert] [--before COMMIT] [--write]
+    python bench/groups_bench.py [--quick] [--backbone small|bert] [--before COMMIT] [--save]
 
 ``--backbone bert`` uses the BERT-sized example encoder (B tuned its top feed-forward layer,
 C its token embedding). Floors (issue 22): batch 64 of one group's tasks, grouped / that group
 alone <= 1.10; batch 64 mixing the groups, grouped / the sum of each group's own export on its
 examples <= 1.10; one group, this code / the code before, batch 1 and 64 <= 1.03; served bytes
 / (distinct backbones + heads) <= 1.05. Also reported: exporting 200 models in 3 groups vs 200
-in one group (time, peak RSS). Results: bench/results/groups-<backbone>.{json,md} with
+in one group (time, peak RSS). Results: work/bench/ (--save: bench/results/)
+groups-<backbone>.{json,md} with
 ``--write`` (else a temporary folder).
 """
 
@@ -234,9 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", type=int, default=12)
     p.add_argument("--backbone", choices=sorted(TUNED), default="small")
     p.add_argument("--before", default=BEFORE_COMMIT)
-    p.add_argument("--write", action="store_true",
-                   help="write bench/results/groups.{json,md} (else a temporary folder)")
+    _measure.add_results_option(p)
     args = p.parse_args(argv)
+    args.results = _measure.results_dir(args)
     from headswitch._quiet import import_tensorflow
 
     import_tensorflow()
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 "1 group": export(work / "a200",
                                   sorted((work / "models-200" / "A").glob("*.keras")), False)}
         result["exports"] = reports
-        out = BENCH / "results" if args.write else work / "results"
+        out = args.results
         _measure.write_json(out / f"groups-{args.backbone}.json", result)
         (out / f"groups-{args.backbone}.md").write_text(markdown(result))
         print(markdown(result))

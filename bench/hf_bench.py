@@ -8,7 +8,7 @@ vocabulary, 2 to 6 classes) on one frozen encoder, with its tokenizer files, as
 (``headswitch export DIR...`` in a fresh process) reads every folder with transformers, adds the
 in-graph tokenizer, checks each model against the Hugging Face model fed by the Hugging Face
 tokenizer, and writes the merged version. Peak RSS is the kernel's ru_maxrss of that process.
-Writes bench/results/export-hf-folders-<N>.json and .md.
+Writes work/bench/ (--save: bench/results/) export-hf-folders-<N>.json and .md.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import machine, run_child, write_json  # noqa: E402
+from _measure import add_results_option, machine, results_dir, run_child, write_json  # noqa: E402
 
 BUILD = """
 import sys
@@ -76,8 +76,9 @@ if main(["export", *sys.argv[2:], "--out", sys.argv[1], "--json"]):
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tasks", type=int, default=200)
-    p.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    add_results_option(p)
     args = p.parse_args()
+    args.results = results_dir(args)
     work = Path(tempfile.mkdtemp(prefix="headswitch-bench-hf-"))
     try:
         models, base = work / "models", work / "out"

@@ -13,7 +13,7 @@ AVX_VNNI or AMX. Every round runs both settings in fresh processes, the order al
   one-example REST requests, one after another; then the resident memory the process keeps
   (1.5 s after) over its size before, after requests of 64, 1,024 and 16,384 examples.
 
-Writes bench/results/onednn.json and onednn.md.
+Writes work/bench/ (--save: bench/results/) onednn.json and onednn.md.
 """
 
 from __future__ import annotations
@@ -31,7 +31,15 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import load_average, machine, percentile, run_child, write_json  # noqa: E402
+from _measure import (  # noqa: E402
+    add_results_option,
+    load_average,
+    machine,
+    percentile,
+    results_dir,
+    run_child,
+    write_json,
+)  # noqa: E402
 
 WORDS = ("the match was great and the striker scored twice before halftime refund please my "
          "order never arrived free prize click now the meeting moved to friday").split()
@@ -135,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=7)
-    parser.add_argument("--results", default=str(BENCH / "results"))
+    add_results_option(parser)
     args = parser.parse_args(argv)
+    args.results = results_dir(args)
     load_start = load_average()
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
     with tempfile.TemporaryDirectory(prefix="onednn-bench-") as work:

@@ -30,7 +30,8 @@ between the two runs is what the thread pool costs.
 
 DIR holds example models (``headswitch example-models``); without it 7 are built. The first 7
 are read; the other tasks get random Dense heads of their example shape (``task_specs``).
-Writes bench/results/overhead-<backbone>.json and the same tables as markdown beside it
+Writes work/bench/ (--save: bench/results/) overhead-<backbone>.json and the same tables as
+markdown beside it
 (``.md``), and prints them.
 """
 
@@ -445,8 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inter-op", type=int, default=0,
                    help="the session's inter_op_parallelism_threads: 0 (default) as "
                    "tensorflow_model_server; -1 runs every node in the calling thread")
-    p.add_argument("--results", default=str(BENCH / "results"))
+    _measure.add_results_option(p)
     args = p.parse_args(argv)
+    args.results = _measure.results_dir(args)
     tasks = sorted(args.tasks or ([10, 50] if args.quick else [10, 1000]))
     budget = args.seconds or (6.0 if args.quick else 40.0)
     traces = args.traces or (5 if args.quick else 30)

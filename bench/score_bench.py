@@ -29,7 +29,7 @@ Rows lost = input rows - output lines - error lines, counted in the files. Round
 contenders; each keeps its best round (the machine is shared: load averages are recorded), and
 each ratio is also taken within each round (median of the rounds' ratios): this machine's speed
 drifts by +-20% from minute to minute.
-Writes bench/results/score.json and score.md.
+Writes work/bench/ (--save: bench/results/) score.json and score.md.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import machine, write_json
+from _measure import add_results_option, machine, results_dir, write_json
 
 BAD_EVERY = 1000
 BATCH = 256
@@ -147,8 +147,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--beam-rounds", type=int, help="rounds that also run Beam (default: all)")
     p.add_argument("--base", help="model base path (default: build the example models)")
-    p.add_argument("--out", type=Path, default=BENCH / "results" / "score.json")
+    add_results_option(p)
     args = p.parse_args()
+    args.results = results_dir(args)
     beam_rounds = args.rounds if args.beam_rounds is None else args.beam_rounds
 
     with tempfile.TemporaryDirectory(prefix="score-bench-") as tmp_name:
@@ -240,7 +241,7 @@ def main() -> int:
         "peak_rss_ratio": big_rss / small_rss,
         "small_run": small_summary,
     }
-    write_json(args.out, results)
+    write_json(args.results / "score.json", results)
     floors = [
         ("in-process rows/s / bare batched loop rows/s",
          f"{local['rows_per_second']:,.0f} / {bare['rows_per_second']:,.0f}",
@@ -279,7 +280,7 @@ def main() -> int:
             lines.append(f"| {name} | {rate:,.0f} | {seconds:.1f} | {run['load_before']} -> "
                          f"{run['load_after']} |")
     text = "\n".join(lines) + "\n"
-    args.out.with_suffix(".md").write_text(text)
+    (args.results / "score.md").write_text(text)
     print(text)
     return 0
 

@@ -17,11 +17,12 @@ request in row format (``{"instances": [...]}``) of 64 examples with mixed tasks
 bytes per example; and the gRPC PredictResponse bytes per example.
 
 Floor (issue 11): p50 headswitch / backbone <= 1.10 at concurrency 1, REST and gRPC.
-Writes bench/results/serving.json and prints markdown tables.
+Writes work/bench/ (--save: bench/results/) serving.json and prints markdown tables.
 
 ``--before REV`` compares this server with the server of an older revision instead (issue 23:
 no slower than before): both serve the same export side by side, each cell times headswitch on
-one then the other (order alternating by round); writes bench/results/serving-before-after.json
+one then the other (order alternating by round); writes work/bench/ (--save: bench/results/)
+serving-before-after.json
 and .md.
 """
 
@@ -44,7 +45,14 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import load_average, machine, percentile, write_json  # noqa: E402
+from _measure import (  # noqa: E402
+    add_results_option,
+    load_average,
+    machine,
+    percentile,
+    results_dir,
+    write_json,
+)  # noqa: E402
 
 BATCHING = BENCH.parent / "docker" / "batching_parameters.txt"
 MODELS = ("headswitch", "backbone")
@@ -213,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, help="rounds per cell (default 4)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     p.add_argument("--quick", action="store_true", help="3 s per cell and model, 2 rounds")
-    p.add_argument("--results", default=str(BENCH / "results"))
+    add_results_option(p)
     p.add_argument("--before", metavar="REV",
                    help="compare with the server of this revision (headswitch model only)")
     args = p.parse_args(argv)
+    args.results = results_dir(args)
     if args.before:
         return before_after(args)
     seconds = args.seconds or (3.0 if args.quick else 24.0)

@@ -7,7 +7,7 @@
 ``import_tensorflow(keras=False)`` as the embedded server calls it, once as installed and once
 with ``tensorflow_text`` hidden (``sys.modules["tensorflow_text"] = None``, so the import fails as
 if the package were not there). Reported: wall time of the call and the process's RSS after it.
-Writes bench/results/tf-import.json and tf-import.md.
+Writes work/bench/ (--save: bench/results/) tf-import.json and tf-import.md.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import load_average, machine, run_child, write_json  # noqa: E402
+from _measure import (  # noqa: E402
+    add_results_option,
+    load_average,
+    machine,
+    results_dir,
+    run_child,
+    write_json,
+)  # noqa: E402
 
 CHILD = """
 import sys, time
@@ -47,8 +54,9 @@ def _one(mode: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--results", default=str(BENCH / "results"))
+    add_results_option(parser)
     args = parser.parse_args(argv)
+    args.results = results_dir(args)
     load_start = load_average()
     samples: dict[str, list[dict[str, Any]]] = {"installed": [], "hidden": []}
     for round_ in range(args.rounds):

@@ -25,8 +25,8 @@ QUERIES = [
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="headswitch-demo", description=__doc__)
     p.add_argument("--tasks", type=int, default=7, help="example tasks to build (default 7)")
-    p.add_argument("--models-dir", default="example-models")
-    p.add_argument("--out", default="models/headswitch")
+    p.add_argument("--models-dir", default="work/demo/example-models")
+    p.add_argument("--out", default="work/demo/models/headswitch")
     p.add_argument("--grpc-port", type=int, default=0, help="0 picks a free port (default)")
     p.add_argument("--rest-port", type=int, default=0, help="0 picks a free port (default)")
     return p.parse_args(argv)

@@ -71,7 +71,7 @@ def _vertex(args: argparse.Namespace) -> int:
         image=args.image, machine_type=args.machine_type, min_replicas=args.min_replicas,
         max_replicas=args.max_replicas, endpoint=args.endpoint, prebuilt=args.prebuilt)
     try:
-        plan = plan_vertex(options)
+        plan = plan_vertex(options, allow_placeholders=args.dry_run)
         if args.dry_run:
             if args.json:
                 print(json.dumps(plan.to_dict(), indent=2))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from headswitch import contract
+from headswitch._placeholders import PLACEHOLDERS, dry_run_note, placeholders_in, replace_hint
 from headswitch.contract import REST_PORT
 
 from ._errors import DeployError
@@ -312,16 +313,29 @@ def _label_value(text: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:63]
 
 
-def plan_vertex(options: VertexOptions) -> VertexPlan:
-    """Check the options and the model folder; decide every call. Contacts nothing."""
+def plan_vertex(options: VertexOptions, *, allow_placeholders: bool = False) -> VertexPlan:
+    """Check the options and the model folder; decide every call. Contacts nothing.
+
+    The README's placeholders (``PROJECT``, ``REGION``, ``gs://BUCKET``) are refused with what
+    to give instead, unless ``allow_placeholders`` (a dry run): then the plan shows them."""
     if not options.project.strip():
-        raise DeployError("--project is empty")
-    if not options.region.strip() or not _REGION.match(options.region):
+        raise DeployError("--project is empty", hint=PLACEHOLDERS["PROJECT"])
+    words = placeholders_in(options.project, options.region, options.bucket, options.image,
+                            options.endpoint)
+    if words and not allow_placeholders:
+        verb = "is a placeholder" if len(words) == 1 else "are placeholders"
+        raise DeployError(f"{', '.join(words)} {verb} (the README's); a dry run shows the plan "
+                          "with them, a deployment needs the real values",
+                          hint=replace_hint(words))
+    if options.region != "REGION" and (not options.region.strip()
+                                        or not _REGION.match(options.region)):
         raise DeployError(f"--region {options.region!r} is not a Google Cloud region",
-                          hint="for example us-central1 or europe-west4")
-    bucket = _BUCKET.match(options.bucket.rstrip("/"))
+                          hint=PLACEHOLDERS["REGION"])
+    bucket = _BUCKET.match(options.bucket.rstrip("/").replace("gs://BUCKET", "gs://bucket", 1))
     if not bucket:
-        raise DeployError(f"--bucket {options.bucket!r} is not a gs://BUCKET[/PREFIX] URI")
+        raise DeployError(f"--bucket {options.bucket!r} is not a Cloud Storage URI",
+                          hint="gs:// and " + PLACEHOLDERS["BUCKET"]
+                          + ", then an optional /prefix: gs://my-bucket/serving")
     if options.min_replicas < 1:
         raise DeployError(f"--min-replicas must be at least 1, got {options.min_replicas}")
     max_replicas = options.min_replicas if options.max_replicas is None else options.max_replicas
@@ -335,7 +349,7 @@ def plan_vertex(options: VertexOptions) -> VertexPlan:
                     for rel, size in zip(model.files, model.sizes, strict=True))
     exported_with = model.tensorflow_version
     exported_mm = major_minor(exported_with) if exported_with else None
-    notes: list[str] = []
+    notes: list[str] = [dry_run_note(words)] if words else []
     labels = {"app": MODEL_NAME, "model-version": str(model.newest)}
     if exported_with:
         labels["tensorflow"] = _label_value(exported_with)

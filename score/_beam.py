@@ -35,6 +35,8 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from headswitch._placeholders import PLACEHOLDERS, dry_run_note, placeholders_in, replace_hint
+
 from ._errors import ScoreError
 from ._input import COMPRESSED, detect_format, open_decompressed, read_chunks, split_lines
 from ._job import RUNNERS, ScoreOptions, Summary
@@ -55,6 +57,8 @@ NAMESPACE = "headswitch"
 ERRORS = "errors"
 SHARDS = "-SSSSS-of-NNNNN"
 _COUNTERS = ("rows", "scored", "errors")
+_DATAFLOW_PLACES = ("project", "region", "temp_location", "staging_location",
+                    "sdk_container_image")
 _GCS_PATH = re.compile(r"^gs://[a-z0-9][-_.a-z0-9]{1,61}[a-z0-9](/.*)?$")
 PART_BYTES = 16 << 20
 _KIND = "errors_"  # counters of errors by kind: errors_unknown_task, ...
@@ -329,7 +333,7 @@ def plan(options: ScoreOptions, runner: str, beam_args: Sequence[str], *,
     else:
         overrides["runner"] = RUNNERS[runner]
     if runner == "dataflow":
-        notes += _check_dataflow(options, given)
+        notes += _check_dataflow(options, given, dry_run=dry_run)
     elif "-" in options.inputs:
         raise ScoreError("standard input cannot feed a Beam pipeline",
                          hint="write the rows to a file and give it to --input")
@@ -361,7 +365,16 @@ def _looks_versioned(path: str) -> bool:
     return path.rstrip("/").rsplit("/", 1)[-1].isdigit()
 
 
-def _check_dataflow(options: ScoreOptions, given: dict[str, Any]) -> list[str]:
+def _check_dataflow(options: ScoreOptions, given: dict[str, Any], *,
+                    dry_run: bool = False) -> list[str]:
+    """Refuse what Dataflow cannot run. The README's placeholders (PROJECT, REGION,
+    gs://BUCKET/...) pass in a dry run, noted; a real run refuses them with what to give."""
+    words = placeholders_in(options.model, options.output, *options.inputs,
+                            *(str(given.get(k) or "") for k in _DATAFLOW_PLACES))
+    if words and not dry_run:
+        verb = "is a placeholder" if len(words) == 1 else "are placeholders"
+        raise ScoreError(f"{', '.join(words)} {verb} (the README's); --dry-run shows the job "
+                         "with them, a real run needs the real values", hint=replace_hint(words))
     local = [p for p in (options.model, options.output, *options.inputs) if "://" not in p]
     if local:
         raise ScoreError(f"{local[0]} is a local path; Dataflow workers read and write "
@@ -376,10 +389,10 @@ def _check_dataflow(options: ScoreOptions, given: dict[str, Any]) -> list[str]:
                          "--temp_location=gs://BUCKET/tmp")
     for name in ("temp_location", "staging_location"):
         value = given.get(name)
-        if value and not _GCS_PATH.match(value):
+        if value and not _GCS_PATH.match(value.replace("gs://BUCKET", "gs://bucket", 1)):
             raise ScoreError(f"--{name}={value} is not a Cloud Storage path",
-                             hint=f"--{name}=gs://BUCKET/tmp (a bucket name has 3 to 63 "
-                             "characters: lowercase letters, digits, - _ .)")
+                             hint="gs:// and " + PLACEHOLDERS["BUCKET"] + ", then a folder: "
+                             "gs://my-bucket/tmp")
     if not any(given.get(k) for k in ("sdk_container_image", "setup_file", "requirements_file",
                                       "extra_packages")):
         raise ScoreError("Dataflow workers need TensorFlow and headswitch: give "
@@ -387,7 +400,7 @@ def _check_dataflow(options: ScoreOptions, given: dict[str, Any]) -> list[str]:
                          hint="build Dockerfile.beam and push it (README: Batch scoring "
                          "on Dataflow), then --sdk_container_image REGION-docker.pkg.dev/"
                          "PROJECT/REPO/headswitch-beam:TAG")
-    return []
+    return [dry_run_note(words)] if words else []
 
 
 def new_pipeline(plan_: BeamPlan) -> beam.Pipeline:

@@ -36,7 +36,8 @@ BASE_URI = f"{BUCKET}/{DEFAULT_BASE.as_posix()}"  # gs://my-bucket/models/headsw
 
 
 def _options(model_dir: Path, **kw: Any) -> VertexOptions:
-    return VertexOptions(project=PROJECT, region=REGION, bucket=BUCKET, model_dir=model_dir, **kw)
+    return VertexOptions(**{"project": PROJECT, "region": REGION, "bucket": BUCKET,
+                            "model_dir": model_dir, **kw})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +156,55 @@ def test_bad_options(fake_export: Path, change: dict[str, Any], message: str) ->
               **change}
     with pytest.raises(DeployError, match=message):
         plan_vertex(VertexOptions(**fields))
+
+
+def test_bad_region_and_bucket_hints_name_the_real_format(fake_export: Path) -> None:
+    for options, real, given in [
+            (_options(fake_export, region="Frankfurt"), "such as us-central1", "Frankfurt"),
+            (_options(fake_export, bucket="gs://B"), "such as my-bucket", "gs://B")]:
+        with pytest.raises(DeployError) as caught:
+            plan_vertex(options)
+        hint = caught.value.hint or ""
+        assert real in hint and given not in hint
+
+
+def test_placeholders_pass_a_dry_run_and_are_refused_for_a_deployment(
+        fake_export: Path) -> None:
+    """The README's placeholders: the plan shows them; a real run names what to give."""
+    options = VertexOptions(project="PROJECT", region="REGION", bucket="gs://BUCKET",
+                            model_dir=fake_export)
+    plan = plan_vertex(options, allow_placeholders=True)
+    assert plan.artifact_uri == "gs://BUCKET/models/headswitch"
+    assert plan.model_upload["serving_container_image_uri"].startswith(
+        "REGION-docker.pkg.dev/PROJECT/headswitch/")
+    note = next(n for n in plan.notes if "placeholders" in n)
+    assert "PROJECT, REGION, BUCKET" in note and "such as us-central1" in note
+    with pytest.raises(DeployError) as caught:
+        plan_vertex(options)
+    assert "PROJECT, REGION, BUCKET are placeholders" in caught.value.message
+    hint = caught.value.hint or ""
+    assert "a region such as us-central1" in hint and "a project id such as" in hint
+    assert "a bucket name such as my-bucket" in hint
+    with pytest.raises(DeployError, match="REGION is a placeholder"):
+        plan_vertex(_options(fake_export, region="REGION"))
+
+
+def test_cli_dry_run_prints_the_plan_with_placeholders(
+        fake_export: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["vertex", "--model-dir", str(fake_export), "--project", "PROJECT", "--region",
+            "REGION", "--bucket", "gs://BUCKET"]
+    parser = argparse.ArgumentParser()
+    deploy_cli.register(parser.add_subparsers(dest="command"))
+    dry = parser.parse_args(["deploy", *args, "--dry-run"])
+    assert dry.func(dry) == 0
+    out = capsys.readouterr().out
+    assert "artifact_uri='gs://BUCKET/models/headswitch'" in out
+    assert "note: placeholders PROJECT, REGION, BUCKET kept as they are" in out
+    real = parser.parse_args(["deploy", *args])
+    assert real.func(real) == 2
+    err = capsys.readouterr().err
+    assert "deploy failed: PROJECT, REGION, BUCKET are placeholders" in err
+    assert "hint: replace PROJECT with a project id such as" in err
 
 
 def test_bad_model_folders(tmp_path: Path, fake_export: Path) -> None:

@@ -135,7 +135,7 @@ def test_dataflow_dry_run_prints_options_and_steps_offline(
     ([DATAFLOW[5]], [], ["--sdk_container_image", "Dockerfile.beam"]),
     ([], ["--not_a_beam_flag=1"], ["unrecognised option(s): --not_a_beam_flag=1"]),
     (["--temp_location=gs://bucket/tmp"], ["--temp_location=gs://b/tmp"],
-     ["--temp_location=gs://b/tmp is not a Cloud Storage path"]),
+     ["--temp_location=gs://b/tmp is not a Cloud Storage path", "gs://my-bucket/tmp"]),
 ])
 def test_dataflow_mistakes_are_caught_before_launch(
         capfd: pytest.CaptureFixture[str], no_network: None, drop: list[str], add: list[str],
@@ -146,6 +146,34 @@ def test_dataflow_mistakes_are_caught_before_launch(
     code, _, err = _run(capfd, *argv)
     assert code == 2
     _one_line_error(err, *words)
+
+
+README_DATAFLOW = ["gs://BUCKET/models/headswitch", "--input", "gs://BUCKET/docs/*.jsonl.gz",
+                   "--output", "gs://BUCKET/scored/run1", "--runner", "dataflow",
+                   "--project=PROJECT", "--region=REGION", "--temp_location=gs://BUCKET/tmp",
+                   "--sdk_container_image=REGION-docker.pkg.dev/PROJECT/headswitch/hs-beam:1"]
+
+
+def test_dataflow_dry_run_takes_the_readme_placeholders(
+        capfd: pytest.CaptureFixture[str], no_network: None) -> None:
+    pytest.importorskip("apache_beam")
+    code, out, err = _run(capfd, *README_DATAFLOW, "--dry-run")
+    assert code == 0, err
+    assert "--temp_location=gs://BUCKET/tmp" in out and "--region=REGION" in out
+    assert "gs://BUCKET/models/headswitch/<newest numbered version, pinned at launch>" in out
+    assert "placeholders BUCKET, PROJECT, REGION kept as they are (a dry run)" in out
+    assert "replace REGION with a region such as us-central1" in out
+
+
+def test_a_real_dataflow_run_refuses_placeholders_naming_the_real_format(
+        capfd: pytest.CaptureFixture[str], no_network: None) -> None:
+    pytest.importorskip("apache_beam")
+    code, _, err = _run(capfd, *README_DATAFLOW)
+    assert code == 2
+    _one_line_error(err, "BUCKET, PROJECT, REGION are placeholders",
+                    "replace BUCKET with a bucket name such as my-bucket",
+                    "replace PROJECT with a project id such as my-project-123",
+                    "replace REGION with a region such as us-central1")
 
 
 def test_a_missing_beam_install_says_which_extra(
