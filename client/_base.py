@@ -27,7 +27,7 @@ from ._core import (
     split,
 )
 from ._errors import HeadswitchError
-from ._retry import Deadline
+from ._retry import Deadline, RetryPolicy, as_policy
 from ._types import ModelMetadata, ModelStatus, Prediction, TaskInfo
 
 P = TypeVar("P")
@@ -43,6 +43,24 @@ class _Unset:
 
 UNSET: Any = _Unset()
 DeadlineArg = float | None | _Unset
+
+
+def client_options(
+    model: str,
+    version: int | None,
+    version_label: str | None,
+    signature: str,
+    tasks_signature: str,
+    timeout: float | None,
+    deadline: float | None,
+    retries: int | RetryPolicy,
+    max_request_bytes: int | None,
+    max_batch_size: int | None,
+) -> Options:
+    """The :class:`Options` of a client's constructor arguments (``retries``: a count or a
+    policy)."""
+    return Options(model, version, version_label, signature, tasks_signature, timeout, deadline,
+                   as_policy(retries), max_request_bytes, max_batch_size)
 
 
 class _Base(Generic[P]):
