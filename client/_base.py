@@ -88,6 +88,16 @@ class _Base(Generic[P]):
         items = as_texts(texts)
         return items, as_task_refs(task, len(items))
 
+    def _checked(self, part: list[Row], start: int, stop: int, refs: list[TaskRef]
+                 ) -> list[Row]:
+        """``part``, the answer for texts ``start:stop``, once it has one row a text and no
+        example the server refused."""
+        check_rows(part, stop - start, self._transport)
+        error = example_errors(part, refs, self._transport, offset=start)
+        if error is not None:
+            raise error
+        return part
+
     def _unknown_ids(self, catalogue: Catalogue, ids: Sequence[int]) -> HeadswitchError:
         missing = sorted({i for i in ids if i not in catalogue.by_id})
         return HeadswitchError(
@@ -144,11 +154,7 @@ class SyncClient(_Base[P]):
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = self._call(partial(self._predict_once, payload), limit)
-            check_rows(part, stop - start, self._transport)
-            error = example_errors(part, refs, self._transport, offset=start)
-            if error is not None:
-                raise error
-            rows.extend(part)
+            rows.extend(self._checked(part, start, stop, refs))
         if not catalogue.knows_ids(ids):
             catalogue = self._refresh(catalogue, limit)
             if not catalogue.knows_ids(ids):
@@ -246,11 +252,7 @@ class AsyncClient(_Base[P]):
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = await self._call(partial(self._predict_once, payload), limit)
-            check_rows(part, stop - start, self._transport)
-            error = example_errors(part, refs, self._transport, offset=start)
-            if error is not None:
-                raise error
-            rows.extend(part)
+            rows.extend(self._checked(part, start, stop, refs))
         if not catalogue.knows_ids(ids):
             catalogue = await self._refresh(catalogue, limit)
             if not catalogue.knows_ids(ids):
