@@ -14,7 +14,6 @@ work/bench/ (--save: bench/results/) export-tfhub-folders-<N>.json and prints a 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -22,7 +21,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import add_results_option, machine, results_dir, run_child, write_json  # noqa: E402
+from _folders import export_folders  # noqa: E402
+from _measure import add_results_option, machine, results_dir, write_json  # noqa: E402
 
 VOCAB, DIM = 20000, 128
 
@@ -77,12 +77,6 @@ model = tf_keras.models.load_model(sys.argv[1], compile=False)
 model(tf.constant(["w1 w2", ""]))
 """
 
-EXPORT = """
-import sys
-from headswitch.cli import main
-if main(["export", *sys.argv[3:], "--out", sys.argv[1], "--json"]):
-    sys.exit(1)
-"""
 
 
 def main() -> int:
@@ -93,28 +87,19 @@ def main() -> int:
     args.results = results_dir(args)
     work = Path(tempfile.mkdtemp(prefix="headswitch-bench-tfhub-"))
     try:
-        models, base = work / "models", work / "out"
-        build = run_child(BUILD, str(args.tasks), str(models), str(VOCAB), str(DIM))
-        folders = sorted(str(p) for p in models.glob("task*"))
-        one = run_child(LOAD_ONE, folders[0])
-        export = run_child(EXPORT, str(base), "unused", *folders)
-        report = json.loads(export.stdout[: export.stdout.rindex("PEAK_RSS")])
+        run = export_folders(work, BUILD, LOAD_ONE, args.tasks, str(VOCAB), str(DIM))
         result = {
             "machine": machine(),
             "load_average_after": os.getloadavg(),  # other jobs on the machine skew timings
             "tasks": args.tasks,
             "hub_module": {"vocabulary": VOCAB, "dim": DIM},
-            "build_seconds": build.seconds,
-            "export_seconds": export.seconds,
-            "export_peak_rss": export.peak_rss_bytes,
-            "load_one_model_peak_rss": one.peak_rss_bytes,
-            "originals_bytes": report["originals_bytes"],
-            "merged_bytes": report["merged_bytes"],
-            "backbone_bytes": report["backbone_bytes"],
-            "heads_bytes": report["heads_bytes"],
-            "split_layer": report["split_layer"],
-            "max_abs_diff": report["max_abs_diff"],
-            "source_format": report["tasks"][0]["source_format"],
+            "build_seconds": run.build.seconds,
+            "export_seconds": run.export.seconds,
+            "export_peak_rss": run.export.peak_rss_bytes,
+            "load_one_model_peak_rss": run.load_one.peak_rss_bytes,
+            **run.sizes(),
+            "max_abs_diff": run.report["max_abs_diff"],
+            "source_format": run.report["tasks"][0]["source_format"],
         }
         _print(result)
         write_json(Path(args.results) / f"export-tfhub-folders-{args.tasks}.json", result)

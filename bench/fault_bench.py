@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -558,6 +558,31 @@ def run_kill_exporter(tree: Tree, sources: Path, model: Path, work: Path, rss_ca
 # ------------------------------------------------------------------------------------------
 
 
+def example_models(model_dir: Path | None, work: Path) -> Path:
+    """``model_dir``, or the 7-task example models built in ``work``."""
+    if model_dir is not None:
+        return model_dir
+    sources = work / "example-models"
+    subprocess.run([sys.executable, "-m", "headswitch.cli", "example-models", "--tasks",
+                    "7", "--out", str(sources)], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return sources
+
+
+def exported_trees(before: str | None, sources: Path, work: Path
+                   ) -> Iterator[tuple[Tree, Path, Path]]:
+    """This checkout, and with ``before`` that revision too: each tree, its own folder in
+    ``work``, and the model its own exporter writes there from ``sources`` (the model changes
+    with the revision too)."""
+    trees = [Tree("now")]
+    if before:
+        trees.append(checkout(before, work / "before"))
+    for tree in trees:
+        tree_work = work / re.sub(r"\W+", "-", tree.name)
+        tree_work.mkdir()
+        yield tree, tree_work, export_model(tree, sources, tree_work)
+
+
 def export_model(tree: Tree, sources: Path, work: Path) -> Path:
     """Version 1 of the example models, written by this revision's exporter."""
     base = work / "models" / MODEL
@@ -599,25 +624,13 @@ def main(argv: list[str] | None = None) -> int:
         args.load_seconds = min(args.load_seconds, 4.0)
     with tempfile.TemporaryDirectory(prefix="headswitch-faults-") as tmp:
         work = Path(tmp)
-        if args.model_dir is not None:
-            sources = args.model_dir
-        else:
+        if args.model_dir is None:
             print("building the 7-task example models", flush=True)
-            sources = work / "example-models"
-            subprocess.run([sys.executable, "-m", "headswitch.cli", "example-models", "--tasks",
-                            "7", "--out", str(sources)], check=True, stdout=subprocess.DEVNULL,
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        sources = example_models(args.model_dir, work)
         results: dict[str, Any] = {"machine": machine(), "model": "example models, 7 tasks",
                                    "concurrency": args.concurrency,
                                    "load_seconds": args.load_seconds}
-        trees = [Tree("now")]
-        if args.before:
-            trees.append(checkout(args.before, work / "before"))
-        for tree in trees:
-            tree_work = work / re.sub(r"\W+", "-", tree.name)
-            tree_work.mkdir()
-            # Each revision serves what its own exporter writes (the model changes too).
-            base = export_model(tree, sources, tree_work)
+        for tree, tree_work, base in exported_trees(args.before, sources, work):
             results[tree.name] = run_suite(tree, sources, base, tree_work, args)
     write_json(args.results / "faults.json", results)
     (args.results / "faults.md").write_text(report(results))

@@ -15,9 +15,6 @@ floods.json and floods.md.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +26,14 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import _hostile
 from _measure import add_results_option, load_average, machine, results_dir, write_json
-from fault_bench import Server, Tree, _good_request, checkout, export_model, start_server
+from fault_bench import (
+    Server,
+    Tree,
+    _good_request,
+    example_models,
+    exported_trees,
+    start_server,
+)
 
 AT_ONCE = 8
 
@@ -109,20 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     with tempfile.TemporaryDirectory(prefix="headswitch-floods-") as tmp:
         work = Path(tmp)
-        sources = args.model_dir
-        if sources is None:
-            sources = work / "example-models"
-            subprocess.run([sys.executable, "-m", "headswitch.cli", "example-models", "--tasks",
-                            "7", "--out", str(sources)], check=True, stdout=subprocess.DEVNULL,
-                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        sources = example_models(args.model_dir, work)
         results: dict[str, Any] = {"machine": machine(), "at_once": AT_ONCE}
-        trees = [Tree("now")]
-        if args.before:
-            trees.append(checkout(args.before, work / "before"))
-        for tree in trees:
-            tree_work = work / re.sub(r"\W+", "-", tree.name)
-            tree_work.mkdir()
-            base = export_model(tree, sources, tree_work)
+        for tree, tree_work, base in exported_trees(args.before, sources, work):
             results[tree.name] = run(tree, base, tree_work, int(args.rss_cap_gib * 2**30))
         results["load_average"] = {"start": load_start, "end": load_average()}
     write_json(args.results / "floods.json", results)

@@ -14,7 +14,6 @@ Writes work/bench/ (--save: bench/results/) export-hf-folders-<N>.json and .md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -23,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import add_results_option, machine, results_dir, run_child, write_json  # noqa: E402
+from _folders import export_folders  # noqa: E402
+from _measure import add_results_option, machine, results_dir, write_json  # noqa: E402
 
 BUILD = """
 import sys
@@ -65,12 +65,6 @@ tokenizer = transformers.AutoTokenizer.from_pretrained(sys.argv[1])
 model(dict(tokenizer(["a text", ""], padding=True, return_tensors="tf")))
 """
 
-EXPORT = """
-import sys
-from headswitch.cli import main
-if main(["export", *sys.argv[2:], "--out", sys.argv[1], "--json"]):
-    sys.exit(1)
-"""
 
 
 def main() -> int:
@@ -81,31 +75,22 @@ def main() -> int:
     args.results = results_dir(args)
     work = Path(tempfile.mkdtemp(prefix="headswitch-bench-hf-"))
     try:
-        models, base = work / "models", work / "out"
-        build = run_child(BUILD, str(args.tasks), str(models))
-        folders = sorted(str(p) for p in models.glob("task*"))
-        one = run_child(LOAD_ONE, folders[0])
-        export = run_child(EXPORT, str(base), *folders)
-        report = json.loads(export.stdout[: export.stdout.rindex("PEAK_RSS")])
+        run = export_folders(work, BUILD, LOAD_ONE, args.tasks)
         result = {
             "machine": machine(),
             "load_average_after": os.getloadavg(),  # other jobs on the machine skew timings
             "tasks": args.tasks,
             "model": "TFBertForSequenceClassification, 2 layers, hidden 32, vocabulary 1000",
-            "build_seconds": build.seconds,
-            "export_seconds": export.seconds,
-            "export_seconds_per_folder": export.seconds / args.tasks,
-            "export_peak_rss": export.peak_rss_bytes,
-            "load_one_model_peak_rss": one.peak_rss_bytes,
-            "originals_bytes": report["originals_bytes"],
-            "merged_bytes": report["merged_bytes"],
-            "backbone_bytes": report["backbone_bytes"],
-            "heads_bytes": report["heads_bytes"],
-            "split_layer": report["split_layer"],
-            "heads": sorted({t["head"] for t in report["tasks"]}),
-            "max_abs_diff": report["max_abs_diff"],
-            "non_core_ops": report["non_core_ops"],
-            "source_format": report["tasks"][0]["source_format"],
+            "build_seconds": run.build.seconds,
+            "export_seconds": run.export.seconds,
+            "export_seconds_per_folder": run.export.seconds / args.tasks,
+            "export_peak_rss": run.export.peak_rss_bytes,
+            "load_one_model_peak_rss": run.load_one.peak_rss_bytes,
+            **run.sizes(),
+            "heads": sorted({t["head"] for t in run.report["tasks"]}),
+            "max_abs_diff": run.report["max_abs_diff"],
+            "non_core_ops": run.report["non_core_ops"],
+            "source_format": run.report["tasks"][0]["source_format"],
         }
         table = _table(result)
         print(table)

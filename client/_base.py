@@ -29,7 +29,7 @@ from ._core import (
     unknown_names_error,
 )
 from ._errors import HeadswitchError
-from ._retry import Deadline
+from ._retry import Deadline, RetryPolicy, as_policy
 from ._types import ModelMetadata, ModelStatus, Prediction, TaskInfo, TaskList
 
 P = TypeVar("P")
@@ -45,6 +45,24 @@ class _Unset:
 
 UNSET: Any = _Unset()
 DeadlineArg = float | None | _Unset
+
+
+def client_options(
+    model: str,
+    version: int | None,
+    version_label: str | None,
+    signature: str,
+    tasks_signature: str,
+    timeout: float | None,
+    deadline: float | None,
+    retries: int | RetryPolicy,
+    max_request_bytes: int | None,
+    max_batch_size: int | None,
+) -> Options:
+    """The :class:`Options` of a client's constructor arguments (``retries``: a count or a
+    policy)."""
+    return Options(model, version, version_label, signature, tasks_signature, timeout, deadline,
+                   as_policy(retries), max_request_bytes, max_batch_size)
 
 
 class _Base(Generic[P]):
@@ -71,6 +89,16 @@ class _Base(Generic[P]):
     def _plan(self, texts: Iterable[str], task: TaskArg) -> tuple[list[str], list[TaskRef]]:
         items = as_texts(texts)
         return items, as_task_refs(task, len(items))
+
+    def _checked(self, part: list[Row], start: int, stop: int, refs: list[TaskRef]
+                 ) -> list[Row]:
+        """``part``, the answer for texts ``start:stop``, once it has one row a text and no
+        example the server refused."""
+        check_rows(part, stop - start, self._transport)
+        error = example_errors(part, refs, self._transport, offset=start)
+        if error is not None:
+            raise error
+        return part
 
     def _unknown_ids(self, catalogue: TaskList, ids: Sequence[int]) -> HeadswitchError:
         missing = sorted({i for i in ids if i not in catalogue.by_id})
@@ -128,11 +156,7 @@ class SyncClient(_Base[P]):
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = self._call(partial(self._predict_once, payload), limit)
-            check_rows(part, stop - start, self._transport)
-            error = example_errors(part, refs, self._transport, offset=start)
-            if error is not None:
-                raise error
-            rows.extend(part)
+            rows.extend(self._checked(part, start, stop, refs))
         if not knows_ids(catalogue, ids):
             catalogue = self._refresh(catalogue, limit)
             if not knows_ids(catalogue, ids):
@@ -230,11 +254,7 @@ class AsyncClient(_Base[P]):
         rows: list[Row] = []
         for start, stop, payload in split(self._prepare(items, ids), self._options):
             part = await self._call(partial(self._predict_once, payload), limit)
-            check_rows(part, stop - start, self._transport)
-            error = example_errors(part, refs, self._transport, offset=start)
-            if error is not None:
-                raise error
-            rows.extend(part)
+            rows.extend(self._checked(part, start, stop, refs))
         if not knows_ids(catalogue, ids):
             catalogue = await self._refresh(catalogue, limit)
             if not knows_ids(catalogue, ids):

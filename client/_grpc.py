@@ -8,15 +8,15 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_TASKS
 
 from ._auth import Token, TokenSource
-from ._base import AsyncClient, SyncClient
+from ._base import AsyncClient, SyncClient, _Base, client_options
 from ._chunking import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
 from ._core import Options, Row, user_agent
-from ._retry import RetryPolicy, as_policy
+from ._retry import RetryPolicy
 from ._types import ModelMetadata, ModelStatus, TaskInfo
 
 if TYPE_CHECKING:
@@ -111,32 +111,12 @@ class _Setup:
         return {"target": self.target, "method": method}
 
 
-def _options(
-    model: str,
-    version: int | None,
-    version_label: str | None,
-    signature: str,
-    tasks_signature: str,
-    timeout: float | None,
-    deadline: float | None,
-    retries: int | RetryPolicy,
-    max_request_bytes: int | None,
-    max_batch_size: int | None,
-) -> Options:
-    return Options(model, version, version_label, signature, tasks_signature, timeout, deadline,
-                   as_policy(retries), max_request_bytes, max_batch_size)
+Ch = TypeVar("Ch")  # grpc.Channel or grpc.aio.Channel
 
 
-class GrpcClient(SyncClient[Any]):
-    """TF Serving's gRPC API: ``GrpcClient("localhost:8500")``.
-
-    The same methods, options and results as :class:`RestClient`. ``tls`` (implied by any
-    certificate argument) makes a secure channel; ``root_certificates`` is a custom CA,
-    ``private_key`` / ``certificate_chain`` a client certificate (PEM bytes or file paths);
-    ``server_name`` overrides the name checked in the server's certificate. ``token`` is sent
-    as ``authorization: Bearer ...`` metadata. ``channel`` replaces the client's own channel
-    (it is not closed by :meth:`close`).
-    """
+class _GrpcClient(_Base[Any], Generic[Ch]):
+    """The constructor and ``_prepare`` of both gRPC clients; each opens its own channel
+    (``_open``) and sends its own requests."""
 
     _transport = "grpc"
 
@@ -163,10 +143,10 @@ class GrpcClient(SyncClient[Any]):
         certificate_chain: Pem | None = None,
         server_name: str | None = None,
         channel_options: Sequence[tuple[str, Any]] | None = None,
-        channel: grpc.Channel | None = None,
+        channel: Ch | None = None,
     ) -> None:
-        options = _options(model, version, version_label, signature, tasks_signature, timeout,
-                           deadline, retries, max_request_bytes, max_batch_size)
+        options = client_options(model, version, version_label, signature, tasks_signature,
+                                 timeout, deadline, retries, max_request_bytes, max_batch_size)
         super().__init__(options, tasks)
         self._setup = _Setup(
             target, options, token=token, metadata=metadata, tls=tls,
@@ -174,11 +154,38 @@ class GrpcClient(SyncClient[Any]):
             certificate_chain=certificate_chain, server_name=server_name,
             channel_options=channel_options)
         self._owns_channel = channel is None
+        self._open(channel)
+        self.target = target
+
+    def _open(self, channel: Ch | None) -> None:
+        """Keep ``channel`` (the caller's) or make the client's own."""
+        raise NotImplementedError
+
+    def _prepare(self, texts: list[str], ids: list[int]) -> Any:
+        setup = self._setup
+        return setup.codec.GrpcPrepared(setup.spec, setup.overhead,
+                                        self._options.max_request_bytes, texts, ids)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target!r}, model={self.model!r})"
+
+
+class GrpcClient(_GrpcClient["grpc.Channel"], SyncClient[Any]):
+    """TF Serving's gRPC API: ``GrpcClient("localhost:8500")``.
+
+    The same methods, options and results as :class:`RestClient`. ``tls`` (implied by any
+    certificate argument) makes a secure channel; ``root_certificates`` is a custom CA,
+    ``private_key`` / ``certificate_chain`` a client certificate (PEM bytes or file paths);
+    ``server_name`` overrides the name checked in the server's certificate. ``token`` is sent
+    as ``authorization: Bearer ...`` metadata. ``channel`` replaces the client's own channel
+    (it is not closed by :meth:`close`).
+    """
+
+    def _open(self, channel: grpc.Channel | None) -> None:
         self._channel = channel or self._setup.channel(self._setup.grpc)
         codec = self._setup.codec
         self._prediction = codec.prediction_stub(self._channel)
         self._models = codec.model_stub(self._channel)
-        self.target = target
 
     def _rpc(self, method: Any, name: str, request: Any, timeout: float | None) -> Any:
         setup = self._setup
@@ -187,11 +194,6 @@ class GrpcClient(SyncClient[Any]):
             return method(request, timeout=timeout, metadata=metadata)
         except setup.grpc.RpcError as exc:
             raise setup.codec.error_from_rpc(exc, setup.context(name)) from exc
-
-    def _prepare(self, texts: list[str], ids: list[int]) -> Any:
-        setup = self._setup
-        return setup.codec.GrpcPrepared(setup.spec, setup.overhead,
-                                        self._options.max_request_bytes, texts, ids)
 
     def _predict_once(self, payload: Any, timeout: float | None) -> list[Row]:
         response = self._rpc(self._prediction.Predict, "Predict", payload, timeout)
@@ -221,54 +223,16 @@ class GrpcClient(SyncClient[Any]):
         if self._owns_channel:
             self._channel.close()
 
-    def __repr__(self) -> str:
-        return f"GrpcClient({self.target!r}, model={self.model!r})"
 
 
-class AsyncGrpcClient(AsyncClient[Any]):
+class AsyncGrpcClient(_GrpcClient["grpc.aio.Channel"], AsyncClient[Any]):
     """:class:`GrpcClient` for asyncio, on ``grpc.aio``; the same options. The channel is made
     in the running event loop on first use (and again if the client is used in another loop)."""
 
-    _transport = "grpc"
-
-    def __init__(
-        self,
-        target: str = "localhost:8500",
-        *,
-        model: str = DEFAULT_MODEL_NAME,
-        version: int | None = None,
-        version_label: str | None = None,
-        signature: str = SIGNATURE_IDS,
-        tasks_signature: str = SIGNATURE_TASKS,
-        timeout: float | None = 30.0,
-        deadline: float | None = None,
-        retries: int | RetryPolicy = 3,
-        max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES,
-        max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE,
-        tasks: Iterable[TaskInfo] | None = None,
-        token: Token | None = None,
-        metadata: Sequence[tuple[str, str]] | None = None,
-        tls: bool | None = None,
-        root_certificates: Pem | None = None,
-        private_key: Pem | None = None,
-        certificate_chain: Pem | None = None,
-        server_name: str | None = None,
-        channel_options: Sequence[tuple[str, Any]] | None = None,
-        channel: grpc.aio.Channel | None = None,
-    ) -> None:
-        options = _options(model, version, version_label, signature, tasks_signature, timeout,
-                           deadline, retries, max_request_bytes, max_batch_size)
-        super().__init__(options, tasks)
-        self._setup = _Setup(
-            target, options, token=token, metadata=metadata, tls=tls,
-            root_certificates=root_certificates, private_key=private_key,
-            certificate_chain=certificate_chain, server_name=server_name,
-            channel_options=channel_options)
-        self._owns_channel = channel is None
+    def _open(self, channel: grpc.aio.Channel | None) -> None:
         self._channel: Any = channel
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stubs: tuple[Any, Any] | None = None
-        self.target = target
 
     def _stubs_now(self) -> tuple[Any, Any]:
         loop = asyncio.get_running_loop()
@@ -291,11 +255,6 @@ class AsyncGrpcClient(AsyncClient[Any]):
                                 metadata=setup.metadata_with(authorization))
         except setup.grpc.RpcError as exc:
             raise setup.codec.error_from_rpc(exc, setup.context(name)) from exc
-
-    def _prepare(self, texts: list[str], ids: list[int]) -> Any:
-        setup = self._setup
-        return setup.codec.GrpcPrepared(setup.spec, setup.overhead,
-                                        self._options.max_request_bytes, texts, ids)
 
     async def _predict_once(self, payload: Any, timeout: float | None) -> list[Row]:
         response = await self._rpc("Predict", payload, timeout)
@@ -325,6 +284,3 @@ class AsyncGrpcClient(AsyncClient[Any]):
                 await self._channel.close()
             self._channel = None
             self._stubs = None
-
-    def __repr__(self) -> str:
-        return f"AsyncGrpcClient({self.target!r}, model={self.model!r})"

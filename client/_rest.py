@@ -8,12 +8,12 @@ import os
 import ssl
 from collections.abc import Iterable, Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from headswitch.contract import DEFAULT_MODEL_NAME, SIGNATURE_IDS, SIGNATURE_NAMES, SIGNATURE_TASKS
 
 from ._auth import Token, TokenSource, google_token
-from ._base import AsyncClient, SyncClient
+from ._base import AsyncClient, SyncClient, _Base, client_options
 from ._chunking import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
 from ._core import Options, Row, user_agent
 from ._errors import HeadswitchError
@@ -30,7 +30,7 @@ from ._rest_codec import (
     tasks_from_document,
     vertex_predict_url,
 )
-from ._retry import RetryPolicy, as_policy
+from ._retry import RetryPolicy
 from ._types import ModelMetadata, ModelStatus, TaskInfo
 
 if TYPE_CHECKING:
@@ -142,22 +142,6 @@ class _Setup:
         return {**self.headers, "authorization": authorization}
 
 
-def _options(
-    model: str,
-    version: int | None,
-    version_label: str | None,
-    signature: str,
-    tasks_signature: str,
-    timeout: float | None,
-    deadline: float | None,
-    retries: int | RetryPolicy,
-    max_request_bytes: int | None,
-    max_batch_size: int | None,
-) -> Options:
-    return Options(model, version, version_label, signature, tasks_signature, timeout, deadline,
-                   as_policy(retries), max_request_bytes, max_batch_size)
-
-
 def _vertex_urls(endpoint: str | tuple[str, str, str], raw_predict_url: str | None
                  ) -> tuple[str, str]:
     predict = vertex_predict_url(endpoint)
@@ -166,16 +150,13 @@ def _vertex_urls(endpoint: str | tuple[str, str, str], raw_predict_url: str | No
 
 _JSON_HEADERS = {"content-type": "application/json"}
 
+H = TypeVar("H")  # httpx.Client or httpx.AsyncClient
+R = TypeVar("R", bound="_RestClient[Any]")
 
-class RestClient(SyncClient[bytes]):
-    """TF Serving's REST API over httpx: ``RestClient("http://localhost:8501")``.
 
-    ``timeout`` bounds one HTTP request, ``deadline`` one method call (all its requests and
-    retries). ``verify`` is True, False, a CA bundle path or an ``ssl.SSLContext``; ``cert`` a
-    client certificate (path, or (cert, key)); ``token`` a bearer token or a callable that
-    returns one. ``http_client`` replaces the client's own ``httpx.Client`` (and its TLS
-    settings); it is not closed by :meth:`close`.
-    """
+class _RestClient(_Base[bytes], Generic[H]):
+    """The constructor, ``for_vertex`` and ``_prepare`` of both REST clients; each supplies
+    its own ``httpx`` client (``_new_http``) and requests."""
 
     _transport = "rest"
 
@@ -198,29 +179,30 @@ class RestClient(SyncClient[bytes]):
         verify: Verify = True,
         cert: Cert = None,
         headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
+        http_client: H | None = None,
         _vertex: tuple[str, str] | None = None,
     ) -> None:
-        options = _options(model, version, version_label, signature, tasks_signature, timeout,
-                           deadline, retries, max_request_bytes, max_batch_size)
+        options = client_options(model, version, version_label, signature, tasks_signature,
+                                 timeout, deadline, retries, max_request_bytes, max_batch_size)
         super().__init__(options, tasks)
         self._setup = _Setup(url, options, token=token, headers=headers, vertex=_vertex)
         self._owns_http = http_client is None
-        self._http: httpx.Client = http_client or self._setup.httpx.Client(
-            verify=_tls(verify, cert), timeout=timeout
-        )
+        self._http: H = http_client or self._new_http(_tls(verify, cert), timeout)
         self.url = self._setup.routes.predict_url if _vertex else url
+
+    def _new_http(self, verify: bool | ssl.SSLContext, timeout: float | None) -> H:
+        raise NotImplementedError
 
     @classmethod
     def for_vertex(
-        cls,
+        cls: type[R],
         endpoint: str | tuple[str, str, str],
         *,
         token: Token | None = None,
         credentials: Any = None,
         raw_predict_url: str | None = None,
         **kwargs: Any,
-    ) -> RestClient:
+    ) -> R:
         """A Vertex AI endpoint serving the headswitch model in a TF Serving container.
 
         ``endpoint``: ``(project, region, endpoint_id)``, ``projects/P/locations/R/endpoints/E``
@@ -232,6 +214,26 @@ class RestClient(SyncClient[bytes]):
         if token is None:
             token = google_token(credentials)
         return cls(token=token, _vertex=_vertex_urls(endpoint, raw_predict_url), **kwargs)
+
+    def _prepare(self, texts: list[str], ids: list[int]) -> RestPrepared:
+        return RestPrepared(texts, ids, self._setup.predict_head)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, model={self.model!r})"
+
+
+class RestClient(_RestClient["httpx.Client"], SyncClient[bytes]):
+    """TF Serving's REST API over httpx: ``RestClient("http://localhost:8501")``.
+
+    ``timeout`` bounds one HTTP request, ``deadline`` one method call (all its requests and
+    retries). ``verify`` is True, False, a CA bundle path or an ``ssl.SSLContext``; ``cert`` a
+    client certificate (path, or (cert, key)); ``token`` a bearer token or a callable that
+    returns one. ``http_client`` replaces the client's own ``httpx.Client`` (and its TLS
+    settings); it is not closed by :meth:`close`.
+    """
+
+    def _new_http(self, verify: bool | ssl.SSLContext, timeout: float | None) -> httpx.Client:
+        return self._setup.httpx.Client(verify=verify, timeout=timeout)  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- one request each
 
@@ -248,9 +250,6 @@ class RestClient(SyncClient[bytes]):
         except setup.httpx.HTTPError as exc:
             raise _transport_error(setup.httpx, exc, context) from exc
         return decode(answer.status_code, answer.headers, answer.content, context)
-
-    def _prepare(self, texts: list[str], ids: list[int]) -> RestPrepared:
-        return RestPrepared(texts, ids, self._setup.predict_head)
 
     def _predict_once(self, payload: bytes, timeout: float | None) -> list[Row]:
         url = self._setup.predict_url
@@ -276,61 +275,15 @@ class RestClient(SyncClient[bytes]):
         if self._owns_http:
             self._http.close()
 
-    def __repr__(self) -> str:
-        return f"RestClient({self.url!r}, model={self.model!r})"
 
 
-class AsyncRestClient(AsyncClient[bytes]):
+class AsyncRestClient(_RestClient["httpx.AsyncClient"], AsyncClient[bytes]):
     """:class:`RestClient` for asyncio, on ``httpx.AsyncClient``; the same options."""
 
-    _transport = "rest"
-
-    def __init__(
-        self,
-        url: str = "http://localhost:8501",
-        *,
-        model: str = DEFAULT_MODEL_NAME,
-        version: int | None = None,
-        version_label: str | None = None,
-        signature: str = SIGNATURE_IDS,
-        tasks_signature: str = SIGNATURE_TASKS,
-        timeout: float | None = 30.0,
-        deadline: float | None = None,
-        retries: int | RetryPolicy = 3,
-        max_request_bytes: int | None = DEFAULT_MAX_REQUEST_BYTES,
-        max_batch_size: int | None = DEFAULT_MAX_BATCH_SIZE,
-        tasks: Iterable[TaskInfo] | None = None,
-        token: Token | None = None,
-        verify: Verify = True,
-        cert: Cert = None,
-        headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        _vertex: tuple[str, str] | None = None,
-    ) -> None:
-        options = _options(model, version, version_label, signature, tasks_signature, timeout,
-                           deadline, retries, max_request_bytes, max_batch_size)
-        super().__init__(options, tasks)
-        self._setup = _Setup(url, options, token=token, headers=headers, vertex=_vertex)
-        self._owns_http = http_client is None
-        self._http: httpx.AsyncClient = http_client or self._setup.httpx.AsyncClient(
-            verify=_tls(verify, cert), timeout=timeout
-        )
-        self.url = self._setup.routes.predict_url if _vertex else url
-
-    @classmethod
-    def for_vertex(
-        cls,
-        endpoint: str | tuple[str, str, str],
-        *,
-        token: Token | None = None,
-        credentials: Any = None,
-        raw_predict_url: str | None = None,
-        **kwargs: Any,
-    ) -> AsyncRestClient:
-        """See :meth:`RestClient.for_vertex`."""
-        if token is None:
-            token = google_token(credentials)
-        return cls(token=token, _vertex=_vertex_urls(endpoint, raw_predict_url), **kwargs)
+    def _new_http(self, verify: bool | ssl.SSLContext, timeout: float | None
+                  ) -> httpx.AsyncClient:
+        return self._setup.httpx.AsyncClient(  # type: ignore[no-any-return]
+            verify=verify, timeout=timeout)
 
     # ---------------------------------------------------------------- one request each
 
@@ -349,9 +302,6 @@ class AsyncRestClient(AsyncClient[bytes]):
         except setup.httpx.HTTPError as exc:
             raise _transport_error(setup.httpx, exc, context) from exc
         return decode(answer.status_code, answer.headers, answer.content, context)
-
-    def _prepare(self, texts: list[str], ids: list[int]) -> RestPrepared:
-        return RestPrepared(texts, ids, self._setup.predict_head)
 
     async def _predict_once(self, payload: bytes, timeout: float | None) -> list[Row]:
         url = self._setup.predict_url
@@ -379,6 +329,3 @@ class AsyncRestClient(AsyncClient[bytes]):
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
-
-    def __repr__(self) -> str:
-        return f"AsyncRestClient({self.url!r}, model={self.model!r})"

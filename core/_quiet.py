@@ -62,21 +62,29 @@ TF_TEXT_OPS = frozenset({
 
 
 @contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null: TensorFlow's C++ logs bypass Python."""
-    if os.environ.get("HEADSWITCH_DEBUG"):
-        yield
-        return
+def _fd2_to_devnull() -> Iterator[int]:
+    """File descriptor 2 goes to /dev/null until the end; yields a duplicate of the real one
+    (closed at the end)."""
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        yield
+        yield saved
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: TensorFlow's C++ logs bypass Python."""
+    if os.environ.get("HEADSWITCH_DEBUG"):
+        yield
+        return
+    with _fd2_to_devnull():
+        yield
 
 
 def _import_text() -> None:
@@ -136,19 +144,13 @@ def native_stderr_quiet() -> Iterator[None]:
     if os.environ.get("HEADSWITCH_DEBUG"):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    python_stderr = sys.stderr
-    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=python_stderr.encoding,
-                           errors="backslashreplace")
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        sys.stderr.close()
-        sys.stderr = python_stderr
-        os.close(saved)
-        os.close(devnull)
+    with _fd2_to_devnull() as saved:
+        python_stderr = sys.stderr
+        sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1,
+                               encoding=python_stderr.encoding, errors="backslashreplace")
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            sys.stderr.close()
+            sys.stderr = python_stderr

@@ -97,6 +97,22 @@ INERT_FLAGS = (
 )
 
 
+# Boolean flags of the gRPC server and of model loading: (flag, default, help).
+_GRPC_AND_MODEL_SWITCHES = (
+    ("--use_alts_credentials", False, "serve gRPC with Google ALTS credentials"),
+    ("--enable_grpc_healthcheck_service", False,
+     "answer the standard grpc.health.v1.Health service"),
+    ("--enable_signature_method_name_check", False,
+     "Classify / Regress / Predict check the signature's method_name"),
+    ("--enable_serialization_as_tensor_content", False,
+     "gRPC Predict answers carry tensor_content instead of typed values"),
+    ("--enable_profiler", True,
+     "TF Serving's profiler service: refused here with a message (default true)"),
+    ("--prefer_tflite_model", False,
+     "a version with model.tflite is refused (TF Lite is not served here)"),
+)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``serve`` subcommand."""
     parser = subparsers.add_parser(
@@ -186,18 +202,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         help="threads for gRPC requests (default 32)")
     parser.add_argument("--ssl_config_file", default=None,
                         help="SSLConfig text proto: serve gRPC over TLS")
-    _switch(parser, "--use_alts_credentials", default=False,
-            help="serve gRPC with Google ALTS credentials")
-    _switch(parser, "--enable_grpc_healthcheck_service", default=False,
-            help="answer the standard grpc.health.v1.Health service")
-    _switch(parser, "--enable_signature_method_name_check", default=False,
-            help="Classify / Regress / Predict check the signature's method_name")
-    _switch(parser, "--enable_serialization_as_tensor_content", default=False,
-            help="gRPC Predict answers carry tensor_content instead of typed values")
-    _switch(parser, "--enable_profiler", default=True,
-            help="TF Serving's profiler service: refused here with a message (default true)")
-    _switch(parser, "--prefer_tflite_model", default=False,
-            help="a version with model.tflite is refused (TF Lite is not served here)")
+    for option, default, text in _GRPC_AND_MODEL_SWITCHES:
+        _switch(parser, option, default=default, help=text)
     parser.add_argument("--version", action="store_true",
                         help="print the server and TensorFlow versions and exit")
     inert = parser.add_argument_group(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -233,21 +233,22 @@ class ServingCore:
         """``PredictionService.Classify`` (``TensorflowClassificationServiceImpl``)."""
         from ._inference import classify
 
-        if not request.HasField("model_spec"):
-            raise invalid_argument("Missing ModelSpec")
-        with self.servable(request.model_spec) as servable:
-            return classify(servable, request,
-                            self.options(request.model_spec.name, "Classify", timeout_ms))
+        return self._on_examples(classify, "Classify", request, timeout_ms)
 
     def regress(self, request: Any, timeout_ms: int | None = None) -> Any:
         """``PredictionService.Regress`` (``TensorflowRegressionServiceImpl``)."""
         from ._inference import regress
 
+        return self._on_examples(regress, "Regress", request, timeout_ms)
+
+    def _on_examples(self, run: Callable[[Servable, Any, Options], Any], api: str, request: Any,
+                     timeout_ms: int | None) -> Any:
+        """``run`` (``classify`` or ``regress``) on the servable ``request``'s ModelSpec
+        names."""
         if not request.HasField("model_spec"):
             raise invalid_argument("Missing ModelSpec")
         with self.servable(request.model_spec) as servable:
-            return regress(servable, request,
-                           self.options(request.model_spec.name, "Regress", timeout_ms))
+            return run(servable, request, self.options(request.model_spec.name, api, timeout_ms))
 
     def multi_inference(self, request: Any, timeout_ms: int | None = None) -> Any:
         """``PredictionService.MultiInference`` (``RunMultiInferenceWithServerCore``): the

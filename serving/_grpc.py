@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,17 @@ def status_message(message: str) -> str:
 
 def _abort(context: grpc.ServicerContext, error: ServingError) -> Any:
     context.abort(error.code, status_message(error.message))
+
+
+def _answer(context: grpc.ServicerContext, request: Any, method: Callable[[Any], Any]) -> Any:
+    """``method(request)``, or an abort with its error (or the error of a request refused
+    while it was read): the methods that keep no metrics."""
+    try:
+        if isinstance(request, Refused):
+            raise request.error
+        return method(request)
+    except ServingError as exc:
+        return _abort(context, exc)
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -90,12 +101,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             self._core.memory.note(size_bytes=request.ByteSize())
 
     def GetModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            if isinstance(request, Refused):
-                raise request.error
-            return self._core.get_model_metadata(request)
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, request, self._core.get_model_metadata)
 
 
 def _model_name(request: Any) -> str:
@@ -113,20 +119,10 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self._core = core
 
     def GetModelStatus(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            if isinstance(request, Refused):
-                raise request.error
-            return self._core.get_model_status(request)
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, request, self._core.get_model_status)
 
     def HandleReloadConfigRequest(self, request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            if isinstance(request, Refused):
-                raise request.error
-            return self._core.reload_config_request(request)
-        except ServingError as exc:
-            return _abort(context, exc)
+        return _answer(context, request, self._core.reload_config_request)
 
 
 def _service_handler(

@@ -218,29 +218,34 @@ def classify(servable: Servable, request: Any, options: Options) -> Any:
     """``RunClassify``: a ``ClassificationResponse``."""
     from tensorflow_serving.apis import classification_pb2
 
-    response = classification_pb2.ClassificationResponse()
-    _, signature = _signature(servable, request)
-    input_name, output_names = _check_classification_signature(signature, options)
-    _model_spec(response.model_spec, request.model_spec, servable)
-    examples = _serialized_examples(request.input, options.limits)
-    outputs = _run(servable, [(input_name, examples)], signature, output_names, options)
-    _classification_result(signature, len(examples), dict(zip(output_names, outputs)),
-                           response.result)
-    return response
+    return _single(servable, request, options, classification_pb2.ClassificationResponse(),
+                   _check_classification_signature, _classification_result)
 
 
 def regress(servable: Servable, request: Any, options: Options) -> Any:
     """``RunRegress``: a ``RegressionResponse``."""
     from tensorflow_serving.apis import regression_pb2
 
-    response = regression_pb2.RegressionResponse()
+    return _single(servable, request, options, regression_pb2.RegressionResponse(),
+                   _check_regression_signature, _regression_result)
+
+
+def _single(
+    servable: Servable,
+    request: Any,
+    options: Options,
+    response: Any,
+    check: Callable[[Any, Options], tuple[str, list[str]]],
+    write: Callable[[Any, int, dict[str, Any], Any], None],
+) -> Any:
+    """What ``classify`` and ``regress`` share: ``check`` the signature, run it on the
+    request's examples, ``write`` the outputs into ``response.result``."""
     _, signature = _signature(servable, request)
-    input_name, output_names = _check_regression_signature(signature, options)
+    input_name, output_names = check(signature, options)
     _model_spec(response.model_spec, request.model_spec, servable)
     examples = _serialized_examples(request.input, options.limits)
     outputs = _run(servable, [(input_name, examples)], signature, output_names, options)
-    _regression_result(signature, len(examples), dict(zip(output_names, outputs)),
-                       response.result)
+    write(signature, len(examples), dict(zip(output_names, outputs)), response.result)
     return response
 
 

@@ -96,15 +96,11 @@ class Servable:
 
     @contextlib.contextmanager
     def use(self) -> Iterator[Servable]:
-        with self._lock:
-            self._users += 1
+        self.acquire()
         try:
             yield self
         finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    self._idle.notify_all()
+            self.release()
 
     def acquire(self) -> None:
         with self._lock:

@@ -155,18 +155,26 @@ def from_proto(proto: Any, alias: str, limits: Limits | None = None) -> Array:
     return result
 
 
-def to_proto(array: Array) -> Any:
-    """A ``TensorProto`` with typed repeated fields, as ``Tensor::AsProtoField`` writes it."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+def _shaped(array: Array) -> tuple[Array, Any]:
+    """``array`` as a NumPy array, and a ``TensorProto`` with its dtype and shape, no values."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 
     array = np.asarray(array)
-    dtype = dtype_enum_of(array)
     proto = tensor_pb2.TensorProto(
-        dtype=dtype,
+        dtype=dtype_enum_of(array),
         tensor_shape=tensor_shape_pb2.TensorShapeProto(
             dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(s)) for s in array.shape]
         ),
     )
+    return array, proto
+
+
+def to_proto(array: Array) -> Any:
+    """A ``TensorProto`` with typed repeated fields, as ``Tensor::AsProtoField`` writes it."""
+    from tensorflow.core.framework import types_pb2
+
+    array, proto = _shaped(array)
+    dtype = proto.dtype
     flat = array.reshape(-1)
     if dtype == types_pb2.DT_FLOAT:
         proto.float_val.extend(flat.tolist())
@@ -221,16 +229,10 @@ def to_proto_content(array: Array) -> Any:
     """A ``TensorProto`` with the values in ``tensor_content``, as ``Tensor::
     AsProtoTensorContent`` writes it (``--enable_serialization_as_tensor_content``): the raw
     little-endian values, or for strings every length as a varint, then the bytes."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow.core.framework import types_pb2
 
-    array = np.asarray(array)
-    dtype = dtype_enum_of(array)
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=int(s)) for s in array.shape]
-        ),
-    )
+    array, proto = _shaped(array)
+    dtype = proto.dtype
     if dtype == types_pb2.DT_STRING:
         values = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1)]
         proto.tensor_content = b"".join(_varint(len(v)) for v in values) + b"".join(values)

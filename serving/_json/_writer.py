@@ -105,24 +105,24 @@ class JsonWriter:
         self._stack.append([False, 0])
 
     def end_object(self) -> None:
-        self._check()
-        level = self._stack.pop()
-        if level[1]:
-            self._out += b"\n"
-            self._indent()
-        self._out += b"}"
+        self._end(b"}", one_line=False)
 
     def start_array(self) -> None:
         self.raw(b"[")
         self._stack.append([True, 0])
 
     def end_array(self) -> None:
+        self._end(b"]", one_line=self.single_line_arrays)
+
+    def _end(self, closer: bytes, *, one_line: bool) -> None:
+        """Close the innermost object or array: on a line of its own, indented, unless it is
+        empty or ``one_line``."""
         self._check()
         level = self._stack.pop()
-        if level[1] and not self.single_line_arrays:
+        if level[1] and not one_line:
             self._out += b"\n"
             self._indent()
-        self._out += b"]"
+        self._out += closer
 
     def double(self, value: float) -> None:
         """``Writer::Double``: NaN and infinities are refused (after the separator is written),

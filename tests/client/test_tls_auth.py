@@ -4,7 +4,7 @@ REST, a forwarding gRPC server for gRPC) with a certificate from a CA made for t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +44,27 @@ def expected(server: Any) -> list[Any]:
     return predictions
 
 
-def test_rest_over_tls_with_a_token(rest_proxy: TlsProxy, tls: dict[str, Path],
-                                    expected: list[Any]) -> None:
-    url = f"https://127.0.0.1:{rest_proxy.port}"
-    with RestClient(url, verify=tls["ca"], token="s3cret") as client:
+def _sync_and_async_predict(client: Any, make_async: Callable[[], Any], expected: list[Any]
+                            ) -> None:
+    """``client``, and the async client ``make_async`` makes in the event loop, both predict
+    ``expected``."""
+    with client:
         assert client.predict(TEXTS[:3], "topic") == expected
 
     async def go() -> list[Any]:
-        async with AsyncRestClient(url, verify=str(tls["ca"]), token="s3cret") as client:
-            predictions: list[Any] = await client.predict(TEXTS[:3], "topic")
+        async with make_async() as async_client:
+            predictions: list[Any] = await async_client.predict(TEXTS[:3], "topic")
             return predictions
 
     assert asyncio.run(go()) == expected
+
+
+def test_rest_over_tls_with_a_token(rest_proxy: TlsProxy, tls: dict[str, Path],
+                                    expected: list[Any]) -> None:
+    url = f"https://127.0.0.1:{rest_proxy.port}"
+    _sync_and_async_predict(
+        RestClient(url, verify=tls["ca"], token="s3cret"),
+        lambda: AsyncRestClient(url, verify=str(tls["ca"]), token="s3cret"), expected)
     assert b"\r\nauthorization: Bearer s3cret\r\n" in bytes(rest_proxy.seen)
 
 
@@ -72,16 +81,10 @@ def test_rest_refuses_an_unknown_ca(rest_proxy: TlsProxy) -> None:
 def test_grpc_over_tls_with_a_token(grpc_proxy: GrpcTlsProxy, tls: dict[str, Path],
                                     expected: list[Any]) -> None:
     target = f"127.0.0.1:{grpc_proxy.port}"
-    with GrpcClient(target, root_certificates=tls["ca"], token="s3cret") as client:
-        assert client.predict(TEXTS[:3], "topic") == expected
-
-    async def go() -> list[Any]:
-        async with AsyncGrpcClient(target, root_certificates=tls["ca"].read_bytes(),
-                                   token=lambda: "s3cret") as client:
-            predictions: list[Any] = await client.predict(TEXTS[:3], "topic")
-            return predictions
-
-    assert asyncio.run(go()) == expected
+    _sync_and_async_predict(
+        GrpcClient(target, root_certificates=tls["ca"], token="s3cret"),
+        lambda: AsyncGrpcClient(target, root_certificates=tls["ca"].read_bytes(),
+                                token=lambda: "s3cret"), expected)
     assert grpc_proxy.metadata
     assert all(m.get("authorization") == "Bearer s3cret" for m in grpc_proxy.metadata)
 

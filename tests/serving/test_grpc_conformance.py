@@ -142,6 +142,18 @@ def test_predict_spec_errors(
     assert error.details() == message
 
 
+def _refuses_three_values_in_shape_two(target: Target) -> None:
+    """A task_id tensor of shape [2] that packs three values: "tensor parsing error"."""
+    tf = _tf()
+    request = _request(["a"])
+    packed = tf.make_tensor_proto([0, 1, 2], dtype=tf.int32)
+    packed.tensor_shape.dim[0].size = 2
+    request.inputs["task_id"].CopyFrom(packed)
+    error = _error(target.prediction.Predict, request)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "tensor parsing error: task_id"
+
+
 @source(
     "servables/tensorflow/predict_util.cc: VerifyRequestInputsSize ('input size does not match "
     "signature: ...')",
@@ -173,13 +185,7 @@ def test_predict_input_errors(target: Target) -> None:
         "Signature input alias: task_id(feed name: serving_default_task_id:0) not found in "
         "request and no default value provided."
     )
-    request = _request(["a"])
-    bad = tf.make_tensor_proto([0, 1, 2], dtype=tf.int32)
-    bad.tensor_shape.dim[0].size = 2
-    request.inputs["task_id"].CopyFrom(bad)
-    error = _error(target.prediction.Predict, request)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.details() == "tensor parsing error: task_id"
+    _refuses_three_values_in_shape_two(target)
 
 
 @source(
@@ -370,13 +376,7 @@ def test_tensor_value_counts(target: Target) -> None:
     assert tf.make_ndarray(outputs["top_label"]).tolist() == [
         fm.expected("", 0)["top_label"].encode()
     ] * 2
-    request = _request(["a"])
-    packed = tf.make_tensor_proto([0, 1, 2], dtype=tf.int32)
-    packed.tensor_shape.dim[0].size = 2
-    request.inputs["task_id"].CopyFrom(packed)
-    error = _error(target.prediction.Predict, request)
-    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert error.details() == "tensor parsing error: task_id"
+    _refuses_three_values_in_shape_two(target)
 
 
 @source(

@@ -28,6 +28,12 @@ def _check_row(prediction: dict[str, Any], text: str | bytes, task_id: int) -> N
     assert prediction["top_score"] == pytest.approx(float(want["top_score"]), rel=1e-6)
 
 
+def _check_first_row(response: Any, text: str | bytes, task_id: int) -> None:
+    """``response`` is a 200 whose first prediction is ``text``'s for task ``task_id``."""
+    assert response.status_code == 200, response.text
+    _check_row(response.json()["predictions"][0], text, task_id)
+
+
 @source(
     "model_servers/get_model_status_impl.cc: one ModelVersionStatus per version (state, "
     "status from the servable's health)",
@@ -137,8 +143,7 @@ def test_signature_name_and_by_name(target: Target) -> None:
     response = target.post(
         PREDICT, json={"signature_name": "by_name", "instances": [{"text": "abcd", "task": "spam"}]}
     )
-    assert response.status_code == 200, response.text
-    _check_row(response.json()["predictions"][0], "abcd", 1)
+    _check_first_row(response, "abcd", 1)
 
 
 @source(
@@ -184,8 +189,7 @@ def test_b64_string_input_in_default_signature(target: Target) -> None:
         PREDICT,
         json={"instances": [{"text": {"b64": base64.b64encode(b"abc").decode()}, "task_id": 0}]},
     )
-    assert response.status_code == 200, response.text
-    _check_row(response.json()["predictions"][0], "abc", 0)
+    _check_first_row(response, "abc", 0)
 
 
 @source(
@@ -331,8 +335,7 @@ def test_model_op_errors_and_server_keeps_serving(target: Target) -> None:
     assert unknown.status_code == 400
     assert "unknown task name" in unknown.json()["error"] and "[weather]" in unknown.json()["error"]
     ok = target.post(PREDICT, json={"instances": [{"text": "abc", "task_id": 1}]})
-    assert ok.status_code == 200
-    _check_row(ok.json()["predictions"][0], "abc", 1)
+    _check_first_row(ok, "abc", 1)
 
 
 @source(
@@ -457,8 +460,7 @@ def test_strings_as_rapidjson_reads_them(target: Target) -> None:
     }
     body = json.dumps({"instances": [{"text": "abc", "task_id": 1}]}).encode()
     bom = target.post(PREDICT, content=b"\xef\xbb\xbf" + body)
-    assert bom.status_code == 200, bom.text
-    _check_row(bom.json()["predictions"][0], "abc", 1)
+    _check_first_row(bom, "abc", 1)
 
 
 @source(
@@ -505,8 +507,7 @@ def test_duplicate_member_names(target: Target) -> None:
     response = target.post(
         PREDICT, content=b'{"instances": [{"text": "abc", "text": "zzzz", "task_id": 2}]}'
     )
-    assert response.status_code == 200, response.text
-    _check_row(response.json()["predictions"][0], "abc", 2)
+    _check_first_row(response, "abc", 2)
     # The duplicate's value takes the next instance's place.
     response = target.post(
         PREDICT,

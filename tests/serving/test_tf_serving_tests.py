@@ -236,15 +236,20 @@ def test_get_model_metadata(pool: ServerPool, testdata: _TestData) -> None:
     assert "signature_def" in result.metadata
 
 
+def _x_is_2(request: Any, signature: str) -> Any:
+    """``request`` to the model ``default``'s ``signature`` with one example: x = 2.0."""
+    request.model_spec.name = "default"
+    request.model_spec.signature_name = signature
+    example = request.input.example_list.examples.add()
+    example.features.feature["x"].float_list.value.extend([2.0])
+    return request
+
+
 def _classify(address: str, version: int) -> None:
     """``_TestClassify`` (test lines 137-163)."""
     from tensorflow_serving.apis import classification_pb2
 
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "classify_x_to_y"
-    example = request.input.example_list.examples.add()
-    example.features.feature["x"].float_list.value.extend([2.0])
+    request = _x_is_2(classification_pb2.ClassificationRequest(), "classify_x_to_y")
     result = _stub(address).Classify(request, RPC_TIMEOUT)
     assert len(result.result.classifications) == 1
     assert len(result.result.classifications[0].classes) == 1
@@ -256,11 +261,7 @@ def _regress(address: str, version: int) -> None:
     """``_TestRegress`` (test lines 173-197)."""
     from tensorflow_serving.apis import regression_pb2
 
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = "default"
-    request.model_spec.signature_name = "regress_x_to_y"
-    example = request.input.example_list.examples.add()
-    example.features.feature["x"].float_list.value.extend([2.0])
+    request = _x_is_2(regression_pb2.RegressionRequest(), "regress_x_to_y")
     result = _stub(address).Regress(request, RPC_TIMEOUT)
     assert len(result.result.regressions) == 1
     assert result.result.regressions[0].value == 3.0
@@ -353,17 +354,25 @@ def test_bad_model_config(pool: ServerPool, testdata: _TestData) -> None:
     assert "Error parsing text-format tensorflow.serving.ModelServerConfig" in served.log()
 
 
-@source(f"{TEST}:315 testModelConfigReload: after the config file changes to half_plus_three "
-        "(poll period 1 s, then 2 s of sleep), half_plus_three answers 4.0")
-def test_model_config_reload(pool: ServerPool, testdata: _TestData) -> None:
-    config = testdata.reload_config
+def _reload(pool: ServerPool, testdata: _TestData, config: Path, *, poll_period: int) -> str:
+    """Serve ``config`` naming half_plus_two (polled every ``poll_period`` s), check that it
+    answers 3.0, point ``config`` at half_plus_three, wait one poll period and a second; the
+    server's gRPC address."""
     config.write_text(_CONFIG.format(name="half_plus_two", model_path=testdata.half_plus_two))
-    address = pool.run(model_config_file=str(config), model_config_file_poll_period=1).grpc
+    address: str = pool.run(model_config_file=str(config),
+                            model_config_file_poll_period=poll_period).grpc
     _predict(address, model_name="half_plus_two", expected_output=3.0, specify_output=False,
              expected_version=_version(testdata.half_plus_two))
     config.write_text(_CONFIG.format(name="half_plus_three",
                                      model_path=testdata.half_plus_three))
-    time.sleep(1 + 1)
+    time.sleep(poll_period + 1)
+    return address
+
+
+@source(f"{TEST}:315 testModelConfigReload: after the config file changes to half_plus_three "
+        "(poll period 1 s, then 2 s of sleep), half_plus_three answers 4.0")
+def test_model_config_reload(pool: ServerPool, testdata: _TestData) -> None:
+    address = _reload(pool, testdata, testdata.reload_config, poll_period=1)
     _predict(address, model_name="half_plus_three", expected_output=4.0, specify_output=False,
              expected_version=_version(testdata.half_plus_three))
 
@@ -372,14 +381,7 @@ def test_model_config_reload(pool: ServerPool, testdata: _TestData) -> None:
         "file is not read again: half_plus_two still answers 3.0")
 def test_model_config_reload_with_zero_poll_period(
         pool: ServerPool, testdata: _TestData) -> None:
-    config = testdata.reload_config_zero
-    config.write_text(_CONFIG.format(name="half_plus_two", model_path=testdata.half_plus_two))
-    address = pool.run(model_config_file=str(config), model_config_file_poll_period=0).grpc
-    _predict(address, model_name="half_plus_two", expected_output=3.0, specify_output=False,
-             expected_version=_version(testdata.half_plus_two))
-    config.write_text(_CONFIG.format(name="half_plus_three",
-                                     model_path=testdata.half_plus_three))
-    time.sleep(0 + 1)
+    address = _reload(pool, testdata, testdata.reload_config_zero, poll_period=0)
     _predict(address, model_name="half_plus_two", expected_output=3.0, specify_output=False,
              expected_version=_version(testdata.half_plus_three))
 

@@ -23,10 +23,12 @@ Versions are written as TF Serving's testdata names them (``00000123`` is versio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +54,23 @@ def _feature_spec(tf: Any) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _tf1_session() -> Iterator[tuple[Any, Any, Any]]:
+    """TensorFlow, its ``compat.v1``, and a session on a new graph that is the default graph
+    meanwhile: where the TF1 models are built."""
+    tf = _tf()
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as session:
+        yield tf, v1, session
+
+
 def half_plus_two_tf1(
     base: Path, *, offset: float = 2.0, classify_x2: bool = False, version: str = VERSION_DIR
 ) -> Path:
     """``BASE/<version>``: the TF1 half-plus-two graph (``offset`` is b in y = 0.5 x + b)."""
-    tf = _tf()
-    v1 = tf.compat.v1
     export_dir = base / version
-    graph = tf.Graph()
-    with graph.as_default(), v1.Session(graph=graph) as session:
+    with _tf1_session() as (tf, v1, session):
         a = v1.Variable(0.5, name="a")
         b = v1.Variable(offset, name="b")
         c = v1.Variable(3.0, name="c")
@@ -170,11 +180,8 @@ def half_plus_two_tf2(base: Path, *, version: str = VERSION_DIR) -> Path:
 
 def half_plus_three(base: Path, *, version: str = VERSION_DIR) -> Path:
     """``BASE/<version>``: y = 0.5 x + 3, its signature inputs without any shape."""
-    tf = _tf()
-    v1 = tf.compat.v1
     export_dir = base / version
-    graph = tf.Graph()
-    with graph.as_default(), v1.Session(graph=graph) as session:
+    with _tf1_session() as (tf, v1, session):
         a = v1.Variable(0.5, name="a")
         c = v1.Variable(3.0, name="c")
         serialized = v1.placeholder(tf.string, name="tf_example")
