@@ -73,16 +73,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import (  # noqa: E402
-    add_results_option,
-    load_average,
-    machine,
-    onednn_enabled,
-    percentile,
-    results_dir,
-    run_child,
-    write_json,
-)
+import _measure  # noqa: E402
 
 CONTENDERS = ("backbone", "backbone_io", "headswitch", "multi_output", "per_task_sigs",
               "separate")
@@ -130,7 +121,8 @@ CHILD = "import sys; sys.path.insert(0, {bench!r}); import compare; compare.chil
 
 
 # ----------------------------------------------------------------------------------------------
-# Jobs: each runs in a child process (``run_child``) or, for the smoke test, in this process.
+# Jobs: each runs in a child process (``_measure.run_child``) or, for the smoke test, in this
+# process.
 
 
 def _tf() -> Any:
@@ -597,7 +589,7 @@ def _job_latency(spec: dict[str, Any]) -> dict[str, Any]:
     tf = _tf()
     import numpy as np
 
-    load_average_start = load_average()
+    load_average_start = _measure.load_average()
     keep: list[Any] = []
 
     def load(path: str) -> Any:
@@ -632,7 +624,7 @@ def _job_latency(spec: dict[str, Any]) -> dict[str, Any]:
         for t in used:
             per_task[n][t](text=one)
         warm[str(n)] = {"signatures": len(used), "seconds": time.perf_counter() - started}
-    result: dict[str, Any] = {"path": "eager", "onednn": onednn_enabled(),
+    result: dict[str, Any] = {"path": "eager", "onednn": _measure.onednn_enabled(),
                               "load_seconds_in_process": load_seconds,
                               "per_task_first_calls": warm, "batches": {}}
 
@@ -679,7 +671,8 @@ def _job_latency(spec: dict[str, Any]) -> dict[str, Any]:
             instances.append(_Instance("separate", None, run, calls_per_request=calls))
         result["batches"][str(batch)] = _timed(instances, n_req, spec["budget"][str(batch)],
                                                spec["rounds"])
-    result["load_average_start"], result["load_average_end"] = load_average_start, load_average()
+    result["load_average_start"] = load_average_start
+    result["load_average_end"] = _measure.load_average()
     return result
 
 
@@ -691,7 +684,7 @@ def _job_cpath(spec: dict[str, Any]) -> dict[str, Any]:
     _tf()
     from _cpath import CSession, Prepared
 
-    load_average_start = load_average()
+    load_average_start = _measure.load_average()
     sessions: list[CSession] = []
 
     def load(path: str) -> CSession:
@@ -710,7 +703,7 @@ def _job_cpath(spec: dict[str, Any]) -> dict[str, Any]:
     load_seconds = time.perf_counter() - started
     lay = _layout(spec)
     requests = {int(b): n_req for b, n_req in spec["batches"].items()}
-    result: dict[str, Any] = {"path": spec["path"], "onednn": onednn_enabled(),
+    result: dict[str, Any] = {"path": spec["path"], "onednn": _measure.onednn_enabled(),
                               "load_seconds_in_process": load_seconds,
                               "per_task_first_calls": {}, "batches": {}}
     made: list[tuple[CSession, Prepared]] = []  # input tensors, freed after each batch size
@@ -773,7 +766,8 @@ def _job_cpath(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         for session in sessions:
             session.close()
-    result["load_average_start"], result["load_average_end"] = load_average_start, load_average()
+    result["load_average_start"] = load_average_start
+    result["load_average_end"] = _measure.load_average()
     return result
 
 
@@ -812,7 +806,7 @@ class _Runner:
         started = time.perf_counter()
         rss = 0
         if use_child:
-            rss = run_child(CHILD.format(bench=str(BENCH)), str(spec_path),
+            rss = _measure.run_child(CHILD.format(bench=str(BENCH)), str(spec_path),
                             env=env).peak_rss_bytes
         else:
             child_main(str(spec_path))
@@ -941,7 +935,8 @@ def _measure_loads(runner: _Runner, builds: dict[str, Any], tasks: list[int], re
 
 def _summarise_latency(samples: list[float], batch: int, calls: float) -> dict[str, Any]:
     mean = sum(samples) / len(samples)
-    return {"p50_ms": percentile(samples, 50) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
+    return {"p50_ms": _measure.percentile(samples, 50) * 1e3,
+            "p99_ms": _measure.percentile(samples, 99) * 1e3,
             "mean_ms": mean * 1e3, "throughput": batch / mean, "samples": len(samples),
             "calls_per_request": calls}
 
@@ -1335,7 +1330,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load-repeats", type=int)
     p.add_argument("--small-examples", help="reuse these small example models (manifest.yaml "
                    "and .keras files) instead of building them")
-    add_results_option(p)
+    _measure.add_results_option(p)
     p.add_argument("--work", help="work folder (kept); default: a temporary folder, removed")
     p.add_argument("--in-process", action="store_true",
                    help="build and time the Python-call path in this process (load/RSS and the "
@@ -1346,7 +1341,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="the C++ path of the headline table, figure and floors (default: "
                    "cpp_onednn, the wheel's and TF Serving's default oneDNN setting)")
     args = p.parse_args(argv)
-    args.results = results_dir(args)
+    args.results = _measure.results_dir(args)
     if args.headline not in args.paths:
         p.error(f"--headline {args.headline} must be one of --paths")
 
@@ -1356,7 +1351,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or preset["rounds"]
     repeats = args.load_repeats or preset["load_repeats"]
     started = time.perf_counter()
-    load_average_start = load_average()
+    load_average_start = _measure.load_average()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="headswitch-compare-"))
     work.mkdir(parents=True, exist_ok=True)
 
@@ -1406,7 +1401,7 @@ def main(argv: list[str] | None = None) -> int:
     from importlib.metadata import version
 
     result = {
-        "machine": machine(),
+        "machine": _measure.machine(),
         "tensorflow": version("tensorflow"),
         "settings": {"quick": args.quick, "tasks": tasks, "batches": batches, "rounds": rounds,
                      "load_repeats": repeats, "backbones": args.backbones,
@@ -1416,7 +1411,7 @@ def main(argv: list[str] | None = None) -> int:
                      "budget_seconds": {f"{k[0]}-b{k[1]}": v * args.budget_scale
                                         for k, v in preset["budget"].items()}},
         "load_average_start": load_average_start,
-        "load_average_end": load_average(),
+        "load_average_end": _measure.load_average(),
         "import_only_peak_rss": loads[("-", "import_only", None)]["peak_rss"],
         "phase_seconds": phases,
         "total_seconds": time.perf_counter() - started,
@@ -1425,7 +1420,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    write_json(results / "compare.json", result)
+    _measure.write_json(results / "compare.json", result)
     (results / "compare.md").write_text(markdown(result))
     plot(result, results / "compare.png")
     print(markdown(result))

@@ -25,7 +25,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import _hostile
-from _measure import add_results_option, load_average, machine, results_dir, write_json
+import _measure  # noqa: E402
 from fault_bench import (
     Server,
     Tree,
@@ -107,18 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", metavar="REV", help="also run the server of this revision")
     parser.add_argument("--model-dir", type=Path, help="example-models folder to reuse")
     parser.add_argument("--rss-cap-gib", type=float, default=8.0)
-    add_results_option(parser)
+    _measure.add_results_option(parser)
     args = parser.parse_args(argv)
-    args.results = results_dir(args)
-    load_start = load_average()
+    args.results = _measure.results_dir(args)
+    load_start = _measure.load_average()
     with tempfile.TemporaryDirectory(prefix="headswitch-floods-") as tmp:
         work = Path(tmp)
         sources = example_models(args.model_dir, work)
-        results: dict[str, Any] = {"machine": machine(), "at_once": AT_ONCE}
+        results: dict[str, Any] = {"machine": _measure.machine(), "at_once": AT_ONCE}
         for tree, tree_work, base in exported_trees(args.before, sources, work):
             results[tree.name] = run(tree, base, tree_work, int(args.rss_cap_gib * 2**30))
-        results["load_average"] = {"start": load_start, "end": load_average()}
-    write_json(args.results / "floods.json", results)
+        results["load_average"] = {"start": load_start, "end": _measure.load_average()}
+    _measure.write_json(args.results / "floods.json", results)
     (args.results / "floods.md").write_text(report(results))
     print(report(results))
     return 0

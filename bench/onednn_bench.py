@@ -31,15 +31,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import (  # noqa: E402
-    add_results_option,
-    load_average,
-    machine,
-    percentile,
-    results_dir,
-    run_child,
-    write_json,
-)  # noqa: E402
+import _measure  # noqa: E402
 
 WORDS = ("the match was great and the striker scored twice before halftime refund please my "
          "order never arrived free prize click now the meeting moved to friday").split()
@@ -80,7 +72,7 @@ print("RESULT", _pywrap_util_port.IsMklEnabled(), times[1], times[256],
 
 
 def _call(model: Path, setting: str) -> dict[str, Any]:
-    run = run_child(CALL, str(model), " ".join(WORDS),
+    run = _measure.run_child(CALL, str(model), " ".join(WORDS),
                     env={"TF_ENABLE_ONEDNN_OPTS": SETTINGS[setting]})
     line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT "))
     _, onednn, batch1, batch256, diff = line.split()
@@ -132,7 +124,7 @@ def _server(model: Path, setting: str) -> dict[str, Any]:
                     client.post(url, json=body(n)).raise_for_status()
                 time.sleep(1.5)
                 kept[str(n)] = (_rss(process.pid) - before) / 2**20
-        return {"rest_p50_ms_c1": percentile(latencies, 50) * 1e3, "rss_before_mib":
+        return {"rest_p50_ms_c1": _measure.percentile(latencies, 50) * 1e3, "rss_before_mib":
                 before / 2**20, "rss_kept_mib_after": kept}
     finally:
         process.terminate()
@@ -143,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=7)
-    add_results_option(parser)
+    _measure.add_results_option(parser)
     args = parser.parse_args(argv)
-    args.results = results_dir(args)
-    load_start = load_average()
+    args.results = _measure.results_dir(args)
+    load_start = _measure.load_average()
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
     with tempfile.TemporaryDirectory(prefix="onednn-bench-") as work:
         from headswitch._quiet import import_tensorflow
@@ -164,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
                           **_server(Path(work) / "headswitch", setting)}
                 samples[setting].append(sample)
                 print(f"round {round_ + 1}, oneDNN {setting}: {sample}", flush=True)
-    data = {"machine": machine(), "load_average": {"start": load_start, "end": load_average()},
+    data = {"machine": _measure.machine(),
+            "load_average": {"start": load_start, "end": _measure.load_average()},
             "rounds": args.rounds, "tasks": args.tasks, "samples": samples}
     results = Path(args.results)
-    write_json(results / "onednn.json", data)
+    _measure.write_json(results / "onednn.json", data)
     (results / "onednn.md").write_text(report(data))
     print(report(data))
     return 0

@@ -45,14 +45,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import (  # noqa: E402
-    add_results_option,
-    load_average,
-    machine,
-    percentile,
-    results_dir,
-    write_json,
-)  # noqa: E402
+import _measure  # noqa: E402
 
 BATCHING = BENCH.parent / "docker" / "batching_parameters.txt"
 MODELS = ("headswitch", "backbone")
@@ -221,17 +214,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, help="rounds per cell (default 4)")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     p.add_argument("--quick", action="store_true", help="3 s per cell and model, 2 rounds")
-    add_results_option(p)
+    _measure.add_results_option(p)
     p.add_argument("--before", metavar="REV",
                    help="compare with the server of this revision (headswitch model only)")
     args = p.parse_args(argv)
-    args.results = results_dir(args)
+    args.results = _measure.results_dir(args)
     if args.before:
         return before_after(args)
     seconds = args.seconds or (3.0 if args.quick else 24.0)
     rounds = args.rounds or (2 if args.quick else 4)
     started = time.perf_counter()
-    load_average_start = load_average()
+    load_average_start = _measure.load_average()
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.0f}s] {msg}", file=sys.stderr, flush=True)
@@ -284,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     for (transport, c, model), lat in samples.items():
         rows.append({"transport": transport, "concurrency": c, "model": model,
                      "requests": len(lat), "throughput": len(lat) / windows[(transport, c, model)],
-                     "p50_ms": percentile(lat, 50) * 1e3, "p99_ms": percentile(lat, 99) * 1e3})
+                     "p50_ms": _measure.percentile(lat, 50) * 1e3,
+                     "p99_ms": _measure.percentile(lat, 99) * 1e3})
     by = {(r["transport"], r["concurrency"], r["model"]): r for r in rows}
     ratios, floors = [], []
     for transport in ("REST", "gRPC"):
@@ -298,13 +292,14 @@ def main(argv: list[str] | None = None) -> int:
                 floors.append({"floor": f"p50 headswitch / backbone alone, {transport}, c=1",
                                "value": entry["p50"], "limit": 1.10,
                                "ok": entry["p50"] <= 1.10})
-    data = {"machine": machine(), "path": "embedded server (headswitch.serving.ModelServer) "
+    data = {"machine": _measure.machine(),
+            "path": "embedded server (headswitch.serving.ModelServer) "
             "in a child process, clients in this process, loopback",
             "batching_parameters": BATCHING.read_text(), "tasks": args.tasks,
             "seconds_per_cell_and_model": seconds, "rounds": rounds,
-            "load_average_start": load_average_start, "load_average_end": load_average(),
+            "load_average_start": load_average_start, "load_average_end": _measure.load_average(),
             "rows": rows, "ratios": ratios, "floors": floors, "reply_bytes": reply}
-    write_json(Path(args.results) / "serving.json", data)
+    _measure.write_json(Path(args.results) / "serving.json", data)
     print(markdown(data))
     return 0
 
@@ -331,7 +326,7 @@ def before_after(args: argparse.Namespace) -> int:
 
     seconds = args.seconds or (3.0 if args.quick else 24.0)
     rounds = args.rounds or (2 if args.quick else 4)
-    load_average_start = load_average()
+    load_average_start = _measure.load_average()
     work = Path(tempfile.mkdtemp(prefix="headswitch-serving-bench-"))
     trees = {"before": checkout(args.before, work / "before").pythonpath, "now": None}
     servers: dict[str, tuple[subprocess.Popen[str], int, int]] = {}
@@ -363,14 +358,14 @@ def before_after(args: argparse.Namespace) -> int:
             proc.wait(timeout=60)
         shutil.rmtree(work, ignore_errors=True)
     rows = [{"server": name, "transport": transport, "concurrency": c, "requests": len(lat),
-             "throughput": len(lat) / seconds, "p50_ms": percentile(lat, 50) * 1e3,
-             "p99_ms": percentile(lat, 99) * 1e3}
+             "throughput": len(lat) / seconds, "p50_ms": _measure.percentile(lat, 50) * 1e3,
+             "p99_ms": _measure.percentile(lat, 99) * 1e3}
             for (name, transport, c), lat in samples.items()]
-    data = {"machine": machine(), "before": args.before, "tasks": args.tasks,
+    data = {"machine": _measure.machine(), "before": args.before, "tasks": args.tasks,
             "seconds_per_cell_and_server": seconds, "rounds": rounds,
-            "load_average_start": load_average_start, "load_average_end": load_average(),
+            "load_average_start": load_average_start, "load_average_end": _measure.load_average(),
             "rows": rows}
-    write_json(Path(args.results) / "serving-before-after.json", data)
+    _measure.write_json(Path(args.results) / "serving-before-after.json", data)
     text = before_after_markdown(data)
     (Path(args.results) / "serving-before-after.md").write_text(text)
     print(text)

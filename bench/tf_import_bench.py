@@ -20,14 +20,7 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from _measure import (  # noqa: E402
-    add_results_option,
-    load_average,
-    machine,
-    results_dir,
-    run_child,
-    write_json,
-)  # noqa: E402
+import _measure  # noqa: E402
 
 CHILD = """
 import sys, time
@@ -45,7 +38,7 @@ print("RESULT", seconds, rss, "tensorflow_text" in sys.modules and sys.modules["
 
 
 def _one(mode: str) -> dict[str, Any]:
-    run = run_child(CHILD, mode)
+    run = _measure.run_child(CHILD, mode)
     line = next(x for x in run.stdout.splitlines() if x.startswith("RESULT "))
     _, seconds, rss, text = line.split()
     return {"seconds": float(seconds), "rss_mib": int(rss) / 2**20, "tf_text": text == "True"}
@@ -54,10 +47,10 @@ def _one(mode: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6)
-    add_results_option(parser)
+    _measure.add_results_option(parser)
     args = parser.parse_args(argv)
-    args.results = results_dir(args)
-    load_start = load_average()
+    args.results = _measure.results_dir(args)
+    load_start = _measure.load_average()
     samples: dict[str, list[dict[str, Any]]] = {"installed": [], "hidden": []}
     for round_ in range(args.rounds):
         order = ("installed", "hidden") if round_ % 2 == 0 else ("hidden", "installed")
@@ -71,10 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                "rss_mib_median": statistics.median(s["rss_mib"] for s in rows)}
         for mode, rows in samples.items()
     }
-    data = {"machine": machine(), "load_average": {"start": load_start, "end": load_average()},
+    data = {"machine": _measure.machine(),
+            "load_average": {"start": load_start, "end": _measure.load_average()},
             "rounds": args.rounds, "samples": samples, "summary": summary}
     results = Path(args.results)
-    write_json(results / "tf-import.json", data)
+    _measure.write_json(results / "tf-import.json", data)
     (results / "tf-import.md").write_text(report(data))
     print(report(data))
     return 0
