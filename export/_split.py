@@ -40,11 +40,27 @@ def split_candidates(model: KerasModel) -> list[int]:
     ops = model.operations()
     candidates = []
     for position, op in enumerate(ops[:-1]):
-        if type(op).__name__ == "InputLayer":
+        if type(op).__name__ == "InputLayer" or model.passes_mask(op):
             continue
         if model.head(op) is not None:
             candidates.append(position)
     return candidates
+
+
+def masked(model: KerasModel) -> list[int]:
+    """Positions whose output carries a Keras mask to the layers after it: never a split."""
+    return [p for p, op in enumerate(model.operations()) if model.passes_mask(op)]
+
+
+def mask_refusal(layer: str, where: str) -> ExportError:
+    return ExportError(
+        f"layer {layer!r} cannot be the split: its output carries a mask (mask_zero=True or a "
+        f"Masking layer, in {where}) that the layers after it read, and the heads would run "
+        "without it",
+        hint="split after the layer that consumes the mask (an RNN, a pooling layer): "
+        f"--split-layer names it when every model has it unchanged; where the models fine-tuned "
+        f"it, {GROUPS_FLAG} gives each its own backbone, or retrain the models on a frozen "
+        "copy of it")
 
 
 def find_position(model: KerasModel, layer_name: str) -> int:
@@ -74,6 +90,7 @@ class _Member:
     kinds: list[str]  # layer classes by position
     candidates: list[int]
     dtypes: dict[int, str]  # output dtype of each candidate
+    masks: list[int]  # positions whose output carries a mask (``masked``)
     parent: int | None  # the member it agrees with longest, seen before it
     branch: int  # the first position where it differs from ``parent``
     difference: _graph.Difference | None  # why it differs there (None: the same to the end)
@@ -120,7 +137,7 @@ class BackboneTree:
             candidates = self._candidates(model, where)
             dtypes = {c: model.output_dtype(ops[c]) for c in candidates}
         member = _Member(where, [op.name for op in ops], [type(op).__name__ for op in ops],
-                         candidates, dtypes, parent, branch, difference, snapshots, accepted)
+                         candidates, dtypes, masked(model), parent, branch, difference, snapshots, accepted)
         self.members.append(member)
         if parent is not None:
             self.members[parent].children.append(len(self.members) - 1)
@@ -135,6 +152,8 @@ class BackboneTree:
                                   hint="name one with --split-layer")
             return candidates
         split = find_position(model, self.given)
+        if model.passes_mask(ops[split]):
+            raise mask_refusal(ops[split].name, where)
         if model.head(ops[split]) is None or split == len(ops) - 1:
             raise ExportError(
                 f"layer {self.given!r} cannot be the split: the output does not depend on the "
@@ -355,11 +374,25 @@ class BackboneTree:
                 raise ExportError(
                     f"the shared part of these models ends at layer {ref.names[group.split]!r}, "
                     f"whose output is {dtype} (token ids): only the text preprocessing is "
-                    f"shared, not a trained backbone{self._next_differs(group)}",
+                    f"shared, not a trained backbone{self._mask_note(group.members)}"
+                    f"{self._next_differs(group)}",
                     hint="headswitch merges models whose heads read the float features of one "
                     f"shared backbone; train the task models on one frozen base model, or pass "
                     f"{GROUPS_FLAG} to give each backbone its own group")
         return groups
+
+    def _mask_note(self, members: list[int]) -> str:
+        """The layers ``members`` all share that cannot end a backbone for the mask they pass
+        on (say so: they are why the shared part ends before them)."""
+        first = members[0]
+        shared = min([self.common(first, j) for j in members[1:]]
+                     or [self.members[first].length])
+        names = [self.members[first].names[p] for p in self.members[first].masks if p < shared]
+        if not names:
+            return ""
+        return (f" (the models also share {', '.join(repr(n) for n in names)}, but its output "
+                "carries a mask (mask_zero=True or a Masking layer) that the layers after it "
+                "read, so it cannot end the backbone)")
 
     def _next_differs(self, group: Group) -> str:
         deeper = [i for i in group.members[1:] if self.common(i, group.reference) > group.split]
@@ -398,7 +431,8 @@ class BackboneTree:
             elif s is not None:
                 common = (f". All of them share only up to layer {ref.names[s]!r}, whose output "
                           f"is {ref.dtypes[s]} (token ids): only the text preprocessing is "
-                          "shared, not a trained backbone")
+                          "shared, not a trained backbone"
+                          f"{self._mask_note(list(range(len(self.members))))}")
         listed = "".join(f"\n  {line}" for line in lines)
         return ExportError(
             f"these models do not share one backbone: they form {len(groups)} backbone groups"
