@@ -25,6 +25,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import _graph
 from ._errors import ExportError
 from ._keras import KerasModel
@@ -113,6 +115,22 @@ class Group:
     @property
     def reference(self) -> int:
         return self.members[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class LeftLayer:
+    """A layer after a group's split that every model of the group has, built alike, with
+    weights that some models fine-tuned: it left the shared part and runs in each head."""
+
+    layer: str
+    files: list[str]  # the models whose weights differ from the group's first
+    max_abs_diff: float
+
+
+FINE_TUNED = 0.5
+"""A layer two models both have, built alike, counts as fine-tuned from one start (rather than
+trained apart, as heads are) when every variable differs by at most this fraction of the
+largest absolute value in it."""
 
 
 class BackboneTree:
@@ -355,6 +373,32 @@ class BackboneTree:
         assert s is not None  # a member has candidates
         return s
 
+    def left_shared(self, group: Group) -> list[LeftLayer]:
+        """The layers after an automatic split that every model of ``group`` has, built alike,
+        some of them fine-tuned (the reason the shared part ends before them), in order."""
+        if self.given is not None or len(group.members) < 2:
+            return []
+        reference = group.reference
+        length = self.members[reference].length
+        if any(self.members[m].length != length for m in group.members):
+            return []
+        theirs = self._layers_from(reference, group.split + 1)
+        mine = {m: self._layers_from(m, group.split + 1) for m in group.members[1:]}
+        left = []
+        for p in range(group.split + 1, length - 1):  # the output layer is a head's own
+            tuned: list[str] = []
+            worst = 0.0
+            for m, snaps in mine.items():
+                changed = _fine_tuned(snaps[p], theirs[p])
+                if changed is None:
+                    return left
+                if changed > 0:
+                    tuned.append(self.members[m].label)
+                    worst = max(worst, changed)
+            if tuned:
+                left.append(LeftLayer(theirs[p].name, tuned, worst))
+        return left
+
     # ------------------------------------------------------------------------------ refusals
 
     def check_one_group(self, groups: list[Group], accept_shorter: bool) -> list[Group]:
@@ -461,3 +505,25 @@ def _divergence(ops: list[Any], reference: list[_graph.OpSnapshot | None], start
             return diff, accepted
         accepted = max(accepted, within)
     return None, accepted
+
+
+def _fine_tuned(mine: _graph.OpSnapshot, theirs: _graph.OpSnapshot) -> float | None:
+    """The largest weight difference of two layer calls built alike (0.0: equal weights), or
+    None when they are built differently or their weights are too far apart to come from one
+    start (``FINE_TUNED``)."""
+    if (mine.structure, mine.vocabularies, mine.assets, len(mine.weights)) != \
+            (theirs.structure, theirs.vocabularies, theirs.assets, len(theirs.weights)):
+        return None
+    worst = 0.0
+    for (_, a), (_, b) in zip(mine.weights, theirs.weights):
+        if a.shape != b.shape:
+            return None
+        if not np.issubdtype(b.dtype, np.floating) or b.size == 0:
+            if not np.array_equal(a, b):
+                return None
+            continue
+        diff = float(np.max(np.abs(a.astype(np.float64) - b)))
+        if diff > FINE_TUNED * float(np.max(np.abs(b))):
+            return None
+        worst = max(worst, diff)
+    return worst
