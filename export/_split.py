@@ -30,6 +30,7 @@ import numpy as np
 from . import _graph
 from ._errors import ExportError
 from ._keras import KerasModel
+from ._rewire import OUTPUT_SEPARATOR
 
 SHORTER_FLAG = "--accept-shorter-backbone"
 GROUPS_FLAG = "--backbone-groups"
@@ -70,6 +71,11 @@ def find_position(model: KerasModel, layer_name: str) -> int:
     for position, op in enumerate(ops):
         if op.name == layer_name:
             return position
+    # A layer with several outputs of which the model reads one (a hub encoder's dict) is the
+    # layer ``NAME:OUTPUT`` (``_rewire``): its plain name names that output.
+    read = [p for p, op in enumerate(ops) if op.name.startswith(layer_name + OUTPUT_SEPARATOR)]
+    if len(read) == 1:
+        return read[0]
     names = ", ".join(op.name for op in ops)
     raise ExportError(f"no layer named {layer_name!r} in model {model.name!r}",
                       hint=f"--split-layer takes one of: {names}")

@@ -100,3 +100,54 @@ def test_saved_model_without_keras_metadata(tmp_path: Path,
     module = write_hub_module(tmp_path / "module")
     err = refused(capfd, tmp_path / "out", module)
     assert "SavedModel without Keras metadata" in err and "TFSMLayer" in err
+
+
+def _adapted(folder: Path, seed: int) -> Any:
+    """A Keras 3 model whose TextVectorization got its vocabulary from adapt()."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    text = keras.Input(shape=(), dtype="string")
+    vectorize = keras.layers.TextVectorization(output_sequence_length=5, name="vectorize")
+    vectorize.adapt(tf.constant(["alpha beta", "gamma delta", "epsilon zeta"]))
+    trunk = vectorized_trunk(0)[1:]
+    x = vectorize(text)
+    for layer in trunk:
+        x = layer(x)
+    return keras.Model(text, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def test_keras3_h5_loses_an_adapted_vocabulary(tmp_path: Path,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    model = _adapted(tmp_path, 1)
+    model.save(tmp_path / "adapted.h5")
+    err = refused(capfd, tmp_path / "out", tmp_path / "adapted.h5")
+    assert "a Keras 3 .h5 file does not keep the vocabulary of layer 'vectorize'" in err
+    assert "Table not initialized" in err and 'save the model as .keras' in err
+    # The hint, followed.
+    model.save(tmp_path / "adapted.keras")
+    report = exported(capfd, tmp_path / "adapted.keras", "--out", tmp_path / "out")
+    check_against_originals(report["path"], [keras_original(model)])
+
+
+def test_no_terminal_codes_in_a_pipe(flat: dict[str, Any], tmp_path: Path) -> None:
+    """Run as a user pipes it: neither the report table nor a refusal carries terminal control
+    sequences (a message that quotes Keras's own bold error text: the test below)."""
+    import subprocess
+    import sys
+
+    _adapted(tmp_path, 2).save(tmp_path / "adapted.h5")
+    for args in ([flat["paths"]["a"], "--out", tmp_path / "ok"],
+                 [tmp_path / "adapted.h5", "--out", tmp_path / "no"]):
+        run = subprocess.run([sys.executable, "-m", "headswitch", "export", *map(str, args)],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode in (0, 2), run.stderr[-2000:]
+        assert "\x1b[" not in run.stdout and "\x1b[" not in run.stderr
+    assert (tmp_path / "ok" / "1").is_dir() and not (tmp_path / "no").exists()
+
+
+def test_export_errors_drop_terminal_codes() -> None:
+    from headswitch.export import ExportError
+
+    error = ExportError("\x1b[1mTable not initialized.\x1b[0m", hint="\x1b[31mfix\x1b[0m")
+    assert str(error) == "Table not initialized.\n  hint: fix"
