@@ -161,7 +161,8 @@ class BackboneTree:
             candidates = self._candidates(model, where)
             dtypes = {c: model.output_dtype(ops[c]) for c in candidates}
         member = _Member(where, [op.name for op in ops], [type(op).__name__ for op in ops],
-                         candidates, dtypes, masked(model), parent, branch, difference, snapshots, accepted)
+                         candidates, dtypes, masked(model), parent, branch, difference,
+                         snapshots, accepted)
         self.members.append(member)
         if parent is not None:
             self.members[parent].children.append(len(self.members) - 1)
@@ -390,7 +391,7 @@ class BackboneTree:
             return []
         theirs = self._layers_from(reference, group.split + 1)
         mine = {m: self._layers_from(m, group.split + 1) for m in group.members[1:]}
-        left = []
+        left: list[LeftLayer] = []
         for p in range(group.split + 1, length - 1):  # the output layer is a head's own
             tuned: list[str] = []
             worst = 0.0

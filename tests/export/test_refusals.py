@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from formats_support import (
     check_against_originals,
+    export,
     exported,
     keras_original,
     refused,
@@ -151,3 +152,22 @@ def test_export_errors_drop_terminal_codes() -> None:
 
     error = ExportError("\x1b[1mTable not initialized.\x1b[0m", hint="\x1b[31mfix\x1b[0m")
     assert str(error) == "Table not initialized.\n  hint: fix"
+
+
+def test_an_unforeseen_failure_is_a_refusal(flat: dict[str, Any], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    """A failure no stage foresaw (here: in the build stage) still ends in a refusal that says
+    what to do, with nothing written; HEADSWITCH_TRACEBACK=1 shows the traceback."""
+    from headswitch.export import _exporter
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("Shape must be rank 2 but is rank 3\nmore")
+
+    monkeypatch.setattr(_exporter, "build_module", broken)
+    err = refused(capfd, tmp_path / "out", flat["paths"]["a"])
+    assert "a case it does not handle: ValueError: Shape must be rank 2 but is rank 3;" in err
+    assert "headswitch bug" in err and "HEADSWITCH_TRACEBACK=1" in err and "more" not in err
+    monkeypatch.setenv("HEADSWITCH_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="rank 3"):
+        export(capfd, flat["paths"]["a"], "--out", tmp_path / "out")
