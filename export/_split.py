@@ -135,8 +135,8 @@ class LeftLayer:
 
 FINE_TUNED = 0.5
 """A layer two models both have, built alike, counts as fine-tuned from one start (rather than
-trained apart, as heads are) when every variable differs by at most this fraction of the
-largest absolute value in it."""
+trained apart, as heads are) when no weight differs by more than this fraction of the layer's
+largest absolute weight."""
 
 
 class BackboneTree:
@@ -517,11 +517,11 @@ def _divergence(ops: list[Any], reference: list[_graph.OpSnapshot | None], start
 def _fine_tuned(mine: _graph.OpSnapshot, theirs: _graph.OpSnapshot) -> float | None:
     """The largest weight difference of two layer calls built alike (0.0: equal weights), or
     None when they are built differently or their weights are too far apart to come from one
-    start (``FINE_TUNED``)."""
+    start (``FINE_TUNED``: of the largest absolute weight of the layer)."""
     if (mine.structure, mine.vocabularies, mine.assets, len(mine.weights)) != \
             (theirs.structure, theirs.vocabularies, theirs.assets, len(theirs.weights)):
         return None
-    worst = 0.0
+    worst = scale = 0.0
     for (_, a), (_, b) in zip(mine.weights, theirs.weights):
         if a.shape != b.shape:
             return None
@@ -529,8 +529,6 @@ def _fine_tuned(mine: _graph.OpSnapshot, theirs: _graph.OpSnapshot) -> float | N
             if not np.array_equal(a, b):
                 return None
             continue
-        diff = float(np.max(np.abs(a.astype(np.float64) - b)))
-        if diff > FINE_TUNED * float(np.max(np.abs(b))):
-            return None
-        worst = max(worst, diff)
-    return worst
+        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))))
+        scale = max(scale, float(np.max(np.abs(b))))
+    return worst if worst <= FINE_TUNED * scale else None

@@ -66,6 +66,12 @@ def test_split_earlier_than_the_heads_needs_a_decision(flat: dict[str, Any],
         report = exported(capfd, paths["a"], paths["b"], paths["tuned"], *how,
                           "--out", folder / how[0])
         assert report["split_layer"] == "pool"
+        if how[0] == "--accept-shorter-backbone":  # the report names what left the shared part
+            [left] = report["not_shared"]
+            assert left["layer"] == "features" and left["split_layer"] == "pool"
+            assert [Path(f).name for f in left["files"]] == ["tuned.keras"]
+        else:
+            assert report["not_shared"] == []
     check_against_originals(report["path"], [keras_original(flat["models"][n])
                                              for n in ("a", "b", "tuned")])
 
