@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -140,6 +141,19 @@ def _answer(run: Callable[[], T], failed: str, as_json: bool, data: Callable[[T]
     return 0
 
 
+TRACEBACK_ENV = "HEADSWITCH_TRACEBACK"
+
+
+def unforeseen(error: Exception) -> ExportError:
+    """An exception no stage turned into an ``ExportError``: what it says, and what to do."""
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return ExportError(
+        f"the exporter met a case it does not handle: {type(error).__name__}: {first}; nothing "
+        "was written",
+        hint="this is a headswitch bug, not a problem of the models: please report it with the "
+        f"command and the models ({TRACEBACK_ENV}=1 prints the traceback)")
+
+
 def _export(args: argparse.Namespace) -> int:
     from rich import progress as bars
     from rich.console import Console
@@ -183,6 +197,11 @@ def _export(args: argparse.Namespace) -> int:
                                        tokenizer=args.tokenizer)
     except ExportError as e:
         report_error(e, "export failed")
+        return 2
+    except Exception as e:  # a case no stage foresaw: still a refusal, never a traceback
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        report_error(unforeseen(e), "export failed")
         return 2
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

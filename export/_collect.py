@@ -20,7 +20,7 @@ from . import _formats, _sources, _verify
 from ._errors import ExportError
 from ._heads import Head, analyse_head
 from ._keras import TF_KERAS, KerasModel
-from ._split import BackboneTree, label
+from ._split import BackboneTree, LeftLayer, label
 
 Progress = Callable[[int, int, str], None]
 _GC_EVERY = 16  # files read between garbage collections: bounds memory, keeps export fast
@@ -53,6 +53,9 @@ class BackboneGroup:
     reference: KerasModel  # the group's first task model: its backbone is the group's
     split: int  # the position of the layer call where the backbone ends
     tasks: list[Task]  # in task-id order
+    # layers after the split that the group's models all have, some fine-tuned (the automatic
+    # split ends before them): the report names them
+    left: list[LeftLayer] = dataclasses.field(default_factory=list)
 
     @property
     def split_ops(self) -> list[Any]:
@@ -182,7 +185,8 @@ def collect(sources: list[_sources.ModelSource], *, split_layer: str | None, tol
     assert first is not None
     models[0] = first
     groups = [BackboneGroup(number, models[g.reference], g.split,
-                            sorted((by_member[m] for m in g.members), key=lambda t: t.order))
+                            sorted((by_member[m] for m in g.members), key=lambda t: t.order),
+                            tree.left_shared(g))
               for number, g in enumerate(planned)]
     tasks.sort(key=lambda t: t.order)
     return Collected(tasks, groups, texts)

@@ -74,7 +74,14 @@ def export_models(
                                   trunk is not None),
         trunk=trunk.layers if trunk is not None else (),
         lineage=Lineage(), tolerance=tolerance, unsafe=unsafe_deserialization,
-        started=started))
+        started=started, not_shared=_not_shared(got)))
+
+
+def _not_shared(got: Collected) -> list[dict[str, Any]]:
+    """The report's list of the layers that left the shared part (``BackboneGroup.left``)."""
+    return [{"backbone": g.number, "split_layer": g.split_op.name, "layer": left.layer,
+             "files": left.files, "max_abs_diff": left.max_abs_diff}
+            for g in got.groups for left in g.left]
 
 
 def _check_arguments(base: Path, version: int | None, tolerance: float) -> None:

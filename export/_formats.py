@@ -190,7 +190,45 @@ def _read(path: Path, unsafe: bool) -> tuple[Any, Kit, str]:
     version, config = _h5_attributes(path)
     if version.startswith("2."):
         return _load_tf_keras(path, config, unsafe), TF_KERAS, "tf_keras .h5"
+    _check_h5_vocabularies(path, config)
     return _load_keras3(path, config, unsafe), KERAS3, "Keras 3 .h5"
+
+
+_LOOKUPS = ("TextVectorization", "StringLookup", "IntegerLookup")
+
+
+def _lookups_without_vocabulary(node: Any) -> list[str]:
+    """Names of the lookup layers in a model config (nested models too) whose vocabulary is
+    not in their configuration (it came from ``adapt()`` or ``set_vocabulary()``)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        inner = node.get("config")
+        if node.get("class_name") in _LOOKUPS and isinstance(inner, dict) \
+                and inner.get("vocabulary") is None:
+            found.append(f"layer {inner.get('name', '?')!r} ({node['class_name']})")
+        for value in node.values():
+            found += _lookups_without_vocabulary(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _lookups_without_vocabulary(value)
+    return found
+
+
+def _check_h5_vocabularies(path: Path, config: str) -> None:
+    """A Keras 3 ``.h5`` keeps layer configurations and weights, not the lookup tables of
+    preprocessing layers: a vocabulary set by ``adapt()`` is lost (the loaded model fails
+    with "Table not initialized")."""
+    try:
+        lost = _lookups_without_vocabulary(json.loads(config))
+    except ValueError:
+        return
+    if lost:
+        raise ExportError(
+            f"{path}: a Keras 3 .h5 file does not keep the vocabulary of {', '.join(lost)}, "
+            "set by adapt() or set_vocabulary(): loaded from it, the layer has no vocabulary "
+            "and the model fails (\"Table not initialized\")",
+            hint="save the model as .keras (model.save(\"t.keras\")), which keeps the "
+            "vocabulary, and export that file")
 
 
 # ---------------------------------------------------------------- normalizing

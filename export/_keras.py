@@ -241,6 +241,16 @@ class KerasModel:
         dtype = self.output_tensor(op).dtype
         return str(getattr(dtype, "name", dtype))
 
+    def passes_mask(self, op: Any) -> bool:
+        """Whether ``op``'s output carries a Keras mask to the layers after it (an
+        ``Embedding(mask_zero=True)``, ``Masking``, ...): a sub-model from that output on
+        would not get it."""
+        try:
+            tensor = self.output_tensor(op)
+        except ExportError:
+            return False
+        return getattr(tensor, "_keras_mask", None) is not None
+
     def head(self, op: Any) -> KerasModel | None:
         """The sub-model from ``op``'s output to the model's output, or None if not a cut."""
         if len(self.model.outputs) != 1:

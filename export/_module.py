@@ -249,19 +249,16 @@ class _Endpoints:
             return {"columns": gathered}
         return dict(zip(b.heads.parts, self.tf.split(gathered, b.heads.sizes, axis=1)))
 
-    def _heads(self, b: _Backbone, w: Mapping[str, Any], features: Any, row: Any
-               ) -> dict[str, Any]:
-        """Scores, top label and top score of examples with ``features`` of backbone ``b`` and
-        task rows ``row``."""
-        tf, t = self.tf, b.heads
-        assert t is not None
-        part = self._parts(b, w, row)
-        columns = part["columns"]
+    def _stacked_logits(self, t: HeadTables, w: Mapping[str, Any], features: Any,
+                        part: Mapping[str, Any]) -> Any:
+        """[b, width] logits of the stacked heads (features [b, d]); zero for other rows."""
+        tf = self.tf
         # Stacked heads compute in float32 (DenseChainHead.compute_dtype): float16/bfloat16
         # features of a mixed-precision backbone are cast, exactly, as a float32 Dense layer
         # casts its input. A no-op for float32 features.
         x1 = append_one(tf, tf.cast(features, tf.float32))
-        z = t.main.logits(tf, w, x1, columns, part["local"][:, 0] if t.main.hidden else None)
+        z = t.main.logits(tf, w, x1, part["columns"],
+                          part["local"][:, 0] if t.main.hidden else None)
         for g, stack in enumerate(t.stacks[1:], 1):
             if isinstance(stack, SingleTask):
                 z = tf.where(tf.equal(part["group"], g), stack.logits(tf, w, x1), z)
@@ -270,6 +267,20 @@ class _Endpoints:
             z = tf.tensor_scatter_nd_update(z, at, stack.logits(
                 tf, w, tf.gather_nd(x1, at), tf.gather_nd(part[f"columns_{g}"], at),
                 tf.gather_nd(part[f"local_{g}"][:, 0], at) if stack.hidden else None))
+        return z
+
+    def _heads(self, b: _Backbone, w: Mapping[str, Any], features: Any, row: Any
+               ) -> dict[str, Any]:
+        """Scores, top label and top score of examples with ``features`` of backbone ``b`` and
+        task rows ``row``."""
+        tf, t = self.tf, b.heads
+        assert t is not None
+        part = self._parts(b, w, row)
+        columns = part["columns"]
+        if t.main.members:
+            z = self._stacked_logits(t, w, features, part)
+        else:  # generic heads only (features of any rank, [b, T, d] too): zero logits
+            z = tf.zeros(tf.stack([tf.size(row), self.r.width]), tf.float32)
         scores = activation(tf, t.kinds[0], z)
         for index, kind in enumerate(t.kinds[1:], 1):
             scores = tf.where(tf.equal(part["kind"], index), activation(tf, kind, z), scores)

@@ -103,6 +103,9 @@ class Release:
     unsafe: bool
     started: float  # time.perf_counter() when the export began
     trunk: tuple[str, ...] = ()  # layers all backbones share, one copy (``_trunk``)
+    # layers some models fine-tuned after an automatic split (``_split.LeftLayer``), as the
+    # report lists them: backbone id, layer, files, max_abs_diff
+    not_shared: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def entries(self) -> list[TaskEntry]:
@@ -161,7 +164,7 @@ def publish(release: Release) -> ExportReport:
         previous_version=previous.version if previous is not None else None,
         removed=[{"id": t.id, "name": t.name, "version": version}
                  for t in release.lineage.removed_now],
-        heads_store_bytes=heads_bytes, served_bytes=served,
+        heads_store_bytes=heads_bytes, served_bytes=served, not_shared=release.not_shared,
         backbones=[{"id": b.id, "split_layer": b.split_layer,
                     "fingerprint": b.fingerprint_sha256, "saved_bytes": b.saved_bytes,
                     "features_dtype": b.features_dtype,

@@ -84,6 +84,9 @@ class ExportReport:
     removed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # removed by it
     heads_store_bytes: int = 0  # the stored heads (assets.extra/heads.npy and heads/)
     served_bytes: int = 0  # what TF Serving loads: saved_model.pb, variables/, assets/
+    # layers after an automatic split that every model of a backbone has, some of them
+    # fine-tuned, so the shared part ends before them: backbone, layer, files, max_abs_diff
+    not_shared: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # every backbone: id, split_layer, fingerprint, saved_bytes, tasks (the fields above
     # split_layer, backbone_bytes, backbone_fingerprint, features_dtype are the first one's)
     backbones: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -138,6 +141,12 @@ def render(report: ExportReport, console: Any) -> None:
             row += [t.change, t.checked_against]
         tasks.add_row(*row)
     console.print(tasks)
+    for left in report.not_shared:
+        console.print(f"not shared: layer {left['layer']!r} is fine-tuned in "
+                      f"{', '.join(left['files'])} (max abs diff {left['max_abs_diff']:.3g}), "
+                      f"so the shared part ends before it (at {left['split_layer']!r}) and it "
+                      "runs in each task's head (--backbone-groups would give each copy a "
+                      "backbone of its own instead)", highlight=False, markup=False)
     for r in report.removed:
         console.print(f"removed: task {r['id']} ({r['name']!r}); its id answers that it was "
                       f"removed in version {r['version']}")

@@ -25,9 +25,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import _graph
 from ._errors import ExportError
 from ._keras import KerasModel
+from ._rewire import OUTPUT_SEPARATOR
 
 SHORTER_FLAG = "--accept-shorter-backbone"
 GROUPS_FLAG = "--backbone-groups"
@@ -40,11 +43,27 @@ def split_candidates(model: KerasModel) -> list[int]:
     ops = model.operations()
     candidates = []
     for position, op in enumerate(ops[:-1]):
-        if type(op).__name__ == "InputLayer":
+        if type(op).__name__ == "InputLayer" or model.passes_mask(op):
             continue
         if model.head(op) is not None:
             candidates.append(position)
     return candidates
+
+
+def masked(model: KerasModel) -> list[int]:
+    """Positions whose output carries a Keras mask to the layers after it: never a split."""
+    return [p for p, op in enumerate(model.operations()) if model.passes_mask(op)]
+
+
+def mask_refusal(layer: str, where: str) -> ExportError:
+    return ExportError(
+        f"layer {layer!r} cannot be the split: its output carries a mask (mask_zero=True or a "
+        f"Masking layer, in {where}) that the layers after it read, and the heads would run "
+        "without it",
+        hint="split after the layer that consumes the mask (an RNN, a pooling layer): "
+        f"--split-layer names it when every model has it unchanged; where the models fine-tuned "
+        f"it, {GROUPS_FLAG} gives each its own backbone, or retrain the models on a frozen "
+        "copy of it")
 
 
 def find_position(model: KerasModel, layer_name: str) -> int:
@@ -52,6 +71,11 @@ def find_position(model: KerasModel, layer_name: str) -> int:
     for position, op in enumerate(ops):
         if op.name == layer_name:
             return position
+    # A layer with several outputs of which the model reads one (a hub encoder's dict) is the
+    # layer ``NAME:OUTPUT`` (``_rewire``): its plain name names that output.
+    read = [p for p, op in enumerate(ops) if op.name.startswith(layer_name + OUTPUT_SEPARATOR)]
+    if len(read) == 1:
+        return read[0]
     names = ", ".join(op.name for op in ops)
     raise ExportError(f"no layer named {layer_name!r} in model {model.name!r}",
                       hint=f"--split-layer takes one of: {names}")
@@ -74,6 +98,7 @@ class _Member:
     kinds: list[str]  # layer classes by position
     candidates: list[int]
     dtypes: dict[int, str]  # output dtype of each candidate
+    masks: list[int]  # positions whose output carries a mask (``masked``)
     parent: int | None  # the member it agrees with longest, seen before it
     branch: int  # the first position where it differs from ``parent``
     difference: _graph.Difference | None  # why it differs there (None: the same to the end)
@@ -98,6 +123,22 @@ class Group:
         return self.members[0]
 
 
+@dataclasses.dataclass(frozen=True)
+class LeftLayer:
+    """A layer after a group's split that every model of the group has, built alike, with
+    weights that some models fine-tuned: it left the shared part and runs in each head."""
+
+    layer: str
+    files: list[str]  # the models whose weights differ from the group's first
+    max_abs_diff: float
+
+
+FINE_TUNED = 0.5
+"""A layer two models both have, built alike, counts as fine-tuned from one start (rather than
+trained apart, as heads are) when no weight differs by more than this fraction of the layer's
+largest absolute weight."""
+
+
 class BackboneTree:
     """Compares every task model with those seen before it; plans the backbone groups."""
 
@@ -120,7 +161,8 @@ class BackboneTree:
             candidates = self._candidates(model, where)
             dtypes = {c: model.output_dtype(ops[c]) for c in candidates}
         member = _Member(where, [op.name for op in ops], [type(op).__name__ for op in ops],
-                         candidates, dtypes, parent, branch, difference, snapshots, accepted)
+                         candidates, dtypes, masked(model), parent, branch, difference,
+                         snapshots, accepted)
         self.members.append(member)
         if parent is not None:
             self.members[parent].children.append(len(self.members) - 1)
@@ -135,6 +177,8 @@ class BackboneTree:
                                   hint="name one with --split-layer")
             return candidates
         split = find_position(model, self.given)
+        if model.passes_mask(ops[split]):
+            raise mask_refusal(ops[split].name, where)
         if model.head(ops[split]) is None or split == len(ops) - 1:
             raise ExportError(
                 f"layer {self.given!r} cannot be the split: the output does not depend on the "
@@ -336,6 +380,32 @@ class BackboneTree:
         assert s is not None  # a member has candidates
         return s
 
+    def left_shared(self, group: Group) -> list[LeftLayer]:
+        """The layers after an automatic split that every model of ``group`` has, built alike,
+        some of them fine-tuned (the reason the shared part ends before them), in order."""
+        if self.given is not None or len(group.members) < 2:
+            return []
+        reference = group.reference
+        length = self.members[reference].length
+        if any(self.members[m].length != length for m in group.members):
+            return []
+        theirs = self._layers_from(reference, group.split + 1)
+        mine = {m: self._layers_from(m, group.split + 1) for m in group.members[1:]}
+        left: list[LeftLayer] = []
+        for p in range(group.split + 1, length - 1):  # the output layer is a head's own
+            tuned: list[str] = []
+            worst = 0.0
+            for m, snaps in mine.items():
+                changed = _fine_tuned(snaps[p], theirs[p])
+                if changed is None:
+                    return left
+                if changed > 0:
+                    tuned.append(self.members[m].label)
+                    worst = max(worst, changed)
+            if tuned:
+                left.append(LeftLayer(theirs[p].name, tuned, worst))
+        return left
+
     # ------------------------------------------------------------------------------ refusals
 
     def check_one_group(self, groups: list[Group], accept_shorter: bool) -> list[Group]:
@@ -355,11 +425,25 @@ class BackboneTree:
                 raise ExportError(
                     f"the shared part of these models ends at layer {ref.names[group.split]!r}, "
                     f"whose output is {dtype} (token ids): only the text preprocessing is "
-                    f"shared, not a trained backbone{self._next_differs(group)}",
+                    f"shared, not a trained backbone{self._mask_note(group.members)}"
+                    f"{self._next_differs(group)}",
                     hint="headswitch merges models whose heads read the float features of one "
                     f"shared backbone; train the task models on one frozen base model, or pass "
                     f"{GROUPS_FLAG} to give each backbone its own group")
         return groups
+
+    def _mask_note(self, members: list[int]) -> str:
+        """The layers ``members`` all share that cannot end a backbone for the mask they pass
+        on (say so: they are why the shared part ends before them)."""
+        first = members[0]
+        shared = min([self.common(first, j) for j in members[1:]]
+                     or [self.members[first].length])
+        names = [self.members[first].names[p] for p in self.members[first].masks if p < shared]
+        if not names:
+            return ""
+        return (f" (the models also share {', '.join(repr(n) for n in names)}, but its output "
+                "carries a mask (mask_zero=True or a Masking layer) that the layers after it "
+                "read, so it cannot end the backbone)")
 
     def _next_differs(self, group: Group) -> str:
         deeper = [i for i in group.members[1:] if self.common(i, group.reference) > group.split]
@@ -398,7 +482,8 @@ class BackboneTree:
             elif s is not None:
                 common = (f". All of them share only up to layer {ref.names[s]!r}, whose output "
                           f"is {ref.dtypes[s]} (token ids): only the text preprocessing is "
-                          "shared, not a trained backbone")
+                          "shared, not a trained backbone"
+                          f"{self._mask_note(list(range(len(self.members))))}")
         listed = "".join(f"\n  {line}" for line in lines)
         return ExportError(
             f"these models do not share one backbone: they form {len(groups)} backbone groups"
@@ -427,3 +512,23 @@ def _divergence(ops: list[Any], reference: list[_graph.OpSnapshot | None], start
             return diff, accepted
         accepted = max(accepted, within)
     return None, accepted
+
+
+def _fine_tuned(mine: _graph.OpSnapshot, theirs: _graph.OpSnapshot) -> float | None:
+    """The largest weight difference of two layer calls built alike (0.0: equal weights), or
+    None when they are built differently or their weights are too far apart to come from one
+    start (``FINE_TUNED``: of the largest absolute weight of the layer)."""
+    if (mine.structure, mine.vocabularies, mine.assets, len(mine.weights)) != \
+            (theirs.structure, theirs.vocabularies, theirs.assets, len(theirs.weights)):
+        return None
+    worst = scale = 0.0
+    for (_, a), (_, b) in zip(mine.weights, theirs.weights):
+        if a.shape != b.shape:
+            return None
+        if not np.issubdtype(b.dtype, np.floating) or b.size == 0:
+            if not np.array_equal(a, b):
+                return None
+            continue
+        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))))
+        scale = max(scale, float(np.max(np.abs(b))))
+    return worst if worst <= FINE_TUNED * scale else None

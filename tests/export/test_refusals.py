@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from formats_support import (
     check_against_originals,
+    export,
     exported,
     keras_original,
     refused,
@@ -65,6 +66,12 @@ def test_split_earlier_than_the_heads_needs_a_decision(flat: dict[str, Any],
         report = exported(capfd, paths["a"], paths["b"], paths["tuned"], *how,
                           "--out", folder / how[0])
         assert report["split_layer"] == "pool"
+        if how[0] == "--accept-shorter-backbone":  # the report names what left the shared part
+            [left] = report["not_shared"]
+            assert left["layer"] == "features" and left["split_layer"] == "pool"
+            assert [Path(f).name for f in left["files"]] == ["tuned.keras"]
+        else:
+            assert report["not_shared"] == []
     check_against_originals(report["path"], [keras_original(flat["models"][n])
                                              for n in ("a", "b", "tuned")])
 
@@ -100,3 +107,73 @@ def test_saved_model_without_keras_metadata(tmp_path: Path,
     module = write_hub_module(tmp_path / "module")
     err = refused(capfd, tmp_path / "out", module)
     assert "SavedModel without Keras metadata" in err and "TFSMLayer" in err
+
+
+def _adapted(folder: Path, seed: int) -> Any:
+    """A Keras 3 model whose TextVectorization got its vocabulary from adapt()."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    text = keras.Input(shape=(), dtype="string")
+    vectorize = keras.layers.TextVectorization(output_sequence_length=5, name="vectorize")
+    vectorize.adapt(tf.constant(["alpha beta", "gamma delta", "epsilon zeta"]))
+    trunk = vectorized_trunk(0)[1:]
+    x = vectorize(text)
+    for layer in trunk:
+        x = layer(x)
+    return keras.Model(text, keras.layers.Dense(3, activation="softmax")(x))
+
+
+def test_keras3_h5_loses_an_adapted_vocabulary(tmp_path: Path,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    model = _adapted(tmp_path, 1)
+    model.save(tmp_path / "adapted.h5")
+    err = refused(capfd, tmp_path / "out", tmp_path / "adapted.h5")
+    assert "a Keras 3 .h5 file does not keep the vocabulary of layer 'vectorize'" in err
+    assert "Table not initialized" in err and 'save the model as .keras' in err
+    # The hint, followed.
+    model.save(tmp_path / "adapted.keras")
+    report = exported(capfd, tmp_path / "adapted.keras", "--out", tmp_path / "out")
+    check_against_originals(report["path"], [keras_original(model)])
+
+
+def test_no_terminal_codes_in_a_pipe(flat: dict[str, Any], tmp_path: Path) -> None:
+    """Run as a user pipes it: neither the report table nor a refusal carries terminal control
+    sequences (a message that quotes Keras's own bold error text: the test below)."""
+    import subprocess
+    import sys
+
+    _adapted(tmp_path, 2).save(tmp_path / "adapted.h5")
+    for args in ([flat["paths"]["a"], "--out", tmp_path / "ok"],
+                 [tmp_path / "adapted.h5", "--out", tmp_path / "no"]):
+        run = subprocess.run([sys.executable, "-m", "headswitch", "export", *map(str, args)],
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode in (0, 2), run.stderr[-2000:]
+        assert "\x1b[" not in run.stdout and "\x1b[" not in run.stderr
+    assert (tmp_path / "ok" / "1").is_dir() and not (tmp_path / "no").exists()
+
+
+def test_export_errors_drop_terminal_codes() -> None:
+    from headswitch.export import ExportError
+
+    error = ExportError("\x1b[1mTable not initialized.\x1b[0m", hint="\x1b[31mfix\x1b[0m")
+    assert str(error) == "Table not initialized.\n  hint: fix"
+
+
+def test_an_unforeseen_failure_is_a_refusal(flat: dict[str, Any], tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            capfd: pytest.CaptureFixture[str]) -> None:
+    """A failure no stage foresaw (here: in the build stage) still ends in a refusal that says
+    what to do, with nothing written; HEADSWITCH_TRACEBACK=1 shows the traceback."""
+    from headswitch.export import _exporter
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("Shape must be rank 2 but is rank 3\nmore")
+
+    monkeypatch.setattr(_exporter, "build_module", broken)
+    err = refused(capfd, tmp_path / "out", flat["paths"]["a"])
+    assert "a case it does not handle: ValueError: Shape must be rank 2 but is rank 3;" in err
+    assert "headswitch bug" in err and "HEADSWITCH_TRACEBACK=1" in err and "more" not in err
+    monkeypatch.setenv("HEADSWITCH_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="rank 3"):
+        export(capfd, flat["paths"]["a"], "--out", tmp_path / "out")

@@ -62,8 +62,11 @@ def test_split_layer_names_a_dict_output(tutorial: dict[str, Any], tmp_path: Pat
     paths = tutorial["paths"][:2]
     report = exported(capfd, *paths, "--split-layer", SPLIT, "--out", tmp_path / "out")
     assert report["split_layer"] == SPLIT and report["split_mode"] == "given"
-    err = refused(capfd, tmp_path / "refused", *paths, "--split-layer", "BERT_encoder")
-    assert "no layer named 'BERT_encoder'" in err and SPLIT in err
+    # The layer's plain name names the one output the heads read.
+    report = exported(capfd, *paths, "--split-layer", "BERT_encoder", "--out", tmp_path / "plain")
+    assert report["split_layer"] == SPLIT and report["max_abs_diff"] <= 1e-5
+    err = refused(capfd, tmp_path / "refused", *paths, "--split-layer", "BERT")
+    assert "no layer named 'BERT'" in err and SPLIT in err
 
 
 @pytest.mark.slow
