@@ -5,11 +5,16 @@ the ops and the extra."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from formats_support import (
     check_against_originals,
@@ -86,3 +91,50 @@ def test_without_tf_text_the_refusal_names_the_ops_and_the_extra(
     assert "TF Text ops (" in err and "CaseFoldUTF8" in err, err[-2000:]
     assert 'headswitch[text]' in err
     assert "corrupt" not in err and "keras2" not in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_plain_headswitch_serve_answers_as_the_export(
+        tutorial: dict[str, Any], capfd: pytest.CaptureFixture[str]) -> None:
+    """`headswitch serve` in a fresh process (nothing imported by hand) registers TF Text's ops,
+    reports the version AVAILABLE and answers REST requests as the exported SavedModel."""
+    import tensorflow as tf
+
+    report = exported(capfd, *tutorial["paths"], "--out", tutorial["folder"] / "served")
+    rest = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "headswitch", "serve", str(Path(report["path"]).parent),
+         "--model-name", "bert", "--rest-port", str(rest), "--grpc-port", str(_free_port())],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{rest}/v1/models/bert"
+    try:
+        deadline, state = time.monotonic() + 240, None
+        while time.monotonic() < deadline and state != "AVAILABLE":
+            assert server.poll() is None, server.stderr.read()[-3000:] if server.stderr else ""
+            try:
+                with urllib.request.urlopen(url, timeout=5) as answer:
+                    state = json.load(answer)["model_version_status"][0]["state"]
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert state == "AVAILABLE"
+        tasks = [i % 3 for i in range(len(TEXTS))]
+        body = json.dumps({"instances": [{"text": t, "task_id": k}
+                                         for t, k in zip(TEXTS, tasks)]}).encode()
+        request = urllib.request.Request(f"{url}:predict", body,
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            served = np.array([p["scores"] for p in json.load(answer)["predictions"]])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    loaded = tf.saved_model.load(report["path"])
+    direct = loaded.signatures["serving_default"](text=tf.constant(TEXTS),
+                                                  task_id=tf.constant(tasks, tf.int32))
+    np.testing.assert_allclose(served, direct["scores"].numpy(), atol=1e-6, rtol=0)
