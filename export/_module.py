@@ -328,8 +328,12 @@ class _Endpoints:
                 return tuple(out[k] for k in _ANSWERS)
             return run
 
+        def mixed() -> tuple[Any, ...]:
+            out = self._mixed(w, text, row, part)  # built once: every answer reads this one
+            return tuple(out[k] for k in _ANSWERS)
+
         branches = [whole(b, i) for i, b in enumerate(self.backbones)]
-        branches.append(lambda: tuple(self._mixed(w, text, row, part)[k] for k in _ANSWERS))
+        branches.append(mixed)
         return dict(zip(_ANSWERS, _case(index, branches)))
 
     def _mixed(self, w: Mapping[str, Any], text: Any, row: Any, part: Any) -> dict[str, Any]:

@@ -138,6 +138,11 @@ def test_one_backbone_batches_skip_the_others(grouped: dict[str, Any]) -> None:
              for node in f.node_def if node.op == "Case"]
     assert cases and all(not node.attr["_lower_using_switch_merge"].b for node in cases)
     assert all(len(node.attr["branches"].list.func) == 4 for node in cases)  # 3 + mixed
+    # A mixed batch runs each backbone once, on its own examples: one cond per backbone and
+    # one partition per input (texts, rows, positions), not one set per answer.
+    ops = [node.op for f in proto.meta_graphs[0].graph_def.library.function
+           for node in f.node_def]
+    assert ops.count("If") == 3 and ops.count("DynamicPartition") == 3
 
 
 def test_warmup_covers_every_backbone(grouped: dict[str, Any]) -> None:
