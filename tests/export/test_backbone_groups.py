@@ -258,3 +258,38 @@ def test_flat_models_split_where_each_group_ends(tmp_path: Path,
                                                       "variables"))]
     # the embedding once (not once per backbone), the 'features' kernel and bias
     assert len([k for k in keys if k.endswith("VARIABLE_VALUE")]) == 3, keys
+
+
+def test_clients_and_score_work_on_a_grouped_version(grouped: dict[str, Any],
+                                                    tmp_path: Path) -> None:
+    """Downstream is unchanged: the REST and gRPC clients through the embedded server and
+    ``headswitch score`` answer a batch that mixes the groups as the SavedModel does."""
+    from headswitch.client import GrpcClient, RestClient
+    from headswitch.serving import ModelServer
+
+    names = [f"t{i}_{k}" for i, k in enumerate("AAAAABBC")]
+    texts = [TEXTS[i % len(TEXTS)] for i in range(12)]
+    tasks = [names[(5 * i) % 8] for i in range(12)]  # every group, interleaved
+    loaded = tf.saved_model.load(str(grouped["path"]))
+    want = loaded.signatures["by_name"](text=tf.constant(texts), task=tf.constant(tasks))
+    best = [(label.decode(), float(score)) for label, score in
+            zip(want["top_label"].numpy(), want["top_score"].numpy())]
+    with ModelServer(model_name="headswitch", model_base_path=grouped["base"], grpc_port=0,
+                     rest_port=0) as server:
+        server.wait_until_available()
+        for client in (RestClient(str(server.rest_url)), GrpcClient(str(server.grpc_address))):
+            with client:
+                got = client.predict(texts, tasks)
+            assert [p.task_name for p in got] == tasks
+            assert [p.top_label for p in got] == [label for label, _ in best]
+            np.testing.assert_allclose([p.top_score for p in got], [s for _, s in best],
+                                       atol=1e-6)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"id": i, "text": t, "task": k}) + "\n"
+                            for i, (t, k) in enumerate(zip(texts, tasks))))
+    assert main(["score", str(grouped["base"]), "--input", str(rows),
+                 "--output", str(tmp_path / "scored")]) == 0
+    scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in scored] == list(range(12))
+    assert [r["top_label"] for r in scored] == [label for label, _ in best]
+    np.testing.assert_allclose([r["top_score"] for r in scored], [s for _, s in best], atol=1e-6)
