@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_REPORT_RSS = ("\nimport resource as _r\n"
-               "print('PEAK_RSS', _r.getrusage(_r.RUSAGE_SELF).ru_maxrss * 1024)\n")
+# The child's own peak: VmHWM of its memory map (new at exec). Not ru_maxrss, which Linux
+# carries across exec from the forked copy of this process: a child of a 1 GiB parent reported
+# 1 GiB however little it used.
+_REPORT_RSS = ("\nimport re as _re\n"
+               "print('PEAK_RSS', int(_re.search(r'VmHWM:\\s+(\\d+)', "
+               "open('/proc/self/status').read()).group(1)) * 1024)\n")
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class ChildRun:
 
 def run_child(code: str, *args: str, env: dict[str, str] | None = None) -> ChildRun:
     """Run ``python -c code args...`` in a fresh process (``env`` added to this one's
-    environment); return its wall time, its own peak RSS (the kernel's ru_maxrss) and its
+    environment); return its wall time, its own peak RSS (VmHWM) and its
     stdout."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     started = time.perf_counter()
