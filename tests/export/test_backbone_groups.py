@@ -5,6 +5,7 @@ tasks' examples; next versions that add, extend and drop backbones."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +268,8 @@ def test_clients_and_score_work_on_a_grouped_version(grouped: dict[str, Any],
     from headswitch.client import GrpcClient, RestClient
     from headswitch.serving import ModelServer
 
+    base = tmp_path / "base"  # version 1 alone (a test above publishes version 2 beside it)
+    shutil.copytree(grouped["path"], base / "1")
     names = [f"t{i}_{k}" for i, k in enumerate("AAAAABBC")]
     texts = [TEXTS[i % len(TEXTS)] for i in range(12)]
     tasks = [names[(5 * i) % 8] for i in range(12)]  # every group, interleaved
@@ -274,7 +277,7 @@ def test_clients_and_score_work_on_a_grouped_version(grouped: dict[str, Any],
     want = loaded.signatures["by_name"](text=tf.constant(texts), task=tf.constant(tasks))
     best = [(label.decode(), float(score)) for label, score in
             zip(want["top_label"].numpy(), want["top_score"].numpy())]
-    with ModelServer(model_name="headswitch", model_base_path=grouped["base"], grpc_port=0,
+    with ModelServer(model_name="headswitch", model_base_path=base, grpc_port=0,
                      rest_port=0) as server:
         server.wait_until_available()
         for client in (RestClient(str(server.rest_url)), GrpcClient(str(server.grpc_address))):
@@ -287,7 +290,7 @@ def test_clients_and_score_work_on_a_grouped_version(grouped: dict[str, Any],
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"id": i, "text": t, "task": k}) + "\n"
                             for i, (t, k) in enumerate(zip(texts, tasks))))
-    assert main(["score", str(grouped["base"]), "--input", str(rows),
+    assert main(["score", str(base), "--input", str(rows),
                  "--output", str(tmp_path / "scored")]) == 0
     scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     assert [r["id"] for r in scored] == list(range(12))
