@@ -27,3 +27,13 @@ def report(error: Error, prefix: str, file: TextIO | None = None) -> None:
     print(f"{prefix}: {error.message}", file=out)
     if error.hint:
         print(f"  hint: {error.hint}", file=out)
+
+
+# The signals (SIGINT, SIGTERM) the CLI turned into KeyboardInterrupt in this process: a library
+# may wrap that interrupt in an error of its own, and a command must not report it as one.
+signalled: list[int] = []
+
+
+def interrupted() -> bool:
+    """Whether a CLI command in this process was interrupted by a signal."""
+    return bool(signalled)

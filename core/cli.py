@@ -27,11 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_signalled: list[int] = []
-
-
 def _terminate(signum: int, frame: object) -> None:
-    _signalled.append(signum)
+    from headswitch._errors import signalled
+
+    signalled.append(signum)
     raise KeyboardInterrupt
 
 
@@ -46,14 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _terminate)
     from headswitch import Error
-    from headswitch._errors import report
+    from headswitch._errors import interrupted, report
     from headswitch._quiet import native_stderr_quiet
 
     try:
         with native_stderr_quiet():
             return int(args.func(args) or 0)
     except Error as error:  # one a command did not report itself
-        if _signalled:
+        if interrupted():
             print("interrupted", file=sys.stderr)
             return 130
         report(error, f"headswitch {args.command}")
@@ -61,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseException:
         # A library may wrap the KeyboardInterrupt raised inside its own call; the signal
         # still decides the exit status.
-        if not _signalled:
+        if not interrupted():
             raise
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from headswitch._errors import Error
+from headswitch._errors import Error, interrupted
 from headswitch._errors import report as report_error
 from headswitch.contract import DEFAULT_BASE, DEFAULT_MODEL_NAME
 
@@ -132,6 +132,8 @@ def _answer(run: Callable[[], T], failed: str, as_json: bool, data: Callable[[T]
     try:
         result = run()
     except Error as e:  # ExportError, InspectError
+        if interrupted():
+            raise
         report_error(e, failed)
         return 2
     if as_json:
@@ -196,10 +198,12 @@ def _export(args: argparse.Namespace) -> int:
                                        backbone_groups=args.backbone_groups,
                                        tokenizer=args.tokenizer)
     except ExportError as e:
+        if interrupted():  # a load or a save cut short by Ctrl-C or SIGTERM: not a refusal
+            raise
         report_error(e, "export failed")
         return 2
     except Exception as e:  # a case no stage foresaw: still a refusal, never a traceback
-        if os.environ.get(TRACEBACK_ENV):
+        if os.environ.get(TRACEBACK_ENV) or interrupted():
             raise
         report_error(unforeseen(e), "export failed")
         return 2

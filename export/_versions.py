@@ -116,22 +116,30 @@ def staging(base: Path, version: int) -> Iterator[Path]:
         published = True
         _fsync_dir(base)
     finally:
-        _clean_up(temp, [] if published else created)
+        _clean_up(temp, [] if published else created, quiet=0.0 if published else 1.0)
 
 
-def _clean_up(temp: Path, created: list[Path], seconds: float = 10.0) -> None:
+def _clean_up(temp: Path, created: list[Path], seconds: float = 10.0, quiet: float = 0.0
+              ) -> None:
     """Remove ``temp`` and the folders in ``created`` that are left empty (the BASE and parents
-    an unpublished export made). Again for up to ``seconds`` while they are still there: after
-    an interrupt TensorFlow's file threads may still add a file to ``temp``."""
+    an unpublished export made). Again for up to ``seconds`` until they have stayed gone for
+    ``quiet`` seconds: after an interrupt TensorFlow's file threads may still write into
+    ``temp``, creating its folders again."""
     deadline = time.monotonic() + seconds
+    gone_since: float | None = None
     while True:
         _remove_tree(temp)
         for folder in created:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty
+        now = time.monotonic()
         if not temp.exists() and not any(folder.exists() for folder in created):
-            return
-        if time.monotonic() > deadline:
+            gone_since = now if gone_since is None else gone_since
+            if now - gone_since >= quiet:
+                return
+        else:
+            gone_since = None
+        if now > deadline:
             return  # a folder holds something else: it is not ours to remove
         time.sleep(0.05)
 

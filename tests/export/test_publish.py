@@ -67,7 +67,8 @@ def test_killed_export_leaves_no_numbered_folder(example_models: Any, tmp_path: 
         leftovers = [p for p in base.iterdir() if p.name.startswith(".headswitch-tmp-")]
         assert len(leftovers) <= 1  # no chance to clean up, but the name is not a version
     else:
-        assert not base.exists()  # Ctrl-C and SIGTERM clean up, the BASE folder they made too
+        # Ctrl-C and SIGTERM clean up, the BASE folder they made too
+        assert not base.exists(), sorted(str(p.relative_to(base)) for p in base.rglob("*"))
         assert proc.returncode == 130
     report = export_models(example_models.paths[:2], base)
     assert report.version == 1
